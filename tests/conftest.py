@@ -1,0 +1,6 @@
+"""Fixtures live in tests/support/, one module per real component they start."""
+
+pytest_plugins = [
+    "tests.support.broker",
+    "tests.support.media",
+]
