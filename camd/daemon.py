@@ -1,0 +1,180 @@
+"""The daemon: one thread per camera around a shared detector, events fanned out to MQTT,
+the console and the memory, and a clean stop on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from camd.config import Config
+from camd.identity.memory import Memory
+from camd.pipeline import CameraPipeline, EventSink, SharedDetector
+from camd.publish.mqtt import MqttPublisher
+from camd.sources.status import CameraStatus
+from camd.vision.detector import create_detector
+
+log = logging.getLogger(__name__)
+
+# Camera threads get this long to notice the stop flag before shutdown moves on without them.
+JOIN_TIMEOUT_S = 3.0
+
+
+@dataclass
+class RunSummary:
+    cameras: int
+    frames: int
+    tracks: int
+    events: int
+    sightings: int
+    seconds: float
+    detect_ms_p50: float | None
+    mqtt: dict[str, Any] | None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        detect = f"{self.detect_ms_p50:.1f} ms" if self.detect_ms_p50 is not None else "n/a"
+        out = [
+            f"cameras {self.cameras}, frames {self.frames}, tracks {self.tracks}, events {self.events}, "
+            f"sightings stored {self.sightings}",
+            f"{self.seconds:.1f} s wall, {self.fps:.1f} frames/s processed, detector p50 {detect}",
+        ]
+        if self.mqtt is not None:
+            out.append("mqtt: " + ", ".join(f"{k} {v}" for k, v in self.mqtt.items()))
+        return out
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        extra_sinks: list[EventSink] | None = None,
+        mqtt: bool | None = None,
+    ) -> None:
+        self.config = config
+        self.stop_event = threading.Event()
+        self._extra_sinks = extra_sinks or []
+        self._use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
+        self.publisher: MqttPublisher | None = None
+        self.memory: Memory | None = None
+        self.pipelines: dict[str, CameraPipeline] = {}
+        self.statuses: dict[str, CameraStatus] = {}
+        self._sink_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.sightings_stored = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self, install_signals: bool = True) -> RunSummary:
+        """Run until every source ends (files) or stop() / SIGTERM / SIGINT."""
+        if install_signals:
+            self._install_signal_handlers()
+        started = time.monotonic()
+        self.start()
+        try:
+            while not self.stop_event.is_set() and any(t.is_alive() for t in self._threads):
+                self.stop_event.wait(0.2)
+        finally:
+            self.shutdown()
+        return self.summary(time.monotonic() - started)
+
+    def start(self) -> None:
+        detector = SharedDetector(create_detector(self.config.detector, self.config.models_path))
+        self.memory = Memory(self.config)
+        if self._use_mqtt:
+            self.publisher = MqttPublisher(self.config.mqtt, self.config.outbox_path)
+            self.publisher.start()
+        for name, camera in self.config.cameras.items():
+            if not camera.enabled:
+                log.info("camera %s: disabled in config", name)
+                continue
+            pipeline = CameraPipeline(
+                name, self.config, detector, self._fan_out, self.stop_event, on_status=self._on_status
+            )
+            self.pipelines[name] = pipeline
+            thread = threading.Thread(target=pipeline.run, name=f"camera-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        log.info("camd running: %d camera(s)", len(self._threads))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("%s did not stop in time; leaving it behind", thread.name)
+        if self.publisher is not None:
+            self.publisher.stop()
+        if self.memory is not None:
+            self.sightings_stored = self.memory.count_sightings()
+            self.memory.close()
+        log.info("camd stopped")
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: object) -> None:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # -- event and status flow -------------------------------------------------------------
+
+    def _fan_out(self, event: dict[str, Any]) -> None:
+        with self._sink_lock:  # one event at a time keeps every sink's order identical
+            after = event["after"]
+            log.info(
+                "event %s camera=%s label=%s id=%s score=%.2f",
+                event["type"], after["camera"], after["label"], after["id"], after["top_score"],
+            )
+            if self.publisher is not None:
+                self.publisher.publish_event(event)
+            if event["type"] == "end" and self.memory is not None:
+                self._guard("memory", lambda: self.memory.record_sighting(event))  # type: ignore[union-attr]
+            for sink in self._extra_sinks:
+                self._guard("sink", lambda sink=sink: sink(event))
+
+    @staticmethod
+    def _guard(what: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception:  # a failing side output must not stop the cameras
+            log.exception("%s failed for an event", what)
+
+    def _on_status(self, status: CameraStatus) -> None:
+        self.statuses[status.camera] = status
+        log.info("camera %s: %s%s", status.camera, status.state,
+                 f" ({status.last_error})" if status.last_error else "")
+        if self.publisher is not None:
+            self.publisher.publish(
+                f"cameras/{status.camera}/status", status.to_dict(), retain=True, durable=False
+            )
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def summary(self, seconds: float) -> RunSummary:
+        stats = [p.stats for p in self.pipelines.values()]
+        timings = [ms for s in stats for ms in s.detect_ms]
+        return RunSummary(
+            cameras=len(self.pipelines),
+            frames=sum(s.frames for s in stats),
+            tracks=sum(p.track_events.tracks_announced for p in self.pipelines.values()),
+            events=sum(s.events for s in stats),
+            sightings=self.sightings_stored,
+            seconds=seconds,
+            detect_ms_p50=statistics.median(timings) if timings else None,
+            mqtt=self.publisher.stats() if self.publisher is not None else None,
+        )
