@@ -209,3 +209,21 @@ def test_filter_detections_applies_track_list_and_min_area() -> None:
         kept_person,
         big_car,
     ]
+
+
+def test_float16_input_model(tmp_path: Path, models_dir: Path, photos: dict[str, np.ndarray]) -> None:
+    """A `half=True`-style export takes float16 input: rebuild the model with a float16 input + Cast."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(models_dir / "yolov8s_person" / "best_fp16.onnx"))
+    graph = model.graph
+    name = graph.input[0].name
+    for node in graph.node:
+        node.input[:] = [f"{name}_f32" if value == name else value for value in node.input]
+    graph.node.insert(0, onnx.helper.make_node("Cast", [name], [f"{name}_f32"], to=onnx.TensorProto.FLOAT))
+    graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    path = tmp_path / "half_input.onnx"
+    onnx.save(model, str(path))
+
+    config = DetectorConfig(backend="yolo", model=str(path), class_map={0: "person", 1: "person"})
+    detections = create_detector(config, models_dir).detect(photos["zidane"])
+    assert matched(detections, ZIDANE_PEOPLE, "person") == 2
