@@ -1,0 +1,188 @@
+"""YOLOv8 / YOLO11-style ONNX exports through onnxruntime (no torch, no ultralytics).
+
+Works with any `yolo export format=onnx` detection model: one output (1, 4+nc, N) of
+(cx, cy, w, h, class scores...) in letterboxed input pixels, NMS not baked in.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from camd.types import TRACKED_LABELS, Detection
+from camd.vision.detector import DetectorError, check_image, clip_box
+
+PAD_VALUE = 114  # the grey Ultralytics pads with; the model was trained on it
+DEFAULT_INPUT_SIZE = 640
+# COCO-80 order (Ultralytics exports): the indices of the classes camd tracks.
+COCO80_TRACKED = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}
+COCO80_CLASSES = 80
+
+
+def class_labels(
+    num_classes: int, names: dict[int, str] | None, class_map: dict[int, str] | None
+) -> dict[int, str]:
+    """Class index -> camd label for the classes camd tracks; the rest are dropped.
+
+    An explicit class_map wins; else the model's own `names` metadata; else COCO order for 80 classes.
+    """
+    if class_map:
+        mapped = {int(k): v for k, v in class_map.items() if 0 <= int(k) < num_classes}
+    elif names:
+        mapped = {k: v for k, v in names.items() if v in TRACKED_LABELS}
+    elif num_classes == COCO80_CLASSES:
+        mapped = dict(COCO80_TRACKED)
+    else:
+        raise DetectorError(
+            f"the YOLO model has {num_classes} classes and no class names in its metadata; "
+            "set detector.class_map (class index -> one of " + ", ".join(sorted(TRACKED_LABELS)) + ")"
+        )
+    if not mapped:
+        raise DetectorError(
+            f"none of the YOLO model's classes ({names or num_classes}) is one camd tracks "
+            f"({sorted(TRACKED_LABELS)}); set detector.class_map to say which class is which"
+        )
+    return mapped
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+    """Resize keeping the aspect ratio, pad to size x size: (padded, scale, pad_x, pad_y)."""
+    height, width = image.shape[:2]
+    scale = min(size / height, size / width)
+    new_w, new_h = round(width * scale), round(height * scale)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    pad_x, pad_y = (size - new_w) / 2, (size - new_h) / 2
+    top, left = round(pad_y - 0.1), round(pad_x - 0.1)  # the odd pixel goes bottom/right, as Ultralytics
+    padded = cv2.copyMakeBorder(
+        resized, top, size - new_h - top, left, size - new_w - left, cv2.BORDER_CONSTANT,
+        value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
+    )  # fmt: skip
+    return padded, scale, float(left), float(top)
+
+
+class YoloDetector:
+    """nms_iou: lower merges more overlapping boxes (fewer duplicates, but two people standing
+    close may become one box); higher keeps them apart."""
+
+    name = "yolo"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int = 2,
+        min_score: float = 0.25,
+        nms_iou: float = 0.45,
+        class_map: dict[int, str] | None = None,
+        input_size: int | None = None,
+    ) -> None:
+        path = Path(path)
+        if path.is_dir():
+            models = sorted(path.glob("*.onnx"))
+            if len(models) != 1:
+                raise DetectorError(
+                    f"YOLO model folder {path} must hold exactly one .onnx file, found {models}"
+                )
+            path = models[0]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors (InvalidProtobuf, Fail...)
+            raise DetectorError(
+                f"onnxruntime could not load the YOLO model {path}: the file is damaged or not an ONNX model "
+                f"({str(exc).strip().splitlines()[0][:200]}); re-prepare it (delete its folder under "
+                "models_dir) or export again with `yolo export model=... format=onnx`"
+            ) from None
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        self._dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+        self._size = self._input_size(path, model_input.shape, input_size)
+
+        output = self._session.get_outputs()[0]
+        channels = output.shape[1] if len(output.shape) == 3 else None
+        names = _names_metadata(self._session)
+        if not isinstance(channels, int) or channels < 5:
+            raise DetectorError(
+                f"YOLO model {path} has output shape {output.shape}; camd reads (1, 4+classes, boxes) "
+                "from YOLOv8/YOLO11 detection exports (`yolo export format=onnx`, nms=False)"
+            )
+        if names is not None and len(names) != channels - 4:
+            raise DetectorError(
+                f"YOLO model {path}: {len(names)} class names but {channels - 4} class channels; "
+                "is it a YOLOv5-style export (with objectness) or a segmentation/pose model? "
+                "camd reads YOLOv8/YOLO11 detection exports"
+            )
+        self._labels = class_labels(channels - 4, names, class_map)
+        self._label_ids = {label: index for index, label in enumerate(sorted(set(self._labels.values())))}
+        self.min_score = min_score
+        self.nms_iou = nms_iou
+
+    @staticmethod
+    def _input_size(path: Path, shape: list[object], wanted: int | None) -> int:
+        fixed = shape[2] if len(shape) == 4 and isinstance(shape[2], int) else None
+        if fixed is not None and wanted is not None and wanted != fixed:
+            raise DetectorError(
+                f"detector.input_size is {wanted} but the model {path.name} takes a fixed "
+                f"{fixed}x{fixed} input; remove input_size or export the model at imgsz={wanted}"
+            )
+        return fixed or wanted or DEFAULT_INPUT_SIZE
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        check_image(image)
+        height, width = image.shape[:2]
+        padded, scale, pad_x, pad_y = letterbox(image, self._size)
+        blob = cv2.dnn.blobFromImage(padded, scalefactor=1 / 255.0, swapRB=True).astype(
+            self._dtype, copy=False
+        )
+        raw = self._session.run(None, {self._input_name: blob})[0]
+        rows = np.asarray(raw[0], dtype=np.float32).T  # (N, 4 + nc)
+
+        scores_all = rows[:, 4:]
+        class_ids = scores_all.argmax(axis=1)
+        scores = scores_all[np.arange(len(rows)), class_ids]
+        keep = scores >= self.min_score
+        keep &= np.isin(class_ids, list(self._labels))
+        rows, class_ids, scores = rows[keep], class_ids[keep], scores[keep]
+        if not len(rows):
+            return []
+
+        # Boxes back to frame pixels: undo the padding, then the scale.
+        cx, cy, bw, bh = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+        x1 = (cx - bw / 2 - pad_x) / scale
+        y1 = (cy - bh / 2 - pad_y) / scale
+        x2 = (cx + bw / 2 - pad_x) / scale
+        y2 = (cy + bh / 2 - pad_y) / scale
+        labels = [self._labels[int(c)] for c in class_ids]
+        # NMS per camd label, not per model class: 'Normal' and 'Fall' boxes on one person merge.
+        groups = [self._label_ids[label] for label in labels]
+        xywh = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).tolist()
+        kept = cv2.dnn.NMSBoxesBatched(xywh, scores.tolist(), groups, self.min_score, self.nms_iou)
+        detections = []
+        for index in np.asarray(kept, dtype=int).reshape(-1):
+            box = clip_box(
+                float(x1[index]), float(y1[index]), float(x2[index]), float(y2[index]), width, height
+            )
+            if box[2] > box[0] and box[3] > box[1]:
+                detections.append(Detection(label=labels[index], score=float(scores[index]), box=box))
+        detections.sort(key=lambda det: det.score, reverse=True)
+        return detections
+
+
+def _names_metadata(session: ort.InferenceSession) -> dict[int, str] | None:
+    """Ultralytics stores `names` as a Python dict literal in the ONNX metadata."""
+    text = session.get_modelmeta().custom_metadata_map.get("names")
+    if not text:
+        return None
+    try:
+        names = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(names, dict):
+        return None
+    return {int(k): str(v) for k, v in names.items()}
