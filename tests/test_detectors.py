@@ -1,7 +1,7 @@
 """Both detector backends on real photos, with boxes checked against hand-drawn reference boxes.
 
 The photos come from the ultralytics wheel (the `sample_photos` asset), so these tests need
-PyPI once, not ../shared/data; the models are prepared into pytest's cache folder and reused.
+PyPI once, not ../shared/data; the models are prepared once into var/models (tests/support/models.py).
 Reference boxes were read off the images by eye on a 50-pixel grid (x1, y1, x2, y2).
 """
 
@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import pytest
 
-from camd.assets import prepare_all
 from camd.config.models import DetectorConfig, ObjectFilter, ObjectsConfig
 from camd.types import TRACKED_LABELS, Box, Detection
 from camd.vision import Detector, DetectorError, create_detector, filter_detections
@@ -59,15 +58,6 @@ def unexplained(detections: list[Detection], references: dict[str, list[Box]]) -
         for d in detections
         if d.score >= CONFIDENT and not any(iou(d.box, r) >= MATCH_IOU for r in references.get(d.label, []))
     ]
-
-
-@pytest.fixture(scope="session")
-def models_dir(request: pytest.FixtureRequest) -> Path:
-    """Prepared once per machine (pytest's cache folder), verified by stamp on later runs."""
-    override = os.environ.get("CAMD_TEST_MODELS_DIR")
-    folder = Path(override) if override else Path(request.config.cache.mkdir("camd-models"))
-    prepare_all(folder, ids=["ssd_mobilenet_v2_coco", "yolov8s_person", "sample_photos"], progress=False)
-    return folder
 
 
 @pytest.fixture(scope="session")
