@@ -43,6 +43,9 @@ MAX_BAD_PACKETS = 100
 LIVE_QUEUE_FRAMES = 2
 FILE_QUEUE_FRAMES = 4
 LIVE_ANALYZE_US = 1_000_000
+# A file that cannot be read three times in a row will not get better by waiting (unlike a camera,
+# which is retried forever): the source ends with the error in its status.
+FILE_MAX_ATTEMPTS = 3
 _POLL_S = 0.1  # how often waits look at the stop event
 _TERMINAL: frozenset[CameraState] = frozenset({"ended", "stopped"})
 
@@ -140,7 +143,8 @@ class CameraSource:
 
     `frames()` never raises for stream trouble: open errors, drops, corrupt data and the end of
     a live stream set the status to `reconnecting` and are retried with capped exponential
-    backoff. A file ends the iterator when it is played out (unless `loop`). `on_status` is
+    backoff, forever for a camera and FILE_MAX_ATTEMPTS times in a row for a file. A file ends
+    the iterator (state `ended`) when it is played out (unless `loop`) or given up on. `on_status` is
     called, from the reader thread, on every state change and on every scheduled retry; it
     gets a snapshot and should return quickly.
     """
@@ -172,6 +176,7 @@ class CameraSource:
         self._media_offset = 0.0  # media seconds played in earlier loops
         self._last_timestamp = 0.0
         self._pass_frames = 0  # frames decoded since the last open
+        self._file_failures = 0  # consecutive failed attempts on a file source
 
     @property
     def status(self) -> CameraStatus:
@@ -375,6 +380,7 @@ class CameraSource:
     # --- status ---------------------------------------------------------------------------
 
     def _went_online(self, width: int, height: int) -> None:
+        self._file_failures = 0
         with self._lock:
             if self._status.state in _TERMINAL:
                 return
@@ -390,6 +396,11 @@ class CameraSource:
         """Record a failure and sleep the backoff delay. False when halted meanwhile."""
         if self._halted():
             return False
+        if not self.target.live:
+            self._file_failures += 1
+            if self._file_failures >= FILE_MAX_ATTEMPTS:
+                self._give_up(error)
+                return False
         delay = backoff.next_delay()
         with self._lock:
             if self._status.state in _TERMINAL:
@@ -406,6 +417,17 @@ class CameraSource:
                 "camera %s: %s; retrying in %.1f s", self.name, error, delay)
         self._notify(snapshot)
         return not self._wait(delay)
+
+    def _give_up(self, error: str) -> None:
+        with self._lock:
+            if self._status.state in _TERMINAL:
+                return
+            self._status.state = "ended"
+            self._status.last_error = error
+            self._status.retry_delay_s = self._status.next_retry_at = None
+            snapshot = self._status.snapshot()
+        log.error("camera %s: %s; giving up after %d attempts", self.name, error, FILE_MAX_ATTEMPTS)
+        self._notify(snapshot)
 
     def _set_state(self, state: CameraState) -> None:
         with self._lock:

@@ -234,13 +234,15 @@ def truncated_copy(source: Path, target: Path, keep: float = 0.5) -> Path:
     return target
 
 
-def corrupted_copy(source: Path, target: Path, fraction: float = 0.02, seed: int = 1) -> Path:
-    """Random bytes overwritten after the first 10% (headers intact, payload damaged)."""
+def corrupted_copy(source: Path, target: Path, fraction: float = 0.02, seed: int = 1,
+                   region: tuple[float, float] = (0.2, 0.7)) -> Path:
+    """Random bytes overwritten inside `region` (fractions of the file): the headers at the start
+    and an MP4's index at the end stay intact, the video payload between them is damaged."""
     data = bytearray(source.read_bytes())
     rng = random.Random(seed)
-    start = len(data) // 10
+    start, end = int(len(data) * region[0]), int(len(data) * region[1])
     for _ in range(int(len(data) * fraction)):
-        data[rng.randrange(start, len(data))] = rng.randrange(256)
+        data[rng.randrange(start, end)] = rng.randrange(256)
     target.write_bytes(bytes(data))
     return target
 
