@@ -11,6 +11,7 @@ from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from camd.config.models import CameraConfig
@@ -18,6 +19,7 @@ from camd.sources import Backoff, CameraSource, CameraStatus, FrameSampler, reso
 from camd.types import Frame
 from tests.support.data import shared_data
 from tests.support.media import (
+    WalkerClip,
     corrupted_copy,
     make_clip,
     make_resolution_change_clip,
@@ -373,3 +375,19 @@ def test_rtsp_server_killed_and_restarted(rtsp_server: ServerFactory, stream_cli
     assert read_index(after[0].image) <= read_index(before[-1].image)
     assert all(b.timestamp > a.timestamp for a, b in pairwise(before + after))
     assert source.status.reconnects >= 1
+
+
+# --- the media fixtures other tests build on ------------------------------------------------
+
+
+def test_walkers_clip_matches_its_ground_truth(walkers_clip: WalkerClip) -> None:
+    scene = walkers_clip.scene
+    frames = list(CameraSource("c", camera(walkers_clip.path, detect_fps=10), threading.Event()).frames())
+    assert len(frames) == scene.frames
+    walkers = {w.name: w for w in scene.walkers}
+    for frame in frames[:: scene.frames // 6]:
+        for name, (x1, y1, x2, y2) in scene.boxes(frame.index).items():
+            inside = frame.image[int(y1) + 4 : int(y2) - 4, int(x1) + 4 : int(x2) - 4].reshape(-1, 3)
+            assert np.abs(inside.mean(axis=0) - walkers[name].color).max() < 12, (name, frame.index)
+    first, last = scene.boxes(0)["red"], scene.boxes(scene.frames - 1)["red"]
+    assert last[0] - first[0] == pytest.approx(240, abs=1)  # left to right along its lane
