@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.broker",
     "tests.support.media",
     "tests.support.models",
+    "tests.support.rtsp",
 ]

@@ -27,7 +27,6 @@ from tests.support.media import (
     truncated_copy,
 )
 from tests.support.rtsp import RtspServer, free_port
-from tests.support.rtsp import rtsp_server as rtsp_server  # the fixture, until conftest lists it
 
 ServerFactory = Callable[..., RtspServer]
 WAIT_S = 20.0  # upper bound for things that should happen in a second or two; only hit on failure
