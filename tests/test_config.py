@@ -498,7 +498,7 @@ def _only_config_errors(path: Path, text: str) -> None:
     try:
         load_config(path)
     except ConfigError as exc:
-        assert exc.errors and str(exc)
+        assert exc.errors and str(exc).encode("utf-8")  # printable: check-config writes it out
 
 
 @pytest.mark.timeout(120)
@@ -513,4 +513,40 @@ def test_fuzz_text_raises_only_config_error(tmp_path: Path, text: str) -> None:
 @given(data=st.dictionaries(KEYS, NESTED, max_size=6))
 def test_fuzz_nested_mappings_raise_only_config_error(tmp_path: Path, data: dict[str, Any]) -> None:
     # JSON is YAML 1.2, so any nested structure (odd keys, huge numbers, deep nesting) is a valid file.
+    _only_config_errors(tmp_path / "fuzz.yaml", json.dumps(data))
+
+
+SCHEMA_PATHS = [
+    ("state_dir",), ("models_dir",), ("log_level",), ("mqtt",), ("mqtt", "host"), ("mqtt", "port"),
+    ("mqtt", "password"), ("mqtt", "tls_ca"), ("mqtt", "topic_prefix"), ("detector", "class_map"),
+    ("detector", "model"), ("detector", "input_size"), ("objects", "track"), ("objects", "filters"),
+    ("store", "url"), ("store", "path"), ("store", "api_key"), ("cameras",), ("cameras", "x"),
+    ("cameras", "x", "url"), ("cameras", "x", "detect_fps"), ("cameras", "x", "objects"),
+    ("cameras", "x", "objects", "filters"), ("cameras", "x", "reconnect_max_s"),
+]  # fmt: skip
+URLISH = st.sampled_from(
+    ["rtsp://", "http://[", "a:b@", "//", "file:", ":", "@", "/", "?", "#", "%", "h", "1", "${X}"]
+)
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    changes=st.lists(
+        st.tuples(st.sampled_from(SCHEMA_PATHS), NESTED | st.lists(URLISH, max_size=8).map("".join)),
+        max_size=4,
+    )
+)
+def test_fuzz_values_at_schema_paths_raise_only_config_error(
+    tmp_path: Path, changes: list[tuple[tuple[str, ...], Any]]
+) -> None:
+    """Start from a valid config and put arbitrary values where the validators look."""
+    data: dict[str, Any] = {"cameras": {"x": {"url": "rtsp://h/s"}}}
+    for path, value in changes:
+        node = data
+        for key in path[:-1]:
+            child = node.get(key)
+            node[key] = child if isinstance(child, dict) else {}
+            node = node[key]
+        node[path[-1]] = value
     _only_config_errors(tmp_path / "fuzz.yaml", json.dumps(data))

@@ -14,6 +14,7 @@ import re
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -190,7 +191,9 @@ def _new_yaml() -> YAML:
 
 def _parse_yaml(text: str, file: str) -> Any:
     try:
-        document = _new_yaml().load(text)
+        with warnings.catch_warnings():  # e.g. a reused anchor: valid YAML, not worth a stderr warning
+            warnings.simplefilter("ignore")
+            document = _new_yaml().load(text)
     except MarkedYAMLError as exc:
         raise ConfigError([_yaml_issue(exc)], file) from None
     except ReaderError as exc:
@@ -224,7 +227,9 @@ def _yaml_kind(value: object) -> str:
 def _duplicate_keys(text: str) -> list[ConfigIssue]:
     """Every key written twice in one mapping (e.g. two cameras with the same name)."""
     try:
-        root = _new_yaml().compose(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            root = _new_yaml().compose(text)
     except Exception:
         return []  # already reported by the loader
     issues: list[ConfigIssue] = []
@@ -304,7 +309,14 @@ class _PlainCopier:
             self.issues.append(ConfigIssue(_dotted(loc), line, f"unsupported YAML tag {value.tag.value}"))
             return None
         if isinstance(value, str):
-            return self._expand(str(value), loc, line)
+            expanded = self._expand(str(value), loc, line)
+            try:
+                expanded.encode("utf-8")
+            except UnicodeEncodeError:  # a "\ud800" escape or an undecodable environment value
+                self.reported.add(_dotted(loc))
+                self.issues.append(ConfigIssue(_dotted(loc), line, "contains characters that are not text"))
+                return ""
+            return expanded
         if isinstance(value, bool):
             return value
         if type(value).__name__ == "ScalarBoolean":  # an anchored boolean: an int subclass in ruamel
@@ -411,7 +423,7 @@ def _dotted(loc: Loc) -> str:
             text += f"[{part}]"
         else:
             text += f".{part}" if text else str(part)
-    return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")  # a key may hold lone surrogates
 
 
 # --- relative paths ----------------------------------------------------------------------------------
