@@ -410,6 +410,9 @@ def test_camera_objects_override_inherits_what_it_does_not_set(tmp_path: Path) -
     assert narrow.track == ["person"] and narrow.filter_for("person").min_score == 0.8
     own = config.objects_for("own_filters")
     assert own.track == config.objects.track and own.filter_for("car").min_score == 0.9
+    # A field left out of a listed label keeps that label's default, not the generic 0.
+    assert config.objects.filter_for("person").min_area == 600
+    assert own.filter_for("car").min_area == 1500
 
 
 def test_check_config_main_reports_every_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -71,7 +71,12 @@ class ObjectsConfig(Strict):
         unknown = sorted(set(filters) - TRACKED_LABELS)
         if unknown:
             raise ValueError(f"filter for unknown label(s) {unknown}; camd tracks {sorted(TRACKED_LABELS)}")
-        return {**_default_filters(), **filters}
+        # A label's unset fields keep that label's default (person: {min_score: 0.7} keeps min_area 600).
+        merged = _default_filters()
+        for label, given in filters.items():
+            base = merged.get(label, ObjectFilter())
+            merged[label] = base.model_copy(update=given.model_dump(exclude_unset=True))
+        return merged
 
     def filter_for(self, label: str) -> ObjectFilter:
         return self.filters.get(label, ObjectFilter())
