@@ -1,5 +1,6 @@
 """Configuration: the pydantic schema (models) and the YAML loader with line-aware errors (loader)."""
 
+from camd.config.loader import ConfigError, ConfigIssue, check_config_main, describe, load_config
 from camd.config.models import (
     CameraConfig,
     Config,
@@ -15,6 +16,8 @@ from camd.config.models import (
 __all__ = [
     "CameraConfig",
     "Config",
+    "ConfigError",
+    "ConfigIssue",
     "DetectorConfig",
     "EventsConfig",
     "MqttConfig",
@@ -22,4 +25,7 @@ __all__ = [
     "ObjectsConfig",
     "StoreConfig",
     "TrackerConfig",
+    "check_config_main",
+    "describe",
+    "load_config",
 ]

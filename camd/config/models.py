@@ -11,12 +11,23 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from camd.types import TRACKED_LABELS
 
 CAMERA_NAME = re.compile(r"^[a-z0-9_]+$")
 SOURCE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
+# "192.168.1.10:554/stream1": a camera address written without its scheme.
+HOST_PORT_WITHOUT_SCHEME = re.compile(r"^[\w.-]+:\d+(/|$)")
+
+
+def _camera_name(name: str) -> str:
+    if not CAMERA_NAME.match(name):
+        raise ValueError(f"camera name {name!r}: use lowercase letters, digits and '_' (it is an MQTT topic)")
+    return name
+
+
+CameraName = Annotated[str, AfterValidator(_camera_name)]
 
 
 class Strict(BaseModel):
@@ -60,7 +71,12 @@ class ObjectsConfig(Strict):
         unknown = sorted(set(filters) - TRACKED_LABELS)
         if unknown:
             raise ValueError(f"filter for unknown label(s) {unknown}; camd tracks {sorted(TRACKED_LABELS)}")
-        return {**_default_filters(), **filters}
+        # A label's unset fields keep that label's default (person: {min_score: 0.7} keeps min_area 600).
+        merged = _default_filters()
+        for label, given in filters.items():
+            base = merged.get(label, ObjectFilter())
+            merged[label] = base.model_copy(update=given.model_dump(exclude_unset=True))
+        return merged
 
     def filter_for(self, label: str) -> ObjectFilter:
         return self.filters.get(label, ObjectFilter())
@@ -82,18 +98,29 @@ class CameraConfig(Strict):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, url: SecretStr) -> SecretStr:
+        # Messages here never quote the URL: it may hold a password.
         raw = url.get_secret_value()
-        parts = urlsplit(raw)
-        if parts.scheme == "" and raw.strip():
+        if not raw.strip():
+            raise ValueError("url must not be empty")
+        if HOST_PORT_WITHOUT_SCHEME.match(raw):
+            raise ValueError("url looks like a network address without a scheme: write rtsp://HOST:PORT/PATH")
+        try:
+            parts = urlsplit(raw)
+        except ValueError:
+            raise ValueError("url is not a valid URL") from None
+        if parts.scheme == "":
             return url  # a plain file path
         if parts.scheme not in SOURCE_SCHEMES:
             raise ValueError(f"unsupported URL scheme {parts.scheme!r}; use one of {SOURCE_SCHEMES}")
-        if parts.scheme != "file" and not parts.hostname:
-            raise ValueError("URL has no host (expected e.g. rtsp://user:pass@192.168.1.10:554/stream1)")
+        if parts.scheme != "file":
+            if not parts.hostname:
+                raise ValueError("URL has no host (expected e.g. rtsp://user:pass@192.168.1.10:554/stream1)")
+            if "@" in parts.path + parts.query + parts.fragment:  # the '@' of user:pass@ came after a '/?#'
+                raise ValueError("URL credentials contain '/', '?' or '#': percent-encode them ('/' is %2F)")
         try:
-            parts.port  # noqa: B018  (raises on a non-numeric port)
-        except ValueError as exc:
-            raise ValueError(f"bad port in URL: {exc}") from None
+            parts.port  # noqa: B018  (raises on a non-numeric or out-of-range port)
+        except ValueError:
+            raise ValueError("bad port in URL (expected a number from 1 to 65535)") from None
         return url
 
     @model_validator(mode="after")
@@ -116,6 +143,30 @@ class MqttConfig(Strict):
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     # Events wait in an on-disk outbox until the broker acknowledges them (QoS 1).
     outbox_max_events: Annotated[int, Field(ge=10)] = 100_000
+
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, host: str) -> str:
+        if not host.strip():
+            raise ValueError("host must not be empty (the broker's name or IP address, e.g. 192.168.1.2)")
+        if "://" in host or host.count(":") == 1:
+            raise ValueError("host is a bare name or IP: no scheme and no ':port' (set port and tls instead)")
+        return host
+
+    @field_validator("tls_ca")
+    @classmethod
+    def _ca_exists(cls, tls_ca: Path | None) -> Path | None:
+        if tls_ca is not None and not tls_ca.is_file():
+            raise ValueError(f"tls_ca file not found: {tls_ca}")
+        return tls_ca
+
+    @model_validator(mode="after")
+    def _coherent_auth(self) -> MqttConfig:
+        if self.tls_ca is not None and not self.tls:
+            raise ValueError("tls_ca is set but tls is false: set tls: true to use it")
+        if self.password is not None and not self.username:
+            raise ValueError("password is set without a username")
+        return self
 
     @field_validator("topic_prefix")
     @classmethod
@@ -168,6 +219,16 @@ class StoreConfig(Strict):
     url: str | None = None
     api_key: SecretStr | None = None
 
+    @model_validator(mode="after")
+    def _one_location(self) -> StoreConfig:
+        if self.path is not None and self.url:
+            raise ValueError("set either path (embedded store) or url (Qdrant server), not both")
+        if self.url and urlsplit(self.url).scheme not in ("http", "https"):
+            raise ValueError("url must start with http:// or https:// (e.g. http://192.168.1.20:6333)")
+        if self.url and "@" in urlsplit(self.url).netloc:  # url is a plain str: it must not hold a secret
+            raise ValueError("url must not contain credentials: put the Qdrant API key in api_key")
+        return self
+
 
 class Config(Strict):
     state_dir: Path = Path("var")
@@ -179,20 +240,27 @@ class Config(Strict):
     events: EventsConfig = Field(default_factory=EventsConfig)
     objects: ObjectsConfig = Field(default_factory=ObjectsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
-    cameras: dict[str, CameraConfig]
+    # Names are checked as keys, so every bad name is reported with the rest, at its own line.
+    cameras: dict[CameraName, CameraConfig]
 
     @field_validator("cameras")
     @classmethod
-    def _camera_names(cls, cameras: dict[str, CameraConfig]) -> dict[str, CameraConfig]:
+    def _some_camera(cls, cameras: dict[str, CameraConfig]) -> dict[str, CameraConfig]:
         if not cameras:
             raise ValueError("at least one camera is required")
-        bad = [name for name in cameras if not CAMERA_NAME.match(name)]
-        if bad:
-            raise ValueError(f"camera names must be lowercase letters, digits and '_' (MQTT topics): {bad}")
         return cameras
 
     def objects_for(self, camera: str) -> ObjectsConfig:
-        return self.cameras[camera].objects or self.objects
+        """The camera's objects section; a key it does not set (track or filters) comes from the
+        global section, so a camera that only narrows `track` keeps the global filters."""
+        override = self.cameras[camera].objects
+        if override is None:
+            return self.objects
+        given = override.model_fields_set
+        return ObjectsConfig(
+            track=override.track if "track" in given else self.objects.track,
+            filters=override.filters if "filters" in given else self.objects.filters,
+        )
 
     @property
     def models_path(self) -> Path:
