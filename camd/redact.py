@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 MASK = "***"
 
 
 def mask_url(url: str) -> str:
-    """rtsp://admin:hunter2@10.0.0.5/s1 -> rtsp://admin:***@10.0.0.5/s1 (user kept, password hidden)."""
-    parts = urlsplit(url)
-    if not parts.password and "@" not in parts.netloc:
+    """rtsp://admin:hunter2@10.0.0.5/s1 -> rtsp://admin:***@10.0.0.5/s1; https://TOKEN@host -> https://***@host.
+
+    Works on the raw text rather than urlsplit, so a password with an unencoded '/' or '@' is
+    masked whole (the host is after the LAST '@', as FFmpeg and Python both read it).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:{MASK}@{host}" if user else f"{MASK}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    userinfo, _, host_and_path = rest.rpartition("@")
+    user, has_password, _ = userinfo.partition(":")
+    shown = f"{user}:{MASK}" if has_password and user else MASK
+    return f"{scheme}://{shown}@{host_and_path}"
