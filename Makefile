@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 # Pin torch in the same pip command whenever it is installed (a looser pin pulls GBs of CUDA).
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv models demo test lint bench clean
+.PHONY: venv models demo test lint bench clean system-deps
+
+# Debian packages some tests use: GStreamer's RTSP server (a real RTSP camera) and Mosquitto
+# (a broker a test can stop and restart). Installed when missing and apt is usable; otherwise
+# those tests skip and say which packages they need.
+SYSTEM_DEPS := gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad mosquitto
 
 venv: $(VENV)/.installed
 
@@ -24,7 +30,16 @@ demo: models
 lint: venv
 	$(BIN)/ruff check .
 
-test: venv lint
+system-deps:
+	@missing=$$(for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $$missing"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+			|| echo "warning: could not install $$missing; the tests that need them will skip"; \
+	else echo "note: $$missing not installed (needs root and apt); the tests that need them will skip"; fi
+
+test: venv lint system-deps
 	$(BIN)/camd models prepare
 	$(BIN)/python -m pytest -q
 

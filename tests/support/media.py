@@ -272,3 +272,19 @@ def stream_clip(media_dir: Path) -> Path:
 def walkers_clip(media_dir: Path) -> WalkerClip:
     """The default two-walker scene as an H.264 MP4, with its ground truth in `.scene`."""
     return make_walker_clip(media_dir / "walkers.mp4", default_walker_scene())
+
+
+def transcode(source: Path, target: Path, gop: int = 10, max_frames: int | None = None) -> Path:
+    """Re-encode a real clip as H.264 with a short GOP, so an RTSP client joining mid-stream
+    decodes within a fraction of a second (real camera footage, camera-like stream)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+        video = reader.streams.video[0]
+        fps = float(video.average_rate or 10)
+        stream = _add_video_stream(writer, fps, (video.codec_context.width, video.codec_context.height), gop)
+        for index, frame in enumerate(reader.decode(video)):
+            if max_frames is not None and index >= max_frames:
+                break
+            _encode(writer, stream, frame.to_ndarray(format="bgr24"), index)
+        writer.mux(stream.encode(None))
+    return target
