@@ -197,7 +197,8 @@ class MqttPublisher:
 
     def stats(self) -> dict[str, int]:
         return {
-            "queued": len(self.outbox),
+            "queued": len(self.outbox),  # waiting on disk, including those in flight
+            "inflight": len(self._inflight),  # handed to the broker, PUBACK not yet received
             "delivered": self._delivered,
             "dropped": self.outbox.dropped,
             "reconnects": self._reconnects,

@@ -165,7 +165,9 @@ class BrokerProcess:
 
 class TcpGate:
     """A loopback TCP forwarder to a broker. close() drops every forwarded connection and refuses
-    new ones (what a client sees when its broker goes away); open() listens again on the same port."""
+    new ones (what a client sees when its broker goes away); open() listens again on the same port.
+    freeze() keeps connections up but silently discards what they carry (a dead link that TCP has
+    not noticed yet); thaw() forwards again."""
 
     def __init__(self, target: BrokerAddress, port: int | None = None) -> None:
         self.target = target
@@ -175,10 +177,17 @@ class TcpGate:
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._connections: list[socket.socket] = []
+        self._frozen = threading.Event()
 
     @property
     def address(self) -> BrokerAddress:
         return BrokerAddress(self.host, self.port)
+
+    def freeze(self) -> None:
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        self._frozen.clear()
 
     @property
     def is_open(self) -> bool:
@@ -234,11 +243,11 @@ class TcpGate:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self._frozen.is_set():
+                    sink.sendall(data)
         except OSError:
             pass
         for sock in (source, sink):
@@ -314,7 +323,8 @@ class MqttRecorder:
         """Wait until subscribed on the count-th connection (count = ready_count + 1 after a restart)."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._ready_count >= count, timeout):
-                raise AssertionError(f"recorder not subscribed to {self.topics} on {self.address} in {timeout} s")
+                raise AssertionError(f"recorder not subscribed to {self.topics} on {self.address} "
+                                     f"in {timeout} s")
 
     def messages(self, topic: str | None = None) -> list[Received]:
         with self._cond:
