@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from camd.config.models import MqttConfig
-from camd.publish.mqtt import WINDOW, MqttPublisher
+from camd.publish.mqtt import WINDOW, MqttPublisher, encode_payload
 from camd.publish.outbox import Outbox
 from tests.support.broker import (
     LOCALHOST,
@@ -27,6 +28,9 @@ from tests.support.broker import (
     MqttRecorder,
     Received,
     TcpGate,
+    broker_workdir,
+    make_tls_files,
+    mosquitto_binary,
     retained_value,
 )
 
@@ -139,7 +143,7 @@ def test_last_will_says_offline_when_the_process_is_killed(
     recorder = mqtt_recorder(mqtt_broker, available)
     script = (
         "import sys, time\nfrom pathlib import Path\n"
-        "from camd.config.models import MqttConfig\nfrom camd.publish.mqtt import WINDOW, MqttPublisher\n"
+        "from camd.config.models import MqttConfig\nfrom camd.publish.mqtt import MqttPublisher\n"
         "publisher = MqttPublisher(MqttConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]))\n"
         "publisher.start()\n"
         "while not publisher.connected: time.sleep(0.02)\n"
@@ -363,3 +367,75 @@ def test_bad_tls_ca_is_reported_before_connecting(tmp_path: Path) -> None:
     config = MqttConfig(tls=True, tls_ca=tmp_path / "missing-ca.pem")
     with pytest.raises(FileNotFoundError, match="tls_ca"):
         MqttPublisher(config, tmp_path / "outbox.sqlite3")
+
+
+def test_numpy_values_in_an_event_are_plain_json_and_unknown_types_rejected() -> None:
+    np = pytest.importorskip("numpy")
+    payload = {"score": np.float32(0.5), "box": np.array([1, 2, 3, 4]), "frames": np.int64(7)}
+    assert json.loads(encode_payload(payload)) == {"score": 0.5, "box": [1, 2, 3, 4], "frames": 7}
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        encode_payload({"when": object()})
+
+
+@pytest.fixture
+def secure_broker() -> Iterator[BrokerProcess]:
+    """mosquitto over TLS with one user: the setup a careful household runs."""
+    if mosquitto_binary() is None or shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
+    workdir = broker_workdir()
+    broker = BrokerProcess("mosquitto", workdir, users={"camd": SECRET}, tls=make_tls_files(workdir))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_tls_with_credentials_delivers_and_never_logs_the_password(
+    secure_broker: BrokerProcess, publishers: Callable[..., MqttPublisher], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert secure_broker.tls is not None
+    ca = secure_broker.tls.ca
+    config = config_for(secure_broker.address, tls=True, tls_ca=ca, username="camd", password=SECRET)
+    recorder = MqttRecorder(secure_broker.address, f"{config.topic_prefix}/#", tls_ca=ca,
+                            username="camd", password=SECRET).start()
+    try:
+        publisher = publishers(config, tmp_path / "outbox.sqlite3")
+        publisher.start()
+        for i in range(5):
+            publisher.publish_event(event("tls", i))
+        messages = recorder.wait_for(have_events(5), what="5 events over TLS")
+        assert_all_in_order([m for m in messages if m.topic.endswith("/events")], 5)
+    finally:
+        recorder.close()
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"username": "camd", "password": "wrong-password"}, "refused"),
+        ({"username": "camd", "password": SECRET, "tls_ca": None}, "CERTIFICATE_VERIFY_FAILED"),
+    ],
+    ids=["wrong-password", "untrusted-certificate"],
+)
+def test_rejected_connection_is_logged_once_and_events_stay_queued(
+    secure_broker: BrokerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    overrides: dict[str, object], why: str,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="camd.publish.mqtt")
+    assert secure_broker.tls is not None
+    config = config_for(secure_broker.address, **{"tls": True, "tls_ca": secure_broker.tls.ca, **overrides})
+    publisher = MqttPublisher(config, tmp_path / "outbox.sqlite3")
+    publisher.start()
+    publisher.publish_event(event("rejected", 0))
+    wait_until(lambda: "still unavailable" in caplog.text, 15, "a second connection attempt")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and why in warnings[0], warnings
+    assert not publisher.connected
+    assert publisher.stats()["queued"] == 1
+    assert_stop_returns(publisher, timeout=1.0)
+    assert "wrong-password" not in caplog.text and SECRET not in caplog.text

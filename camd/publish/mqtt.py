@@ -17,6 +17,7 @@ import json
 import logging
 import queue
 import ssl
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -45,13 +46,21 @@ MessageCallback = Callable[[str, bytes], None]
 Payload = str | bytes | dict[str, Any]
 
 
+def _plain(value: object) -> object:
+    """JSON for numpy scalars and arrays (scores and boxes often arrive as numpy types)."""
+    convert = getattr(value, "tolist", None)  # numpy: a scalar gives a Python number, an array a list
+    if callable(convert):
+        return convert()
+    raise TypeError(f"MQTT payload value {value!r} of type {type(value).__name__} is not JSON serializable")
+
+
 def encode_payload(payload: Payload) -> bytes:
     if isinstance(payload, bytes):
         return payload
     if isinstance(payload, str):
         return payload.encode()
     if isinstance(payload, dict):
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=_plain).encode()
     raise TypeError(f"MQTT payload must be str, bytes or dict, got {type(payload).__name__}")
 
 
@@ -261,7 +270,9 @@ class MqttPublisher:
         self._wake.set()
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: object) -> None:
-        self._log_down("connection failed")
+        # paho calls this from inside its `except OSError`: the exception says why (refused, TLS...).
+        error = sys.exc_info()[1]
+        self._log_down(f"connection failed: {error}" if error else "connection failed")
 
     def _on_disconnect(self, _client: paho.Client, _userdata: object, _flags: object, reason: ReasonCode,
                        _properties: object) -> None:

@@ -78,14 +78,59 @@ def default_broker_kind() -> str:
     return "mosquitto" if mosquitto_binary() else "amqtt"
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(directory: Path, host: str = LOCALHOST) -> TlsFiles:
+    """A throw-away CA and a server certificate for ``host`` (IP SAN), made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    ca_key, csr = directory / "ca.key", directory / "server.csr"
+    ext = directory / "san.ext"
+    ext.write_text(f"subjectAltName=IP:{host}\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=camd test CA",
+            "-keyout", str(ca_key), "-out", str(files.ca))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}",
+            "-keyout", str(files.key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(files.ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "2", "-extfile", str(ext), "-out", str(files.cert))
+    for path in (files.ca, files.cert, files.key):
+        path.chmod(0o644)  # readable by mosquitto after it drops root privileges; throw-away test key
+    return files
+
+
+def broker_workdir() -> Path:
+    """A temporary directory a broker that dropped root privileges can still read."""
+    workdir = Path(tempfile.mkdtemp(prefix="camd-broker-"))
+    workdir.chmod(0o755)
+    return workdir
+
+
 class BrokerProcess:
     """A broker in a subprocess on a fixed loopback port: stop() and start() again keep the port.
     Nothing persists across a restart (no retained messages, no sessions), like a fresh broker."""
 
-    def __init__(self, kind: str, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, kind: str, workdir: Path, port: int | None = None, *,
+        users: dict[str, str] | None = None, tls: TlsFiles | None = None,
+    ) -> None:
+        """users: only these may connect (mosquitto only); tls: serve MQTT over TLS (mosquitto only)."""
         if kind not in BROKER_KINDS:
             raise ValueError(f"unknown broker kind {kind!r}; use one of {BROKER_KINDS}")
+        if (users or tls) and kind != "mosquitto":
+            raise ValueError("users and tls are supported with mosquitto only")
         self.kind = kind
+        self.users = users
+        self.tls = tls
         self.host = LOCALHOST
         self.port = port or free_port()
         self.workdir = workdir
@@ -105,11 +150,21 @@ class BrokerProcess:
             binary = mosquitto_binary()
             if binary is None:
                 raise RuntimeError("mosquitto binary not found (apt-get install mosquitto)")
+            lines = [f"listener {self.port} {self.host}", "persistence false", "log_dest stderr",
+                     "log_type error", "log_type warning"]
+            if self.users:
+                password_file = self.workdir / f"passwd-{self.port}"
+                password_file.write_text("")
+                for user, password in self.users.items():
+                    subprocess.run(["mosquitto_passwd", "-b", str(password_file), user, password], check=True)
+                password_file.chmod(0o644)  # mosquitto may have dropped root for its own user
+                lines += ["allow_anonymous false", f"password_file {password_file}"]
+            else:
+                lines.append("allow_anonymous true")
+            if self.tls:
+                lines += [f"cafile {self.tls.ca}", f"certfile {self.tls.cert}", f"keyfile {self.tls.key}"]
             config = self.workdir / f"mosquitto-{self.port}.conf"
-            config.write_text(
-                f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-                "log_dest stderr\nlog_type error\nlog_type warning\n"
-            )
+            config.write_text("\n".join(lines) + "\n")
             return [binary, "-c", str(config)]
         config = self.workdir / f"amqtt-{self.port}.yaml"
         config.write_text(
@@ -131,11 +186,20 @@ class BrokerProcess:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 break
-            if mqtt_answers(self.host, self.port, timeout=0.5):
+            if self._answers():
                 return
             time.sleep(0.05)
         self.stop(kill=True)
         raise RuntimeError(f"{self.kind} did not answer on {self.host}:{self.port}; log:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        if not (self.tls or self.users):
+            return mqtt_answers(self.host, self.port, timeout=0.5)
+        try:  # an anonymous plain-text probe would be refused: the listening port is enough
+            socket.create_connection((self.host, self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
 
     def stop(self, kill: bool = False) -> None:
         """Stop the broker (SIGTERM, or SIGKILL with kill=True, as a crash would) and wait for it."""
@@ -278,7 +342,10 @@ class MqttRecorder:
     Reconnects by itself and re-subscribes (after a broker restart); ``ready_count`` counts the
     connections on which all subscriptions were granted."""
 
-    def __init__(self, address: BrokerAddress | tuple[str, int], topics: str | Sequence[str]) -> None:
+    def __init__(
+        self, address: BrokerAddress | tuple[str, int], topics: str | Sequence[str], *,
+        tls_ca: Path | None = None, username: str | None = None, password: str | None = None,
+    ) -> None:
         self.address = BrokerAddress(*address)
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         self._cond = threading.Condition()
@@ -288,6 +355,10 @@ class MqttRecorder:
         client_id = f"camd-recorder-{os.getpid()}-{next(_recorder_ids)}-{uuid.uuid4().hex[:6]}"
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
         self.client.reconnect_delay_set(0.2, 1)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=str(tls_ca))
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -394,9 +465,7 @@ def private_broker(request: pytest.FixtureRequest) -> Iterator[BrokerProcess]:
     kind = getattr(request, "param", None) or default_broker_kind()
     if kind == "mosquitto" and mosquitto_binary() is None:
         pytest.skip("mosquitto binary not installed (apt-get install mosquitto)")
-    # A short private directory: the broker may drop root privileges and must still read its config.
-    workdir = Path(tempfile.mkdtemp(prefix="camd-broker-"))
-    workdir.chmod(0o755)
+    workdir = broker_workdir()
     broker = BrokerProcess(kind, workdir)
     broker.start()
     try:
