@@ -367,6 +367,7 @@ def test_bad_tls_ca_is_reported_before_connecting(tmp_path: Path) -> None:
     config = MqttConfig(tls=True, tls_ca=tmp_path / "missing-ca.pem")
     with pytest.raises(FileNotFoundError, match="tls_ca"):
         MqttPublisher(config, tmp_path / "outbox.sqlite3")
+    Outbox(tmp_path / "outbox.sqlite3").close()  # the failed publisher left the outbox free
 
 
 def test_numpy_values_in_an_event_are_plain_json_and_unknown_types_rejected() -> None:

@@ -71,8 +71,8 @@ class MqttPublisher:
         self.config = config
         self.prefix = config.topic_prefix
         self.available_topic = f"{self.prefix}/available"
+        self._client = self._make_client()  # first: a config error must not leave the outbox locked
         self.outbox = Outbox(outbox_path, max_items=config.outbox_max_events)
-        self._client = self._make_client()
         self._connected = threading.Event()
         self._connect_generation = 0  # +1 on every CONNACK; the sender watches it to detect reconnects
         self._ever_connected = False

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # At most one "dropped" warning per interval, so a long outage does not flood the log.
 DROP_WARNING_INTERVAL_S = 60.0
+WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -98,6 +99,8 @@ class Outbox:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # After a checkpoint the WAL is truncated to this size, so a burst does not leave a big file.
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             db.close()
