@@ -208,7 +208,7 @@ class TrackerConfig(Strict):
 
 
 class EventsConfig(Strict):
-    update_interval_s: Annotated[float, Field(ge=0.0)] = 5.0  # at most one update per track per interval
+    update_interval_s: Annotated[float, Field(ge=0.0)] = 2.0  # at most one update per track per interval
     min_track_frames: Annotated[int, Field(ge=1)] = 2  # frames before a track is announced as 'new'
 
 

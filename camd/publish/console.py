@@ -27,8 +27,7 @@ def format_event(event: dict[str, Any]) -> str:
     kind = event["type"]
     line = (
         f"{clock} {after['camera']:<12} [{STYLE.get(kind, '')}]{kind.upper():<6}[/] "
-        f"{after['label']:<10} #{after.get('track_id', '?'):<4} score {after['top_score']:.2f}  "
-        f"box {after['box']}  {who(after)}"
+        f"{after['label']:<10} #{after.get('track_id', '?'):<4} score {after['top_score']:.2f}  {who(after)}"
     )
     if kind == "end" and after.get("end_time") is not None:
         line += f"  ({after['end_time'] - after['start_time']:.1f}s, {after.get('frames', 0)} frames)"
@@ -40,4 +39,4 @@ class ConsoleSink:
         self.console = console or Console(highlight=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        self.console.print(format_event(event))
+        self.console.print(format_event(event), soft_wrap=True)

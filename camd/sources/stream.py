@@ -169,6 +169,7 @@ class CameraSource:
         size = LIVE_QUEUE_FRAMES if self._drops_when_behind else FILE_QUEUE_FRAMES
         self._queue: queue.Queue[_Sampled | None] = queue.Queue(maxsize=size)
         self._thread: threading.Thread | None = None
+        self._reached_end = False  # the file played to its end (not looping)
         # File clock: frame timestamps are the wall-clock time of the first open plus media time,
         # so tracks see true motion speeds even when a file is decoded faster than real time.
         self._wall_base: float | None = None
@@ -202,7 +203,11 @@ class CameraSource:
                     item = self._queue.get(timeout=_POLL_S)
                 except queue.Empty:
                     continue
-                if item is None or self._stop.is_set():
+                if item is None:
+                    if self._reached_end:
+                        self._set_state("ended")
+                    break
+                if self._stop.is_set():
                     break
                 frame = Frame(
                     camera=self.name, index=index, timestamp=item.timestamp, image=item.image,
@@ -266,12 +271,15 @@ class CameraSource:
                         continue
                     break
                 if not self.config.loop:
-                    self._set_state("ended")
+                    # "ended" is announced by the consumer once it has taken every queued frame,
+                    # so the final status counts them all.
+                    self._reached_end = True
                     break
         except Exception:  # a bug here must not leave the consumer waiting forever
             log.exception("camera %s: reader failed", self.name)
         finally:
-            self._set_state("stopped")
+            if not self._reached_end:
+                self._set_state("stopped")
             self._finish_queue()
 
     def _open(self) -> av.container.InputContainer:
