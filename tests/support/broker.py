@@ -442,9 +442,17 @@ class MqttRecorder:
 
 
 def retained_value(address: BrokerAddress, topic: str, timeout: float = 10.0) -> str:
-    """The retained payload a fresh subscriber gets on ``topic`` right now."""
-    with MqttRecorder(address, topic).start() as recorder:
-        return recorder.wait_for_topic(topic, lambda m: m.retain, timeout).text
+    """The retained payload a fresh subscriber gets on ``topic``. A value that arrives live (it was
+    being published just as we subscribed) proves no retention: subscribe afresh until one arrives
+    flagged retained."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with MqttRecorder(address, topic).start() as recorder:
+            first = recorder.wait_for_topic(topic, timeout=max(0.1, deadline - time.monotonic()))
+        if first.retain:
+            return first.text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no retained message on {topic}: only live ones ({first.text!r})")
 
 
 @pytest.fixture(scope="session")
