@@ -364,7 +364,10 @@ def sender_delivers(sender: MqttRecorder, topic: str, payload: bytes, got: threa
 
 
 def test_bad_tls_ca_is_reported_before_connecting(tmp_path: Path) -> None:
-    config = MqttConfig(tls=True, tls_ca=tmp_path / "missing-ca.pem")
+    ca = tmp_path / "missing-ca.pem"
+    ca.write_text("placeholder")
+    config = MqttConfig(tls=True, tls_ca=ca)  # the config check passed; then the file went away
+    ca.unlink()
     with pytest.raises(FileNotFoundError, match="tls_ca"):
         MqttPublisher(config, tmp_path / "outbox.sqlite3")
     Outbox(tmp_path / "outbox.sqlite3").close()  # the failed publisher left the outbox free
