@@ -12,6 +12,7 @@ reid/train (docs/identity.md), that block re-identifies people better than the f
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,14 @@ def export_mobilenet_v2_onnx(weights: Path, onnx_path: Path, input_hw: tuple[int
     trunk = model.features[:APPEARANCE_BLOCKS].eval()
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, 3, *input_hw)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but needs no extra packages (the new one wants onnxscript).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(torch, trunk, dummy, onnx_path)
+    return onnx_path
+
+
+def _export(torch: Any, trunk: Any, dummy: Any, onnx_path: Path) -> None:
     torch.onnx.export(
         trunk,
         (dummy,),
@@ -110,4 +119,3 @@ def export_mobilenet_v2_onnx(weights: Path, onnx_path: Path, input_hw: tuple[int
         opset_version=17,
         dynamo=False,
     )
-    return onnx_path

@@ -1,4 +1,4 @@
-"""Vehicle appearance: the same MobileNetV2 block as people, pooled in a few bands, plus a colour histogram.
+"""Vehicle appearance: the same MobileNetV2 block as people, pooled globally, plus a colour histogram.
 
 A car's colour is its strongest cheap cue; the backbone adds shape (hatchback vs van) and markings.
 """
@@ -22,7 +22,7 @@ class VehicleAppearanceEmbedder:
     name = "vehicle-mobilenetv2-colour"
 
     def __init__(
-        self, onnx_path: str | Path, threads: int = 2, stripes: int = 2, colour_weight: float = 0.3
+        self, onnx_path: str | Path, threads: int = 2, stripes: int = 1, colour_weight: float = 0.3
     ) -> None:
         if not 0.0 <= colour_weight <= 1.0:
             raise ValueError(f"colour_weight must be within 0..1, got {colour_weight}")
