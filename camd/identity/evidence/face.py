@@ -71,8 +71,9 @@ class FaceEmbedder:
         )
         self.min_face_px = min_face_px
 
-    def _detect(self, rgb: np.ndarray, scale: float) -> list[tuple[Box, float, object]]:
-        """Faces in `rgb`, upscaled by `scale` for the detector; boxes in the unscaled image's pixels."""
+    def _detect(self, rgb: np.ndarray, scale: float) -> list[tuple[Box, float, tuple[object, np.ndarray]]]:
+        """Faces in `rgb`, upscaled by `scale` for the detector: (box in the unscaled image's pixels,
+        detector score, (dlib rectangle, the scaled image it refers to)) for the landmark step."""
         image = (
             rgb if scale == 1.0 else cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         )
@@ -80,8 +81,8 @@ class FaceEmbedder:
         found = []
         for rect, score in zip(rects, scores, strict=True):
             box = (rect.left() / scale, rect.top() / scale, rect.right() / scale, rect.bottom() / scale)
-            found.append((box, float(score), rect, image))
-        return [(box, score, (rect, image)) for box, score, rect, image in found]
+            found.append((box, float(score), (rect, image)))
+        return found
 
     def _embed_rect(self, image: np.ndarray, rect: object) -> np.ndarray:
         shape = self._shape(image, rect)
