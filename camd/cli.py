@@ -19,6 +19,16 @@ def setup_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def startup_errors() -> tuple[type[Exception], ...]:
+    """Errors that stop camd before it runs, each with a message that says what to do."""
+    from camd.assets import AssetError
+    from camd.identity.memory import MemoryLockedError
+    from camd.publish.outbox import OutboxError
+    from camd.vision.detector import DetectorError
+
+    return (AssetError, MemoryLockedError, OutboxError, DetectorError)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from camd.config.loader import ConfigError, describe, load_config
     from camd.daemon import Daemon
@@ -30,7 +40,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(args.log_level or config.log_level)
     logging.getLogger("camd").info("config:\n%s", describe(config))
-    summary = Daemon(config).run()
+    try:
+        summary = Daemon(config).run()
+    except startup_errors() as exc:
+        logging.getLogger("camd").error("cannot start: %s", exc)
+        return 1
     for line in summary.lines():
         logging.getLogger("camd").info(line)
     return 0
@@ -55,7 +69,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"events also published to mqtt://{args.mqtt_host}:{args.mqtt_port} on camd/events")
     else:
         console.print("no MQTT broker answered: events shown here only")
-    summary = Daemon(config, extra_sinks=[ConsoleSink(console)], mqtt=use_mqtt).run()
+    try:
+        summary = Daemon(config, extra_sinks=[ConsoleSink(console)], mqtt=use_mqtt).run()
+    except startup_errors() as exc:
+        console.print(f"[red]cannot start: {exc}[/]")
+        return 1
     console.print("[bold]summary[/]")
     for line in summary.lines():
         console.print("  " + line)

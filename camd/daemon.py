@@ -79,8 +79,8 @@ class Daemon:
         if install_signals:
             self._install_signal_handlers()
         started = time.monotonic()
-        self.start()
         try:
+            self.start()
             while not self.stop_event.is_set() and any(t.is_alive() for t in self._threads):
                 self.stop_event.wait(0.2)
         finally:

@@ -270,3 +270,24 @@ def test_bad_config_lists_every_error_with_its_line(tmp_path: Path) -> None:
     assert "bad.yaml:5:" in report and "scheme" in report
     assert "bad.yaml:6:" in report and "detect_fps" in report
     assert "bad.yaml:7:" in report and "door" in report
+
+
+def test_a_second_daemon_on_the_same_store_is_refused_clearly(tmp_path: Path, models_dir: Path) -> None:
+    from camd.identity.memory import Memory
+
+    config_file = tmp_path / "camd.yaml"
+    config_file.write_text(
+        f"state_dir: {tmp_path / 'state'}\nmodels_dir: {models_dir}\nmqtt: {{enabled: false}}\n"
+        f"cameras:\n  street: {{url: {models_dir / 'demo_bikes_clip' / 'bikes.mp4'}}}\n"
+    )
+    from camd.config.loader import load_config
+
+    holder = Memory(load_config(config_file))  # as a running daemon would hold it
+    try:
+        done = subprocess.run([sys.executable, "-m", "camd.cli", "run", "--config", str(config_file)],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.close()
+    assert done.returncode == 1, done.stderr
+    assert "cannot start" in done.stderr and "in use by another camd process" in done.stderr
+    assert "Traceback" not in done.stderr
