@@ -17,7 +17,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from camd.config import CameraConfig, Config, MqttConfig
+from camd.config.loader import load_config
 from camd.daemon import Daemon, RunSummary
+from camd.identity.memory import Memory
 from tests.support.broker import BrokerAddress, BrokerProcess, MqttRecorder
 from tests.support.data import shared_data
 from tests.support.media import transcode
@@ -273,15 +275,11 @@ def test_bad_config_lists_every_error_with_its_line(tmp_path: Path) -> None:
 
 
 def test_a_second_daemon_on_the_same_store_is_refused_clearly(tmp_path: Path, models_dir: Path) -> None:
-    from camd.identity.memory import Memory
-
     config_file = tmp_path / "camd.yaml"
     config_file.write_text(
         f"state_dir: {tmp_path / 'state'}\nmodels_dir: {models_dir}\nmqtt: {{enabled: false}}\n"
         f"cameras:\n  street: {{url: {models_dir / 'demo_bikes_clip' / 'bikes.mp4'}}}\n"
     )
-    from camd.config.loader import load_config
-
     holder = Memory(load_config(config_file))  # as a running daemon would hold it
     try:
         done = subprocess.run([sys.executable, "-m", "camd.cli", "run", "--config", str(config_file)],
