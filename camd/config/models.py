@@ -82,6 +82,19 @@ class ObjectsConfig(Strict):
         return self.filters.get(label, ObjectFilter())
 
 
+class MotionConfig(Strict):
+    """The motion gate in front of the detector. Lower threshold/min_area wake the detector for
+    smaller movements (fewer missed people far away) at the cost of CPU on swaying trees and rain."""
+
+    enabled: bool = True
+    threshold: Annotated[float, Field(gt=0.0, lt=255.0)] = 20.0  # grey-level change that counts
+    min_area: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.002  # fraction of the frame that must change
+    frame_width: Annotated[int, Field(ge=32, le=1280)] = 160  # the small copy motion is measured on
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05  # how fast the background adapts
+    refresh_s: Annotated[float, Field(gt=0.0)] = 5.0  # detect at least this often with no motion
+    track_refresh_s: Annotated[float, Field(gt=0.0)] = 0.6  # ... and this often while tracks are open
+
+
 class CameraConfig(Strict):
     url: SecretStr  # may hold a password: never printed whole (see camd.redact)
     enabled: bool = True
@@ -91,6 +104,7 @@ class CameraConfig(Strict):
     loop: bool = False
     realtime: bool = False  # pace a file source at its native rate, as a live camera would
     objects: ObjectsConfig | None = None  # overrides the global objects section for this camera
+    motion: MotionConfig = Field(default_factory=MotionConfig)
     reconnect_initial_s: Annotated[float, Field(gt=0.0)] = 1.0
     reconnect_max_s: Annotated[float, Field(gt=0.0)] = 60.0
     open_timeout_s: Annotated[float, Field(gt=0.0)] = 10.0
