@@ -1,7 +1,7 @@
 """Home Assistant discovery and entity states against a real MQTT broker.
 
-Every test uses its own camd and discovery prefixes (tests/support/hass.py::hass_config), so they
-share the broker on 127.0.0.1:1883 without seeing each other's retained messages.
+Each test has a broker of its own (``private_broker``): the retained discovery and state messages
+they leave behind go with it, instead of piling up on the machine's broker.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from camd.config.models import Config
 from camd.publish.discovery import EVENT_TYPES
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
-from tests.support.broker import BrokerAddress, MqttRecorder, Received
+from tests.support.broker import BrokerAddress, BrokerProcess, MqttRecorder, Received
 from tests.support.hass import hass_config, make_event
 
 # --- what each platform documents -----------------------------------------------------------------
@@ -84,18 +84,22 @@ def running_bridge(config: Config, people: list[dict[str, Any]] | None = None) -
 
 
 def retained(
-    broker: BrokerAddress, topic_filter: str, expected: int, timeout: float = 20.0
+    broker: BrokerAddress, topic_filter: str, expected: int | set[str], timeout: float = 20.0
 ) -> dict[str, Any]:
-    """What a fresh subscriber gets on topic_filter once ``expected`` retained topics have arrived:
-    {topic: decoded JSON}. Retained messages arrive together on subscribing, so what is missing
-    once these are in was not retained. Messages still being published arrive live (not flagged
-    retained): subscribe afresh until the retained ones are all there."""
+    """What a fresh subscriber gets on topic_filter once the expected retained topics (that many,
+    or exactly these) have arrived: {topic: JSON or text}. Retained messages arrive together on
+    subscribing, so what is missing once these are in was not retained. Messages still being
+    published (or removed) arrive live: subscribe afresh until the retained ones match."""
+
+    def complete(messages: list[Received]) -> bool:
+        topics = {m.topic for m in messages if m.retain and m.payload}
+        return topics == expected if isinstance(expected, set) else len(topics) >= expected
+
     deadline = time.monotonic() + timeout
     while True:
         with MqttRecorder(broker, topic_filter).start() as recorder:
             try:
-                recorder.wait_for(lambda ms: len({m.topic for m in ms if m.retain and m.payload}) >= expected,
-                                  2.0, what=f"{expected} retained messages on {topic_filter}")
+                recorder.wait_for(complete, 2.0, what=f"retained messages {expected} on {topic_filter}")
             except AssertionError:
                 if time.monotonic() > deadline:
                     raise
@@ -111,8 +115,9 @@ def last_on(recorder: MqttRecorder, topic: str, predicate: Any = lambda m: True)
 # --- discovery -----------------------------------------------------------------------------------
 
 def test_discovery_is_retained_and_shares_one_device_per_camera(
-    tmp_path: Path, mqtt_broker: BrokerAddress
+    tmp_path: Path, private_broker: BrokerProcess
 ) -> None:
+    mqtt_broker = private_broker.address
     config = hass_config(tmp_path, mqtt_broker, cameras=["front_door", "driveway"])
     prefix = config.homeassistant.discovery_prefix
     people = [{"name": "Anna", "role": "family", "kind": "person"},
@@ -128,7 +133,8 @@ def test_discovery_is_retained_and_shares_one_device_per_camera(
         assert (topic_node, last) == (node, "config")
         assert "object_id" not in payload  # deprecated since 2025.10
         assert payload["unique_id"] == f"{node}_{object_id}"
-        assert payload["default_entity_id"] == f"{platform}.{node}_{object_id}"
+        entity = object_id.removeprefix("person_")  # a person's device is named "camd <name>"
+        assert payload["default_entity_id"] == f"{platform}.{node}_{entity}"
         assert payload["availability"] == [{"topic": f"{config.mqtt.topic_prefix}/available"}]
         assert payload["origin"]["name"] == "camd"
         devices.setdefault(json.dumps(payload["device"], sort_keys=True), []).append(payload)
@@ -140,8 +146,9 @@ def test_discovery_is_retained_and_shares_one_device_per_camera(
 
 
 def test_each_component_uses_only_keys_its_platform_documents(
-    tmp_path: Path, mqtt_broker: BrokerAddress
+    tmp_path: Path, private_broker: BrokerProcess
 ) -> None:
+    mqtt_broker = private_broker.address
     config = hass_config(tmp_path, mqtt_broker)
     prefix = config.homeassistant.discovery_prefix
     with running_bridge(config, [{"name": "Anna", "role": "family", "kind": "person"}]):
@@ -158,7 +165,8 @@ def test_each_component_uses_only_keys_its_platform_documents(
     assert platforms == set(DOCUMENTED)
 
 
-def test_rediscovery_when_home_assistant_comes_online(tmp_path: Path, mqtt_broker: BrokerAddress) -> None:
+def test_rediscovery_when_home_assistant_comes_online(tmp_path: Path, private_broker: BrokerProcess) -> None:
+    mqtt_broker = private_broker.address
     config = hass_config(tmp_path, mqtt_broker)
     prefix = config.homeassistant.discovery_prefix
     with running_bridge(config), MqttRecorder(mqtt_broker, f"{prefix}/+/+/+/config").start() as recorder:
@@ -172,8 +180,9 @@ def test_rediscovery_when_home_assistant_comes_online(tmp_path: Path, mqtt_broke
 
 
 def test_camera_removed_between_runs_is_removed_from_home_assistant(
-    tmp_path: Path, mqtt_broker: BrokerAddress
+    tmp_path: Path, private_broker: BrokerProcess
 ) -> None:
+    mqtt_broker = private_broker.address
     first = hass_config(tmp_path, mqtt_broker, cameras=["front_door", "garden"])
     prefix, camd_prefix = first.homeassistant.discovery_prefix, first.mqtt.topic_prefix
     with running_bridge(first, [{"name": "Anna", "role": "family", "kind": "person"}]):
@@ -195,19 +204,20 @@ def test_camera_removed_between_runs_is_removed_from_home_assistant(
 
 
 def test_device_based_discovery_and_switching_from_per_component(
-    tmp_path: Path, mqtt_broker: BrokerAddress
+    tmp_path: Path, private_broker: BrokerProcess
 ) -> None:
+    mqtt_broker = private_broker.address
     per_component = hass_config(tmp_path, mqtt_broker)
     prefix = per_component.homeassistant.discovery_prefix
     tag = prefix.removeprefix("ha_")
     with running_bridge(per_component):
         retained(mqtt_broker, f"{prefix}/#", CAMERA_ENTITIES)
     by_device = hass_config(tmp_path, mqtt_broker, tag=tag, device_discovery=True)
-    with running_bridge(by_device, [{"name": "Anna", "role": "family", "kind": "person"}]):
-        configs = retained(mqtt_broker, f"{prefix}/#", 2)
     node = by_device.homeassistant.node_id
-    assert set(configs) == {f"{prefix}/device/{node}_camera_front_door/config",
-                            f"{prefix}/device/{node}_person_anna/config"}  # per-component ones removed
+    device_topics = {f"{prefix}/device/{node}_camera_front_door/config",
+                     f"{prefix}/device/{node}_person_anna/config"}
+    with running_bridge(by_device, [{"name": "Anna", "role": "family", "kind": "person"}]):
+        configs = retained(mqtt_broker, f"{prefix}/#", device_topics)  # per-component ones removed
     camera = configs[f"{prefix}/device/{node}_camera_front_door/config"]
     assert set(camera) == {"device", "origin", "availability", "components"}
     assert len(camera["components"]) == CAMERA_ENTITIES
@@ -220,8 +230,9 @@ def test_device_based_discovery_and_switching_from_per_component(
 # --- entity states -------------------------------------------------------------------------------
 
 def test_events_drive_occupancy_sighting_image_and_presence(
-    tmp_path: Path, mqtt_broker: BrokerAddress
+    tmp_path: Path, private_broker: BrokerProcess
 ) -> None:
+    mqtt_broker = private_broker.address
     config = hass_config(tmp_path, mqtt_broker, occupancy_off_delay_s=0.3, presence_away_s=0.6)
     p = config.mqtt.topic_prefix
     camera = f"{p}/cameras/front_door"
@@ -261,7 +272,8 @@ def test_events_drive_occupancy_sighting_image_and_presence(
         assert [m.text for m in rec.messages(f"{p}/people/anna/presence")] == ["home", "not_home"]
 
 
-def test_presence_survives_a_restart(tmp_path: Path, mqtt_broker: BrokerAddress) -> None:
+def test_presence_survives_a_restart(tmp_path: Path, private_broker: BrokerProcess) -> None:
+    mqtt_broker = private_broker.address
     config = hass_config(tmp_path, mqtt_broker, presence_away_s=3600)
     p = config.mqtt.topic_prefix
     anna = [{"name": "Anna", "role": "family", "kind": "person"}]
@@ -273,7 +285,8 @@ def test_presence_survives_a_restart(tmp_path: Path, mqtt_broker: BrokerAddress)
         assert [person.name for person in bridge.discovery.people()] == ["Anna"]
 
 
-def test_bad_people_and_crops_are_refused_clearly(tmp_path: Path, mqtt_broker: BrokerAddress) -> None:
+def test_bad_people_and_crops_are_refused_clearly(tmp_path: Path, private_broker: BrokerProcess) -> None:
+    mqtt_broker = private_broker.address
     config = hass_config(tmp_path, mqtt_broker)
     with running_bridge(config) as bridge:
         with pytest.raises(ValueError, match="'name' must be a non-empty string"):

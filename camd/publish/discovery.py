@@ -158,14 +158,16 @@ class Catalog:
 
     # -- entities ----------------------------------------------------------------------------
 
-    def _entity(self, platform: str, object_id: str, name: str, **config: Any) -> Component:
+    def _entity(self, platform: str, object_id: str, name: str, entity_slug: str | None = None,
+                **config: Any) -> Component:
+        """entity_slug: the entity id after "<platform>.<node_id>_" (default: object_id)."""
         node = self.node
         base = {
             "name": name,
             "unique_id": f"{node}_{object_id}",
             # Newer HA (2025.10+) takes the entity id from here; older HA derives the same one
-            # from "<device name> <entity name>".
-            "default_entity_id": f"{platform}.{node}_{object_id}",
+            # from "<device name> <entity name>" ("camd front door" + "Person present").
+            "default_entity_id": f"{platform}.{node}_{entity_slug or object_id}",
         }
         return Component(platform, object_id, {**base, **config})
 
@@ -238,7 +240,7 @@ class Catalog:
         icon = "mdi:car" if person.kind == "vehicle" else "mdi:account"
         device.components = [
             self._entity(
-                "sensor", f"person_{slug}_last_seen", "Last seen",
+                "sensor", f"person_{slug}_last_seen", "Last seen", entity_slug=f"{slug}_last_seen",
                 state_topic=t.last_seen(slug), value_template="{{ value_json.last_seen }}",
                 device_class="timestamp", json_attributes_topic=t.last_seen(slug), icon="mdi:eye",
             ),
@@ -246,7 +248,7 @@ class Catalog:
             # device trackers, so camd's sightings can feed a household member's home/away state.
             # source_type router: a stationary home/not_home scanner, like a Wi-Fi router.
             self._entity(
-                "device_tracker", f"person_{slug}_presence", "Presence",
+                "device_tracker", f"person_{slug}_presence", "Presence", entity_slug=f"{slug}_presence",
                 state_topic=t.presence(slug), payload_home="home", payload_not_home="not_home",
                 source_type="router", json_attributes_topic=t.last_seen(slug), icon=icon,
             ),
