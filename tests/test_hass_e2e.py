@@ -18,6 +18,7 @@ import pytest
 
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
+from camd.sources.status import CameraStatus
 from tests.support.broker import BrokerAddress, BrokerProcess, MqttRecorder
 from tests.support.hass import HASS_VENV, SETUP_SCRIPT, HomeAssistantProcess, hass_config, make_event
 
@@ -63,6 +64,9 @@ def camd_bridge(tmp_path: Path, broker: BrokerAddress, discovery_prefix: str) ->
     try:
         bridge.start()
         bridge.set_people([{"name": "Anna", "role": "family", "kind": "person"}])
+        # what the daemon publishes for each camera (Daemon._on_status)
+        status = CameraStatus("front_door", state="online", frames=50, fps=5.0, width=640, height=360)
+        publisher.publish("cameras/front_door/status", status.to_dict(), retain=True, durable=False)
         yield bridge
     finally:
         bridge.stop()
@@ -79,8 +83,17 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
         domain, object_id = entity_id.split(".")
         return f"{stream}/{domain}/{object_id}/state"
 
-    with camd_bridge(tmp_path, mqtt_broker, home_assistant.discovery_prefix) as bridge, \
+    prefix = home_assistant.discovery_prefix
+    with camd_bridge(tmp_path, mqtt_broker, prefix) as bridge, \
             MqttRecorder(mqtt_broker, f"{stream}/#").start() as states:
+        retained_configs = len(CAMERA_ENTITIES | PERSON_ENTITIES)
+        while True:  # subscribe until all configs arrive retained: camd's first announcement is done
+            configs = MqttRecorder(mqtt_broker, f"{prefix}/+/+/+/config").start()
+            with contextlib.suppress(AssertionError):
+                configs.wait_for(lambda ms: len([m for m in ms if m.retain]) >= retained_configs, 2.0)
+                if all(m.retain for m in configs.messages()):
+                    break
+            configs.close()
         home_assistant.start()
         try:
             states.wait_for(
@@ -88,8 +101,18 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
                 HA_START_TIMEOUT_S, what="every camd entity's state echoed by Home Assistant")
         except AssertionError as error:
             raise AssertionError(f"{error}\n{home_assistant.log_tail()}") from None
-        assert states.wait_for_topic(state("binary_sensor.camd_front_door_person_present")).text == "off"
-        assert states.wait_for_topic(state("device_tracker.camd_anna_presence")).text == "not_home"
+        # Home Assistant's birth message on <prefix>/status made camd announce everything again
+        configs.wait_for(lambda ms: len([m for m in ms if not m.retain]) >= retained_configs,
+                         what="discovery re-sent after Home Assistant's birth message")
+        configs.close()
+        # unavailable at creation, then camd's retained `online` and states arrive
+        for entity_id, expected in [
+            ("binary_sensor.camd_front_door_person_present", "off"),
+            ("device_tracker.camd_anna_presence", "not_home"),
+            ("sensor.camd_front_door_status", "online"),  # from the daemon's status topic
+            ("sensor.camd_front_door_frames_per_second", "5.0"),
+        ]:
+            states.wait_for_topic(state(entity_id), lambda m, want=expected: m.text == want)
 
         # a stranger at the front door, with a crop; then Anna comes home
         crop = b"\xff\xd8\xff\xe0" + bytes(512) + b"\xff\xd9"
@@ -117,7 +140,10 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
         bridge.handle_event(make_event("end", "front_door", "e2", identity="Anna", identity_class="family"))
         states.wait_for_topic(state("binary_sensor.camd_front_door_stranger_present"),
                               lambda m: m.text == "off", timeout=30)
-    # camd stopped: its last will / offline makes every entity unavailable
+    mqtt_trouble = [line for line in home_assistant.log_lines("homeassistant.components.mqtt")
+                    if " ERROR " in line or " WARNING " in line]
+    assert not mqtt_trouble, "Home Assistant's MQTT integration complained:\n" + "\n".join(mqtt_trouble)
+    # camd stopped: its offline message makes every entity unavailable
     with MqttRecorder(mqtt_broker, f"{stream}/#").start() as after:
         after.wait_for_topic(state("binary_sensor.camd_front_door_person_present"),
                              lambda m: m.text == "unavailable", timeout=30)

@@ -98,6 +98,11 @@ class HomeAssistantProcess:
             "pref_disable_new_entities": False, "pref_disable_polling": False, "disabled_by": None,
             "data": {"broker": self.broker.host, "port": self.broker.port, "discovery": True,
                      "discovery_prefix": self.discovery_prefix,
+                     # birth/will beside the discovery prefix, as with the default prefix
+                     "birth_message": {"topic": f"{self.discovery_prefix}/status", "payload": "online",
+                                       "qos": 0, "retain": False},
+                     "will_message": {"topic": f"{self.discovery_prefix}/status", "payload": "offline",
+                                      "qos": 0, "retain": False},
                      "client_id": f"hass-test-{uuid.uuid4().hex[:6]}"},
         }
         (storage / "core.config_entries").write_text(json.dumps(
@@ -126,6 +131,12 @@ class HomeAssistantProcess:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
+
+    def log_lines(self, marker: str) -> list[str]:
+        """Lines of Home Assistant's log that contain marker (e.g. "ERROR")."""
+        path = self.config_dir / "home-assistant.log"
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        return [line for line in text.splitlines() if marker in line]
 
     def log_tail(self, lines: int = 40) -> str:
         text = ""
