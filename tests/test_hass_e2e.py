@@ -87,13 +87,15 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
     with camd_bridge(tmp_path, mqtt_broker, prefix) as bridge, \
             MqttRecorder(mqtt_broker, f"{stream}/#").start() as states:
         retained_configs = len(CAMERA_ENTITIES | PERSON_ENTITIES)
-        while True:  # subscribe until all configs arrive retained: camd's first announcement is done
+        for _attempt in range(10):  # subscribe until all arrive retained: the first announcement is done
             configs = MqttRecorder(mqtt_broker, f"{prefix}/+/+/+/config").start()
             with contextlib.suppress(AssertionError):
                 configs.wait_for(lambda ms: len([m for m in ms if m.retain]) >= retained_configs, 2.0)
                 if all(m.retain for m in configs.messages()):
                     break
             configs.close()
+        else:
+            raise AssertionError(f"camd's {retained_configs} discovery configs never all arrived retained")
         home_assistant.start()
         try:
             states.wait_for(
