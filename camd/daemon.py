@@ -16,6 +16,7 @@ from typing import Any
 from camd.config import Config
 from camd.identity.memory import Memory
 from camd.pipeline import CameraPipeline, EventSink, SharedDetector
+from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
 from camd.sources.status import CameraStatus
 from camd.vision.detector import create_detector
@@ -65,6 +66,7 @@ class Daemon:
         self._extra_sinks = extra_sinks or []
         self._use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
         self.publisher: MqttPublisher | None = None
+        self.hass: HassBridge | None = None  # Home Assistant discovery and entity states
         self.memory: Memory | None = None
         self.pipelines: dict[str, CameraPipeline] = {}
         self.statuses: dict[str, CameraStatus] = {}
@@ -93,6 +95,10 @@ class Daemon:
         if self._use_mqtt:
             self.publisher = MqttPublisher(self.config.mqtt, self.config.outbox_path)
             self.publisher.start()
+            if self.config.homeassistant.enabled:
+                self.hass = HassBridge(self.config, self.publisher)
+                self.hass.start()
+                self._extra_sinks = [*self._extra_sinks, self.hass]
         for name, camera in self.config.cameras.items():
             if not camera.enabled:
                 log.info("camera %s: disabled in config", name)
@@ -116,6 +122,8 @@ class Daemon:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("%s did not stop in time; leaving it behind", thread.name)
+        if self.hass is not None:
+            self.hass.stop()
         if self.publisher is not None:
             self.publisher.stop()
         if self.memory is not None:

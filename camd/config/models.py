@@ -190,6 +190,38 @@ class MqttConfig(Strict):
         return prefix
 
 
+DISCOVERY_NODE_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+class HomeAssistantConfig(Strict):
+    """Home Assistant MQTT discovery: camd's cameras and enrolled people appear as devices."""
+
+    enabled: bool = True
+    discovery_prefix: str = "homeassistant"
+    # Home Assistant 2024.11+: one `<prefix>/device/<id>/config` message per device (with `cmps`)
+    # instead of one message per entity. Older Home Assistant ignores it: leave false for those.
+    device_discovery: bool = False
+    node_id: str = "camd"  # the <node_id> in discovery topics and the start of every unique_id
+    # Seconds an occupancy sensor stays on after the last object left: rides out a missed detection.
+    occupancy_off_delay_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 30.0
+    # Seconds without a sighting before a person's presence turns from home to not_home.
+    presence_away_s: Annotated[float, Field(gt=0.0)] = 900.0
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, prefix: str) -> str:
+        if not prefix or any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError("discovery_prefix must be a plain MQTT topic like 'homeassistant'")
+        return prefix
+
+    @field_validator("node_id")
+    @classmethod
+    def _node(cls, node_id: str) -> str:
+        if not DISCOVERY_NODE_ID.match(node_id):
+            raise ValueError("node_id: use letters, digits, '_' and '-' only (it is a discovery topic level)")
+        return node_id
+
+
 class DetectorConfig(Strict):
     """backend 'ssd' is the COCO SSD MobileNetV2 (fast, the default); 'yolo' runs any
     YOLOv8/YOLO11-style ONNX export (more accurate, ~2x slower on a small CPU)."""
@@ -249,6 +281,7 @@ class Config(Strict):
     models_dir: Path | None = None  # default: <state_dir>/models
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)

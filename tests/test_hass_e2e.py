@@ -1,0 +1,151 @@
+"""End to end with Home Assistant itself: homeassistant 2024.3.3 discovers camd's entities from the
+broker, and camd's events change their states. Home Assistant echoes every state back to MQTT
+through ``mqtt_statestream``, which is how the test reads them.
+
+Needs Home Assistant's own venv (~670 MB, ~3 min to create): ``tests/support/hass_setup.sh``.
+Skipped with that instruction when absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from camd.publish.hass import HassBridge
+from camd.publish.mqtt import MqttPublisher
+from camd.sources.status import CameraStatus
+from tests.support.broker import BrokerAddress, BrokerProcess, MqttRecorder
+from tests.support.hass import HASS_VENV, SETUP_SCRIPT, HomeAssistantProcess, hass_config, make_event
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(not HomeAssistantProcess.available(),
+                       reason=f"Home Assistant venv not found at {HASS_VENV}: create it with {SETUP_SCRIPT} "
+                              "(~3 min, ~670 MB; or set CAMD_HASS_VENV)"),
+]
+HA_START_TIMEOUT_S = 150.0  # first start on 2 cores: ~20-40 s; a loaded CI machine is slower
+
+# Entity ids Home Assistant 2024.3 derives from "<device name> <entity name>"; camd's
+# default_entity_id announces the same ones for Home Assistant 2025.10+.
+CAMERA_ENTITIES = {
+    "event.camd_front_door_sighting", "binary_sensor.camd_front_door_person_present",
+    "binary_sensor.camd_front_door_vehicle_present", "binary_sensor.camd_front_door_stranger_present",
+    "image.camd_front_door_latest_crop", "sensor.camd_front_door_status",
+    "sensor.camd_front_door_frames_per_second",
+}
+PERSON_ENTITIES = {"sensor.camd_anna_last_seen", "device_tracker.camd_anna_presence"}
+
+
+@pytest.fixture
+def home_assistant(private_broker: BrokerProcess) -> Iterator[HomeAssistantProcess]:
+    config_dir = Path(tempfile.mkdtemp(prefix="camd-hass-"))
+    tag = config_dir.name.rsplit("-", 1)[-1].lower().replace("_", "")
+    hass = HomeAssistantProcess(config_dir, private_broker.address, discovery_prefix=f"ha_{tag}",
+                                statestream_prefix=f"hass_{tag}")
+    try:
+        yield hass
+    finally:
+        hass.cleanup()
+        shutil.rmtree(config_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def camd_bridge(tmp_path: Path, broker: BrokerAddress, discovery_prefix: str) -> Iterator[HassBridge]:
+    config = hass_config(tmp_path, broker, tag=discovery_prefix.removeprefix("ha_"), occupancy_off_delay_s=0)
+    publisher = MqttPublisher(config.mqtt, config.outbox_path)
+    publisher.start()
+    bridge = HassBridge(config, publisher)
+    try:
+        bridge.start()
+        bridge.set_people([{"name": "Anna", "role": "family", "kind": "person"}])
+        # what the daemon publishes for each camera (Daemon._on_status)
+        status = CameraStatus("front_door", state="online", frames=50, fps=5.0, width=640, height=360)
+        publisher.publish("cameras/front_door/status", status.to_dict(), retain=True, durable=False)
+        yield bridge
+    finally:
+        bridge.stop()
+        publisher.stop()
+
+
+def test_home_assistant_creates_camd_entities_and_follows_its_events(
+    tmp_path: Path, private_broker: BrokerProcess, home_assistant: HomeAssistantProcess
+) -> None:
+    mqtt_broker = private_broker.address  # its own broker: Home Assistant's retained states go with it
+    stream = home_assistant.statestream_prefix
+
+    def state(entity_id: str) -> str:
+        domain, object_id = entity_id.split(".")
+        return f"{stream}/{domain}/{object_id}/state"
+
+    prefix = home_assistant.discovery_prefix
+    with camd_bridge(tmp_path, mqtt_broker, prefix) as bridge, \
+            MqttRecorder(mqtt_broker, f"{stream}/#").start() as states:
+        retained_configs = len(CAMERA_ENTITIES | PERSON_ENTITIES)
+        for _attempt in range(10):  # subscribe until all arrive retained: the first announcement is done
+            configs = MqttRecorder(mqtt_broker, f"{prefix}/+/+/+/config").start()
+            with contextlib.suppress(AssertionError):
+                configs.wait_for(lambda ms: len([m for m in ms if m.retain]) >= retained_configs, 2.0)
+                if all(m.retain for m in configs.messages()):
+                    break
+            configs.close()
+        else:
+            raise AssertionError(f"camd's {retained_configs} discovery configs never all arrived retained")
+        home_assistant.start()
+        try:
+            states.wait_for(
+                lambda ms: {state(e) for e in CAMERA_ENTITIES | PERSON_ENTITIES} <= {m.topic for m in ms},
+                HA_START_TIMEOUT_S, what="every camd entity's state echoed by Home Assistant")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{home_assistant.log_tail()}") from None
+        # Home Assistant's birth message on <prefix>/status made camd announce everything again
+        configs.wait_for(lambda ms: len([m for m in ms if not m.retain]) >= retained_configs,
+                         what="discovery re-sent after Home Assistant's birth message")
+        configs.close()
+        # unavailable at creation, then camd's retained `online` and states arrive
+        for entity_id, expected in [
+            ("binary_sensor.camd_front_door_person_present", "off"),
+            ("device_tracker.camd_anna_presence", "not_home"),
+            ("sensor.camd_front_door_status", "online"),  # from the daemon's status topic
+            ("sensor.camd_front_door_frames_per_second", "5.0"),
+        ]:
+            states.wait_for_topic(state(entity_id), lambda m, want=expected: m.text == want)
+
+        # a stranger at the front door, with a crop; then Anna comes home
+        crop = b"\xff\xd8\xff\xe0" + bytes(512) + b"\xff\xd9"
+        bridge.handle_event(make_event("new", "front_door", "e1", identity_class="stranger", confidence=0.9),
+                            crop_jpeg=crop)
+        bridge.handle_event(make_event("new", "front_door", "e2", identity="Anna", identity_class="family",
+                                       confidence=0.95))
+        for entity_id, expected in [
+            ("binary_sensor.camd_front_door_person_present", "on"),
+            ("binary_sensor.camd_front_door_stranger_present", "on"),
+            ("device_tracker.camd_anna_presence", "home"),
+        ]:
+            states.wait_for_topic(state(entity_id), lambda m, want=expected: m.text == want, timeout=30)
+        sighting = f"{stream}/event/camd_front_door_sighting/event_type"
+        states.wait_for_topic(sighting, lambda m: m.text == '"stranger"', timeout=30)
+        states.wait_for_topic(sighting, lambda m: m.text == '"family"', timeout=30)
+        # the image entity's state is the time of its last image: it changed from unknown
+        states.wait_for_topic(state("image.camd_front_door_latest_crop"),
+                              lambda m: m.text not in ("unknown", "unavailable"), timeout=30)
+        last_seen = states.wait_for_topic(state("sensor.camd_anna_last_seen"),
+                                          lambda m: m.text not in ("unknown", "unavailable"), timeout=30)
+        assert last_seen.text[:4].isdigit()  # a timestamp
+
+        bridge.handle_event(make_event("end", "front_door", "e1", identity_class="stranger"))
+        bridge.handle_event(make_event("end", "front_door", "e2", identity="Anna", identity_class="family"))
+        states.wait_for_topic(state("binary_sensor.camd_front_door_stranger_present"),
+                              lambda m: m.text == "off", timeout=30)
+    mqtt_trouble = [line for line in home_assistant.log_lines("homeassistant.components.mqtt")
+                    if " ERROR " in line or " WARNING " in line]
+    assert not mqtt_trouble, "Home Assistant's MQTT integration complained:\n" + "\n".join(mqtt_trouble)
+    # camd stopped: its offline message makes every entity unavailable
+    with MqttRecorder(mqtt_broker, f"{stream}/#").start() as after:
+        after.wait_for_topic(state("binary_sensor.camd_front_door_person_present"),
+                             lambda m: m.text == "unavailable", timeout=30)
