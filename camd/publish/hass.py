@@ -205,8 +205,9 @@ class HassBridge:
             "global_id": after.get("global_id"),
             "time": iso(after.get("frame_time") or self._clock()),
         }
-        self.publisher.publish(self._suffix(self.topics.sighting(camera)), payload, retain=False, qos=1,
-                               durable=False)
+        self.publisher.publish_topic(
+            self.topics.sighting(camera), payload, retain=False, qos=1, durable=False
+        )
 
     def _record_sighting(self, camera: str, after: dict[str, Any]) -> None:
         name = after.get("identity")
@@ -303,20 +304,12 @@ class HassBridge:
 
     # -- MQTT ------------------------------------------------------------------------------------
 
-    def _suffix(self, topic: str) -> str:
-        prefix = self.publisher.prefix + "/"
-        if not topic.startswith(prefix):
-            raise ValueError(f"state topic {topic!r} is outside the MQTT prefix {prefix!r}")
-        return topic[len(prefix):]
-
     def _publish(self, topic: str, payload: str | bytes | dict[str, Any]) -> None:
-        self.publisher.publish(self._suffix(topic), payload, retain=True, qos=1, durable=False)
+        self.publisher.publish_topic(topic, payload, retain=True, qos=1, durable=False)
 
     def _clear_state(self, topic: str) -> None:
         self._publish(topic, b"")  # an empty retained message deletes the broker's retained one
 
     def _send_discovery(self, topic: str, payload: bytes) -> None:
-        # Discovery lives under the discovery prefix, outside camd's: MqttPublisher.publish() takes
-        # a suffix of its own prefix, so go through its outbox, which takes full topics. Durable,
-        # in order (a removal is never overtaken by an older config), delivered within ~0.5 s.
-        self.publisher.outbox.put(topic, payload, qos=1, retain=True)
+        # Durable, in order: a removal is never overtaken by an older config.
+        self.publisher.publish_topic(topic, payload, qos=1, retain=True, durable=True)

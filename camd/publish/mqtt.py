@@ -164,7 +164,17 @@ class MqttPublisher:
         connect; suits state such as a camera's status. Not durable and not retained: sent only
         if connected right now, otherwise dropped.
         """
-        topic = self.topic(topic_suffix)
+        self.publish_topic(self.topic(topic_suffix), payload, retain=retain, qos=qos, durable=durable)
+
+    def publish_topic(
+        self,
+        topic: str,
+        payload: Payload,
+        retain: bool = False,
+        qos: int = 1,
+        durable: bool = True,
+    ) -> None:
+        """`publish` to a full topic, e.g. Home Assistant's discovery prefix outside camd's own."""
         data = encode_payload(payload)
         if durable:
             self.outbox.put(topic, data, qos=qos, retain=retain)
