@@ -137,3 +137,19 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
     return ix * iy / union if union else 0.0
+
+
+def test_ids_of_finished_tracks_are_forgotten() -> None:
+    """Months of tracks must not grow the id table: only live tracks keep a mapping."""
+    tracker = ObjectTracker(TrackerConfig(lost_track_s=0.5), fps=FPS)
+    t = 0.0
+    for walker in range(400):  # 400 people pass one after another
+        x = float(walker % 7) * 80
+        for _ in range(4):
+            tracker.update([Detection("person", 0.9, (x, 10.0, x + 50.0, 150.0))], t)
+            t += 1 / FPS
+        for _ in range(5):
+            tracker.update([], t)
+            t += 1 / FPS
+    assert len(tracker._ids) < 300
+    assert next(tracker._next_id) > 390, "ids keep counting up: no id is reused"

@@ -69,6 +69,7 @@ class ObjectTracker:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # supervision deprecation chatter
             result = self._tracker_for(group).update(sv_dets, timestamp=timestamp)
+        self._forget_dead_ids(group)
         out: list[TrackedObject] = []
         if result.tracker_id is None or result.class_id is None:
             return out
@@ -80,3 +81,11 @@ class ObjectTracker:
                 self._ids[key] = next(self._next_id)
             out.append(TrackedObject(track_id=self._ids[key], detection=dets[int(index)]))
         return out
+
+    def _forget_dead_ids(self, group: str) -> None:
+        """Drop id mappings of tracks ByteTrack has let go: the daemon runs for months."""
+        if len(self._ids) < 256:
+            return
+        alive = {int(t.tracker_id) for t in self._trackers[group].tracks}
+        for key in [k for k in self._ids if k[0] == group and k[1] not in alive]:
+            del self._ids[key]
