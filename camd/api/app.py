@@ -63,7 +63,9 @@ class ErrorBody(BaseModel):
 class Photo(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filename: str = Field(default="photo", max_length=255)
-    data: str = Field(max_length=MAX_PHOTO_B64, description="the image file (JPEG, PNG), base64")
+    data: str = Field(
+        min_length=4, max_length=MAX_PHOTO_B64, description="the image file (JPEG, PNG), base64"
+    )
 
 
 class EnrollRequest(BaseModel):
