@@ -14,6 +14,7 @@ from camd.api.auth import read_token
 from camd.api.identity import Category
 from camd.api.server import socket_path
 from camd.config import Config
+from camd.config.models import ApiConfig
 
 TIMEOUT_S = 60.0  # enrolment runs the face and body models on every photo
 
@@ -49,14 +50,22 @@ class ApiClient:
     @classmethod
     def from_config(cls, config: Config, with_token: bool = True) -> ApiClient:
         """The daemon's API as its config describes it; the token from <state_dir>/api-token."""
-        token = read_token(config.state_dir) if with_token else None
-        unix = socket_path(config.api, config.state_dir)
+        return cls.for_state_dir(config.state_dir, config.api, with_token)
+
+    @classmethod
+    def for_state_dir(
+        cls, state_dir: Path, api: ApiConfig | None = None, with_token: bool = True
+    ) -> ApiClient:
+        """Without loading the whole config (which needs the camera secrets in the environment):
+        the daemon's state_dir and its api section (default: 127.0.0.1:8765)."""
+        api = api or ApiConfig()
+        token = read_token(state_dir) if with_token else None
+        unix = socket_path(api, state_dir)
         if unix is not None:
             return cls(token=token, unix_socket=unix)
-        host = config.api.host
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard listens on loopback too
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(api.host, api.host)  # a wildcard listens on loopback
         shown = f"[{host}]" if ":" in host else host
-        return cls(f"http://{shown}:{config.api.port}", token=token)
+        return cls(f"http://{shown}:{api.port}", token=token)
 
     def close(self) -> None:
         self._http.close()
