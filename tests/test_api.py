@@ -236,6 +236,10 @@ def test_unix_socket(tmp_path: Path, models_dir: Path) -> None:
             with pytest.raises(ApiError) as refused:
                 ApiClient(unix_socket=path).remove("Anna")  # no token
             assert refused.value.status == 401
+        # what a CLI does without the camera secrets: only the state_dir and the api section
+        with ApiClient.for_state_dir(tmp_path / "state", config.api) as light:
+            assert light.token == read_token(tmp_path / "state")
+            assert "street" in light.health()["cameras"]
     assert not path.exists()
 
 
