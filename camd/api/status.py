@@ -50,9 +50,10 @@ def health_report(
     """status: "ok" (every enabled camera online), "degraded" (some are not), "starting"
     (no camera running yet) or "stalled" (cameras online, no frame processed for service.stall_s)."""
     now = time.time()
+    pipelines = daemon.pipelines.copy()  # the daemon adds pipelines while the API already serves
     cameras: dict[str, Any] = {}
     for name, camera in daemon.config.cameras.items():
-        pipeline = daemon.pipelines.get(name)
+        pipeline = pipelines.get(name)
         if pipeline is not None:
             cameras[name] = camera_health(pipeline, now)
         else:
@@ -60,7 +61,7 @@ def health_report(
     running = [c for name, c in cameras.items() if daemon.config.cameras[name].enabled]
     if watchdog is not None and watchdog.stalled:
         overall = "stalled"
-    elif not daemon.pipelines:
+    elif not pipelines:
         overall = "starting"
     elif all(c["state"] == "online" for c in running):
         overall = "ok"
@@ -113,7 +114,8 @@ def metrics_text(daemon: DaemonView, watchdog: PipelineWatchdog | None, started_
     out.family("camd_info", "gauge", "camd version", [({"version": __version__}, 1)])
     out.family("camd_uptime_seconds", "gauge", "Seconds since the daemon started",
                [({}, time.monotonic() - started_at)])
-    per_camera = {name: (p, camera_health(p, now)) for name, p in daemon.pipelines.items()}
+    pipelines = daemon.pipelines.copy()  # the daemon adds pipelines while the API already serves
+    per_camera = {name: (p, camera_health(p, now)) for name, p in pipelines.items()}
 
     def each(value: Any) -> list[tuple[dict[str, str], float]]:
         return [({"camera": name}, float(value(p, h))) for name, (p, h) in sorted(per_camera.items())]
@@ -133,7 +135,7 @@ def metrics_text(daemon: DaemonView, watchdog: PipelineWatchdog | None, started_
                each(lambda _p, h: h["dropped"]))
     out.family("camd_camera_reconnects_total", "counter", "Failed stream attempts (open errors, drops)",
                each(lambda _p, h: h["reconnects"]))
-    timings = [ms for p in daemon.pipelines.values() for ms in list(p.stats.detect_ms)]
+    timings = [ms for p in pipelines.values() for ms in list(p.stats.detect_ms)]
     if timings:
         out.family("camd_detector_latency_ms_p50", "gauge", "Median detector time per frame, recent frames",
                    [({}, statistics.median(timings))])

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def daemon_progress(daemon: DaemonView) -> Progress:
     """Frames processed so far and the cameras whose stream is up."""
-    pipelines = list(daemon.pipelines.values())
+    pipelines = list(daemon.pipelines.copy().values())  # start() may be adding cameras
     return Progress(
         frames=sum(p.stats.frames for p in pipelines),
         online=frozenset(p.name for p in pipelines if p.source.status.state == "online"),
@@ -31,7 +31,7 @@ def daemon_progress(daemon: DaemonView) -> Progress:
 
 def describe_progress(daemon: DaemonView) -> str:
     """One line for `systemctl status`."""
-    statuses = [p.source.status for p in daemon.pipelines.values()]
+    statuses = [p.source.status for p in daemon.pipelines.copy().values()]
     online = sum(s.state == "online" for s in statuses)
     fps = sum(s.fps for s in statuses if s.state == "online")
     return f"{online}/{len(statuses)} camera(s) online, {fps:.1f} frames/s"
