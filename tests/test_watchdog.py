@@ -8,6 +8,7 @@ held busy, as a hung inference call would hold it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -214,7 +215,8 @@ def test_reconnecting_camera_is_not_a_stall(
 def test_camd_run_sends_ready_watchdog_and_stopping(
     under_systemd: NotifySocket, tmp_path: Path, models_dir: Path
 ) -> None:
-    """The real command line, as systemd starts it: READY once running, STOPPING on SIGTERM."""
+    """The real command line, as systemd starts it: READY once running, STOPPING on SIGTERM; a
+    camera that cannot be reached does not hold READY back, and its password stays out of the log."""
     config_file = tmp_path / "camd.yaml"
     config_file.write_text(
         f"state_dir: {tmp_path / 'state'}\n"
@@ -223,8 +225,9 @@ def test_camd_run_sends_ready_watchdog_and_stopping(
         f"api: {{port: {free_port()}}}\n"
         "cameras:\n"
         f"  street: {{url: {models_dir / 'demo_bikes_clip' / 'bikes.mp4'}, loop: true, realtime: true}}\n"
+        "  gate: {url: 'rtsp://viewer:${GATE_PASSWORD}@127.0.0.1:9/s1', open_timeout_s: 1}\n"  # nothing there
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GATE_PASSWORD": "Gate-s3cret"}
     process = subprocess.Popen(
         [sys.executable, "-m", "camd.cli", "run", "--config", str(config_file)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -242,6 +245,9 @@ def test_camd_run_sends_ready_watchdog_and_stopping(
             process.wait()
     assert process.returncode == 0, output
     assert "received SIGTERM, stopping" in output
+    # the journal: the dead camera's trouble is logged by name, its password never
+    assert re.search(r"camera gate: .*viewer:\*\*\*@127\.0\.0\.1", output), output
+    assert "Gate-s3cret" not in output
 
 
 def test_api_config_is_optional_for_the_watchdog(tmp_path: Path, models_dir: Path) -> None:
