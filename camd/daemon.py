@@ -18,6 +18,7 @@ from camd.identity.memory import Memory
 from camd.pipeline import CameraPipeline, EventSink, SharedDetector
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
+from camd.service import DaemonServices
 from camd.sources.status import CameraStatus
 from camd.vision.detector import create_detector
 
@@ -73,6 +74,7 @@ class Daemon:
         self._sink_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.sightings_stored = 0
+        self.services: DaemonServices | None = None  # systemd notify, watchdog, control API
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -90,6 +92,8 @@ class Daemon:
         return self.summary(time.monotonic() - started)
 
     def start(self) -> None:
+        self.services = DaemonServices(self)
+        self.services.open()
         detector = SharedDetector(create_detector(self.config.detector, self.config.models_path))
         self.memory = Memory(self.config)
         if self._use_mqtt:
@@ -111,12 +115,15 @@ class Daemon:
             self._threads.append(thread)
             thread.start()
         log.info("camd running: %d camera(s)", len(self._threads))
+        self.services.ready()
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def shutdown(self) -> None:
         self.stop_event.set()
+        if self.services is not None:
+            self.services.stopping()
         deadline = time.monotonic() + JOIN_TIMEOUT_S
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -124,6 +131,8 @@ class Daemon:
                 log.warning("%s did not stop in time; leaving it behind", thread.name)
         if self.hass is not None:
             self.hass.stop()
+        if self.services is not None:
+            self.services.close()  # before the memory closes under an API call
         if self.publisher is not None:
             self.publisher.stop()
         if self.memory is not None:

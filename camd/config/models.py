@@ -276,6 +276,31 @@ class StoreConfig(Strict):
         return self
 
 
+class ServiceConfig(Strict):
+    """Running under systemd. The watchdog is fed only while frames are processed: a pipeline
+    that stalls with cameras online for stall_s stops feeding it and systemd restarts camd.
+    Shorter recovers sooner; too short restarts a hub that is only briefly overloaded."""
+
+    stall_s: Annotated[float, Field(gt=0.0, le=3600.0)] = 60.0
+
+
+class ApiConfig(Strict):
+    """The local control API (health, metrics, people). State-changing calls need the token
+    camd writes to <state_dir>/api-token at first start."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback only by default: the API is for this machine
+    port: Annotated[int, Field(ge=1, le=65535)] = 8765
+    socket: Path | None = None  # a Unix socket instead of host:port; relative: under state_dir
+
+    @field_validator("host")
+    @classmethod
+    def _plain_api_host(cls, host: str) -> str:
+        if not host.strip() or "://" in host or "/" in host:
+            raise ValueError("host is an address or name to listen on, e.g. 127.0.0.1 (no scheme, no path)")
+        return host
+
+
 class Config(Strict):
     state_dir: Path = Path("var")
     models_dir: Path | None = None  # default: <state_dir>/models
@@ -287,6 +312,8 @@ class Config(Strict):
     events: EventsConfig = Field(default_factory=EventsConfig)
     objects: ObjectsConfig = Field(default_factory=ObjectsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     # Names are checked as keys, so every bad name is reported with the rest, at its own line.
     cameras: dict[CameraName, CameraConfig]
 

@@ -1,0 +1,47 @@
+"""The contract between the control API and the identity engine.
+
+The identity engine's service object implements `IdentityService`; every method takes plain
+arguments and returns a JSON-able dict. It signals a missing person or sighting with LookupError
+(answered 404) and bad input with ValueError (answered 400); the message is shown to the user,
+so it should say what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Category = Literal["family", "visitor"]
+
+
+@runtime_checkable
+class IdentityService(Protocol):
+    def list_people(self) -> dict[str, Any]:
+        """Everyone enrolled: {"people": [{"name", "category", ...}, ...]}."""
+        ...
+
+    def show_person(self, name: str) -> dict[str, Any]:
+        """One person: enrolment counts per modality, last seen, ..."""
+        ...
+
+    def enroll_photos(self, name: str, photos: list[bytes], category: Category) -> dict[str, Any]:
+        """Add encoded images (JPEG/PNG bytes) of `name`, creating the person when new."""
+        ...
+
+    def rename(self, name: str, new_name: str) -> dict[str, Any]: ...
+
+    def remove(self, name: str) -> dict[str, Any]:
+        """Delete the person and their enrolled references; past sightings stay, unnamed."""
+        ...
+
+    def correct(self, sighting_id: str, name: str | None) -> dict[str, Any]:
+        """Fix a sighting's identity: `name` is who it really was; None: nobody enrolled
+        ("that was not Anna"), so it must not count as evidence for whom it was matched to."""
+        ...
+
+    def forget(self, name: str) -> dict[str, Any]:
+        """Erase everything about the person: references, embeddings and their sightings."""
+        ...
+
+    def sightings(self, name: str | None, camera: str | None, limit: int) -> dict[str, Any]:
+        """Recent sightings, newest first: {"sightings": [...]}."""
+        ...
