@@ -293,9 +293,14 @@ def _read_stamp(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_stamp(folder: Path, stamp: dict[str, dict[str, Any]]) -> None:
+    """Remember what was verified. The stamp only saves re-hashing: on a read-only models folder
+    (ProtectSystem=strict, a container layer) verification simply happens again next start."""
     temp = folder / f"{STAMP_NAME}.{os.getpid()}.tmp"
-    temp.write_text(json.dumps(stamp, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(temp, folder / STAMP_NAME)
+    try:
+        temp.write_text(json.dumps(stamp, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temp, folder / STAMP_NAME)
+    except OSError as exc:
+        log.debug("cannot write the verification stamp in %s (%s); will re-verify next time", folder, exc)
 
 
 def _stamp_entry(path: Path, sha256: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    # Under systemd the journal stamps each line itself.
+    fmt = LOG_FORMAT.removeprefix("%(asctime)s ") if os.environ.get("JOURNAL_STREAM") else LOG_FORMAT
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
     # third-party chatter that says nothing a camd user can act on
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -39,7 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     setup_logging(args.log_level or config.log_level)
-    logging.getLogger("camd").info("config:\n%s", describe(config))
+    for line in describe(config).splitlines():  # one log line per item, journal-friendly
+        logging.getLogger("camd").info("config: %s", line)
     try:
         summary = Daemon(config).run()
     except startup_errors() as exc:

@@ -172,9 +172,11 @@ class Daemon:
             log.exception("%s failed for an event", what)
 
     def _on_status(self, status: CameraStatus) -> None:
+        previous = self.statuses.get(status.camera)
         self.statuses[status.camera] = status
-        log.info("camera %s: %s%s", status.camera, status.state,
-                 f" ({status.last_error})" if status.last_error else "")
+        # The source logs its own failures once per outage; here only state changes, at debug.
+        if previous is None or previous.state != status.state:
+            log.debug("camera %s: status %s", status.camera, status.state)
         if self.publisher is not None:
             self.publisher.publish(
                 f"cameras/{status.camera}/status", status.to_dict(), retain=True, durable=False
