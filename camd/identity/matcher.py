@@ -92,6 +92,9 @@ class Decision:
     global_id: str | None  # name, unknown-N or vehicle-N; None for a stranger not yet given an id
     person_id: str | None  # whose memory this track joins (known or a matched stranger)
     early: bool = False  # enough evidence to publish before the track ends
+    # The body match came from a same-day prototype: such a decision must not learn another one, or a
+    # look-alike could keep a wrong same-day prototype alive forever.
+    via_same_day: bool = False
 
     def identity(self) -> Identity:
         return Identity(
@@ -115,6 +118,7 @@ class Decision:
 class _Scores:
     face: float | None = None  # best distance, positive prototypes
     body: float | None = None  # best fused cosine
+    body_same_day: bool = False  # the best body prototype is a same-day one
     vehicle: float | None = None
     gait: float | None = None  # best signature distance
     neg_face: float | None = None
@@ -137,7 +141,7 @@ class Matcher:
     def decide(self, track: TrackVectors, now: float) -> Decision:
         scores = self._score(track, now)
         people = {pid: self.memory.person(pid) for pid in scores}
-        best_id, best_p, best_evidence = None, 0.0, _empty_evidence()
+        best_id, best_p, best_evidence, best_scores = None, 0.0, _empty_evidence(), _Scores()
         best_known_p = 0.0
         for pid, s in scores.items():
             person = people.get(pid)
@@ -147,7 +151,7 @@ class Matcher:
             if person.get("role") in ("family", "visitor"):
                 best_known_p = max(best_known_p, p)
             if p > best_p:
-                best_id, best_p, best_evidence = pid, p, evidence
+                best_id, best_p, best_evidence, best_scores = pid, p, evidence, s
         vehicle = track.kind == "vehicle"
         person = people.get(best_id) if best_id else None
         if person is not None and best_p >= 0.5 and person.get("role") in ("family", "visitor"):
@@ -159,6 +163,7 @@ class Matcher:
                 global_id=person["person_id"],
                 person_id=person["person_id"],
                 early=best_p >= EARLY_CONFIDENCE,
+                via_same_day=best_scores.body_same_day and best_evidence["face"] is None,
             )
         stranger = person if person is not None and best_p >= 0.5 else None
         return Decision(
@@ -252,8 +257,8 @@ class Matcher:
                 s = slot(hit)
                 if hit.payload.get("negative"):
                     s.neg_body = score if s.neg_body is None else max(s.neg_body, score)
-                else:
-                    s.body = score if s.body is None else max(s.body, score)
+                elif s.body is None or score > s.body:
+                    s.body, s.body_same_day = score, hit.payload.get("source") == "same_day"
         if track.vehicle is not None:
             for hit in self.memory.search(PROTOTYPES, "vehicle", track.vehicle, now, CANDIDATES):
                 score = float(_unit(hit.vectors["vehicle"]) @ _unit(track.vehicle))

@@ -38,6 +38,7 @@ from camd.identity.track import (
     MAX_FACE_TRIES,
     MAX_POSE_SAMPLES,
     MIN_POSE_HEIGHT,
+    POSE_INTERVAL_S,
     KeptCrop,
     TrackEvidence,
 )
@@ -230,7 +231,11 @@ class IdentityService:
                     pid, stored, source="stranger", camera=after["camera"], sighting_id=str(after["id"]),
                     expires_at=now + self._retention_s(), shape=_shape(vectors),
                 )  # fmt: skip
-        elif decision.confidence >= self.config.identity.learn_confidence and appearance:
+        elif (
+            decision.confidence >= self.config.identity.learn_confidence
+            and appearance
+            and not decision.via_same_day
+        ):
             # Same-day appearance: today's clothes recognise this person from behind, on any camera.
             self.memory.add_prototype(
                 pid, appearance, source="same_day", camera=after["camera"], sighting_id=str(after["id"]),
@@ -296,49 +301,11 @@ class CameraIdentity:
                     obj.detection.label, self.service.config.identity.best_crops, self.camera
                 )
                 self.tracks[obj.track_id] = evidence
-            self._gather(evidence, frame, obj, boxes)
+            gather(self.service, evidence, frame, obj, boxes, self.stats)
             due = evidence.changed and frame.timestamp - evidence.last_decision_at >= DECIDE_EVERY_S
             if due and self._decide_early(evidence, state, frame.timestamp):
                 changed.append(state)
         return changed
-
-    def _gather(self, evidence: TrackEvidence, frame: Frame, obj: TrackedObject, boxes: list[Any]) -> None:
-        box = obj.detection.box
-        evidence.frames += 1
-        try:
-            quality = crop_quality(frame.image, box, boxes).score
-            crop = crop_box(frame.image, box)
-        except ValueError:
-            return  # a box with no pixels inside the frame
-        if (
-            evidence.kind == "person"
-            and self.service.config.identity.gait
-            and len(evidence.poses) < MAX_POSE_SAMPLES
-        ) and box[3] - box[1] >= MIN_POSE_HEIGHT:
-            keypoints = self.service.pose(frame.image, box)
-            if keypoints is not None:
-                evidence.poses.append(PoseSample(frame.timestamp, box, keypoints))
-                self.stats["poses"] += 1
-        if not evidence.wants(quality):
-            return
-        appearance, colour = self.service.embed_crop(evidence.kind, crop)
-        evidence.keep(KeptCrop(quality, crop.copy(), box, frame.timestamp, appearance, colour))
-        self.stats["embeds"] += 1
-        if (
-            evidence.kind == "person"
-            and len(evidence.faces) < ENOUGH_FACES
-            and evidence.face_tries < MAX_FACE_TRIES
-        ):
-            face = self.service.face_in_person(frame.image, box)
-            if face is not None or self._head_big_enough(box):
-                evidence.face_tries += 1
-                self.stats["face_tries"] += 1
-            if face is not None:
-                evidence.faces.append(face)
-
-    def _head_big_enough(self, box: Any) -> bool:
-        face = self.service.models.face
-        return face is not None and (box[3] - box[1]) * 0.3 >= face.min_face_px
 
     def _decide_early(self, evidence: TrackEvidence, state: Any, now: float) -> bool:
         evidence.changed = False
@@ -366,6 +333,51 @@ class CameraIdentity:
             return
         if decision is not None:
             state.identity = decision.identity()
+
+
+def gather(
+    service: IdentityService,
+    evidence: TrackEvidence,
+    frame: Frame,
+    obj: TrackedObject,
+    boxes: list[Any],
+    stats: dict[str, int] | None = None,
+) -> None:
+    """Add one frame of a track to its evidence: pose every frame (people), appearance and a face try
+    only for crops that enter the track's top-K by quality (track.py explains the budget)."""
+    stats = stats if stats is not None else {}
+    box = obj.detection.box
+    evidence.frames += 1
+    try:
+        quality = crop_quality(frame.image, box, boxes).score
+        crop = crop_box(frame.image, box)
+    except ValueError:
+        return  # a box with no pixels inside the frame
+    person = evidence.kind == "person"
+    pose_due = not evidence.poses or frame.timestamp - evidence.poses[-1].timestamp >= POSE_INTERVAL_S
+    if person and service.config.identity.gait and pose_due and len(evidence.poses) < MAX_POSE_SAMPLES:
+        keypoints = service.pose(frame.image, box) if box[3] - box[1] >= MIN_POSE_HEIGHT else None
+        if keypoints is not None:
+            evidence.poses.append(PoseSample(frame.timestamp, box, keypoints))
+            stats["poses"] = stats.get("poses", 0) + 1
+    if not evidence.wants(quality):
+        return
+    appearance, colour = service.embed_crop(evidence.kind, crop)
+    evidence.keep(KeptCrop(quality, crop.copy(), box, frame.timestamp, appearance, colour))
+    stats["embeds"] = stats.get("embeds", 0) + 1
+    face_model = service.models.face if service.config.identity.face else None
+    if not person or face_model is None:
+        return
+    if len(evidence.faces) >= ENOUGH_FACES or evidence.face_tries >= MAX_FACE_TRIES:
+        return
+    if (box[3] - box[1]) * 0.3 < face_model.min_face_px:
+        return  # head region too small: face_in_person would skip it anyway
+    evidence.face_tries += 1
+    stats["face_tries"] = stats.get("face_tries", 0) + 1
+    face = service.face_in_person(frame.image, box)
+    if face is not None:
+        evidence.faces.append(face)
+        evidence.changed = True
 
 
 def _kind(label: str) -> str:

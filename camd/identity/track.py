@@ -1,8 +1,9 @@
 """Per-track evidence, gathered frame by frame at a bounded cost.
 
-Every frame: a quality score for the track's box (0.4 ms) and, for people, MoveNet keypoints (~5 ms) up
-to MAX_POSE_SAMPLES frames. Only crops that enter the track's top-K by quality are embedded (body or
-vehicle appearance, ~5 ms each, at most MAX_EMBEDS per track), and only those are searched for a face
+Every frame: a quality score for the track's box (0.4 ms); for people, MoveNet keypoints (~5-13 ms) every
+POSE_INTERVAL_S, up to MAX_POSE_SAMPLES per track. Only crops that enter the track's top-K by quality are
+embedded (body or vehicle appearance, ~5 ms each, at most MAX_EMBEDS per track), and only those are
+searched for a face
 (HOG + embedding ~120 ms when the head region is large enough, at most MAX_FACE_TRIES per track).
 """
 
@@ -20,7 +21,10 @@ from camd.types import PERSON, Box
 MAX_EMBEDS = 15
 MAX_FACE_TRIES = 6
 ENOUGH_FACES = 3
-MAX_POSE_SAMPLES = 150
+# Body shape needs a few dozen confident frames, not every frame; cadence at home-camera frame rates was
+# noise (docs/identity.md), so pose is sampled sparsely: this bounds its cost to ~2 runs per second.
+MAX_POSE_SAMPLES = 40
+POSE_INTERVAL_S = 0.4
 # A candidate crop must beat the worst kept crop by this factor to be embedded (no churn on noise).
 IMPROVEMENT = 1.15
 # People smaller than this (px high) give MoveNet nothing to measure.
