@@ -316,11 +316,24 @@ def _sighting_vectors(service: IdentityService, sighting_id: str) -> tuple[dict[
 
 
 def enroll_sighting(service: IdentityService, name: str, role: str, sighting_id: str) -> dict[str, Any]:
-    _payload, vectors = _sighting_vectors(service, sighting_id)
+    payload, vectors = _sighting_vectors(service, sighting_id)
     _ensure_person(service, name, role, vectors.kind)
     added = _add_track_prototypes(service, name, vectors, source=f"sighting:{sighting_id}")
     _relabel_sighting(service, sighting_id, name, role, vectors.kind)
+    _release_stranger(service, payload.get("person_id"), sighting_id)
     return {"name": name, "role": role, "kind": vectors.kind, "sighting": sighting_id, "added": added}
+
+
+def _release_stranger(service: IdentityService, stranger_id: str | None, sighting_id: str) -> None:
+    """A stranger's sighting now belongs to someone known: the stranger no longer learns from it."""
+    if not stranger_id:
+        return
+    stranger = service.memory.person(stranger_id)
+    if stranger is None or stranger.get("role") != "stranger":
+        return
+    service.memory.remove_prototypes(stranger_id, sighting_id)
+    if not service.memory.prototypes(stranger_id) and not service.memory.sightings(stranger_id):
+        service.memory.forget(stranger_id)
 
 
 def _relabel_sighting(service: IdentityService, sighting_id: str, name: str, role: str, kind: str) -> None:
@@ -342,6 +355,7 @@ def correct(
         person = service.memory.require_person(is_name)
         added = _add_track_prototypes(service, is_name, vectors, source=f"correction:{sighting_id}")
         _relabel_sighting(service, sighting_id, is_name, str(person["role"]), vectors.kind)
+        _release_stranger(service, payload.get("person_id"), sighting_id)
         return {"sighting": sighting_id, "is": is_name, "added": added}
     assert not_name is not None
     service.memory.require_person(not_name)

@@ -143,7 +143,11 @@ class Matcher:
         people = {pid: self.memory.person(pid) for pid in scores}
         best_id, best_p, best_evidence, best_scores = None, 0.0, _empty_evidence(), _Scores()
         best_known_p = 0.0
-        for pid, s in scores.items():
+        # Known people first: on a tie (a look learned by both) the enrolled name wins over unknown-N.
+        ordered = sorted(
+            scores.items(), key=lambda item: (people.get(item[0]) or {}).get("role") == "stranger"
+        )
+        for pid, s in ordered:
             person = people.get(pid)
             if person is None:
                 continue

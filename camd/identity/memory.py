@@ -225,6 +225,14 @@ class Memory:
             )
         return key
 
+    def remove_prototypes(self, person_id: str, sighting_id: str) -> int:
+        """Delete the prototypes a person learned from one sighting (a corrected stranger sighting)."""
+        flt = models.Filter(must=[_match("person_id", person_id), _match("sighting_id", sighting_id)])
+        with self._lock:
+            count = self.client.count(PROTOTYPES, count_filter=flt).count
+            self.client.delete(PROTOTYPES, points_selector=models.FilterSelector(filter=flt))
+        return count
+
     def prototypes(self, person_id: str | None = None, now: float | None = None) -> list[Hit]:
         """Every live prototype (of one person), with vectors."""
         must = [_match("person_id", person_id)] if person_id is not None else []
