@@ -92,6 +92,7 @@ def enroll_photos(
 ) -> dict[str, Any]:
     """Enroll from a folder of photos (or one photo): per photo the largest person's body appearance
     and the largest face; a photo with a face but no detectable body still gives the face."""
+    require_person_name(name)
     photos = Path(photos)
     if photos.is_dir():
         files = sorted(p for p in photos.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)

@@ -45,6 +45,7 @@ GAIT_SAME, GAIT_DIFFERENT = 1.0, 1.8
 # Confidence at which a known identity is published before the track ends.
 EARLY_CONFIDENCE = 0.8
 CANDIDATES = 64
+BODY_AGAINST_FACE = -1.0
 
 
 def _sigmoid(x: float) -> float:
@@ -204,7 +205,10 @@ class Matcher:
         if self._vetoed(track, s):
             return 0.0, evidence
         if face_p is not None:
-            logit = _logit(face_p) + (0.5 * _logit(body_p) if body_p is not None else 0.0)
+            # Clothes change from day to day: with a face, a body mismatch is weak evidence against
+            # (at most BODY_AGAINST_FACE), a body match supports at half weight.
+            body_logit = max(BODY_AGAINST_FACE, 0.5 * _logit(body_p)) if body_p is not None else 0.0
+            logit = _logit(face_p) + body_logit
         elif body_p is not None:
             logit = _logit(body_p)
         else:
