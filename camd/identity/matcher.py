@@ -43,7 +43,7 @@ FACE_VETO_DISTANCE = 0.70
 GAIT_LOGIT = 0.4
 GAIT_SAME, GAIT_DIFFERENT = 1.0, 1.8
 # Confidence at which a known identity is published before the track ends.
-EARLY_CONFIDENCE = 0.8
+EARLY_CONFIDENCE = 0.7
 CANDIDATES = 64
 BODY_AGAINST_FACE = -1.0
 
