@@ -242,8 +242,8 @@ class IdentityConfig(Strict):
     face_distance: Annotated[float, Field(gt=0.0, lt=2.0)] = 0.55
     # Body cosine (track mean vs prototype) that counts as a match: raw until the crowd mean is known,
     # centred after. Raising them cuts false accepts and recognises fewer people from behind.
-    body_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.70
-    body_threshold_centred: Annotated[float, Field(gt=0.0, le=1.0)] = 0.32
+    body_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
+    body_threshold_centred: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
     vehicle_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.80
     best_crops: Annotated[int, Field(ge=1, le=20)] = 5  # crops per track that are embedded and kept
     retention_days: Annotated[float, Field(gt=0.0)] = 30.0  # strangers' sightings and crops

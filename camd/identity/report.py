@@ -124,7 +124,7 @@ def matcher_on_reid(reid: Any, body: Any, colour: Any, models_dir: Path) -> dict
         "true_accept_rate": accepted / len(enrolled),
         "wrong_person_rate": wrong / len(enrolled),
         "false_accept_rate": false_accepts / max(1, strangers),
-        "threshold": config.identity.body_threshold,
+        "threshold_raw": config.identity.body_threshold,
         "decision_ms_p50": statistics.median(latencies),
         "decision_ms_max": max(latencies),
     }

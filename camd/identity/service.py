@@ -52,6 +52,9 @@ PRUNE_EVERY_S = 3600.0
 CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd mean
 CROP_HEIGHT = 128  # px: the stored JPEG is small on purpose
 CROWD_KEY = "crowd_mean_body"
+# Sightings (track means) before body vectors are centred on the crowd: track means are steadier than
+# single crops, and on reid/train a mean of 62 track means already centred well (docs/identity.md).
+CROWD_MIN_COUNT = 50
 
 
 @dataclass
@@ -88,7 +91,9 @@ class IdentityService:
         self._models = models
         self._models_lock = threading.Lock()
         state = self.memory.load_state(CROWD_KEY)
-        self.crowd = RunningMean.from_state(state) if state else RunningMean(1280)
+        self.crowd = (
+            RunningMean.from_state(state, CROWD_MIN_COUNT) if state else RunningMean(1280, CROWD_MIN_COUNT)
+        )
         self.matcher = Matcher(self.memory, config.identity, self.crowd)
         self._sightings_since_save = 0
         self._last_prune = 0.0
