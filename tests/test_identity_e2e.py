@@ -86,7 +86,7 @@ def test_a_person_enrolled_from_one_part_is_recognised_in_another(tmp_path: Path
     assert others and all(a["identity_class"] == "stranger" for a in others)
     assert all(str(a["global_id"]).startswith("unknown-") for a in others)
     # Every finished track is a sighting; the stranger ids are stable ids in the memory.
-    check = IdentityService(daemon_config)
+    check = IdentityService(daemon_config, load_models=False)
     try:
         assert check.memory.count_sightings() == summary.tracks
         assert {p["person_id"] for p in check.memory.people(include_strangers=True)} >= {"lin"}

@@ -85,7 +85,7 @@ def _config(args: argparse.Namespace) -> Any:
 def _service(args: argparse.Namespace) -> Iterator[Any]:
     from camd.identity.service import IdentityService
 
-    service = IdentityService(_config(args))
+    service = IdentityService(_config(args), load_models=False)  # loaded on first use: enroll only
     try:
         yield service
     finally:
@@ -223,7 +223,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"error: no data folder at {data} (give --data: the shared data with reid/, faces/, video/)",
               file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
-    result = run_eval(Path(data), Path(args.models_dir))
+    from rich.console import Console
+
+    with Console(stderr=True).status("camd eval: faces, body re-ID, open set, matcher, timings (~1 min)"):
+        result = run_eval(Path(data), Path(args.models_dir))
     if args.json:
         print(json.dumps(result, indent=1, default=str))
     else:

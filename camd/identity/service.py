@@ -84,7 +84,15 @@ class Models:
 
 
 class IdentityService:
-    def __init__(self, config: Config, memory: Memory | None = None, models: Models | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        memory: Memory | None = None,
+        models: Models | None = None,
+        load_models: bool = True,
+    ) -> None:
+        """load_models: load the extractors now (the daemon: a camera thread must not stall seconds on its
+        first person); False defers it to first use (CLI commands that only read or edit the memory)."""
         self.config = config
         self.memory = memory if memory is not None else Memory(config)
         self.enabled = config.identity.enabled
@@ -98,6 +106,8 @@ class IdentityService:
         self._sightings_since_save = 0
         self._last_prune = 0.0
         self._write_lock = threading.Lock()
+        if load_models and self.enabled:
+            self.models  # noqa: B018  (loads them)
 
     @property
     def models(self) -> Models:
