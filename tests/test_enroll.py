@@ -172,3 +172,28 @@ def test_cli_says_the_daemon_holds_the_store(tmp_path: Path, models_dir: Path, s
     state = str(service.config.state_dir)
     assert main(["people", "list", "--state-dir", state, "--models-dir", str(models_dir)]) == 1
     assert "held by another camd process (the running daemon?)" in capsys.readouterr().err
+
+
+def test_enroll_from_a_past_sighting_takes_over_the_stranger(models_dir: Path, service_factory: Any) -> None:
+    service = service_factory()
+    look = track_from_image(service, read_image(face_photo(models_dir, "obama.jpg")))
+    seen = service.finalise(look, {**_after("door-1")}, NOW)
+    assert seen is not None and seen.global_id == "unknown-1"
+
+    result = enroll.enroll_sighting(service, "barack", "visitor", "door-1")
+
+    assert result["added"]["face"] == 1 and result["added"]["body"] == 1
+    assert service.memory.person("unknown-1") is None  # its only sighting now belongs to barack
+    assert service.memory.sighting("door-1").payload["identity"] == "barack"
+    later = service.matcher.decide(
+        track_from_image(service, read_image(face_photo(models_dir, "obama2.jpg"))).vectors(), NOW + 60
+    )
+    assert later.name == "barack" and later.identity_class == "visitor"
+    with pytest.raises(UnknownPersonError, match="no sighting"):
+        enroll.enroll_sighting(service, "barack", "visitor", "door-2")
+
+
+def _after(event_id: str) -> dict[str, Any]:
+    from tests.support.identity_data import after_for
+
+    return after_for(event_id, at=NOW)

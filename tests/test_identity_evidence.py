@@ -282,3 +282,15 @@ def test_same_car_a_few_frames_apart_is_closer_than_other_cars(models_dir: Path)
     # this panning shot, which caps the figure).
     assert result["similarity_same"]["mean"] > result["similarity_different"]["mean"] + 0.05
     assert result["auc"] > 0.6
+
+
+def test_the_onnx_export_is_deterministic_so_the_manifest_can_pin_its_sha256(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from camd.assets import load_manifest, sha256_file
+    from camd.identity.evidence.mobilenet_export import export_mobilenet_v2_onnx
+
+    fresh = export_mobilenet_v2_onnx(model_file(models_dir, "mobilenet_v2_weights"), tmp_path / "fresh.onnx")
+    expected = load_manifest()["body_appearance_onnx"].files[0].sha256
+    assert sha256_file(fresh) == expected == sha256_file(model_file(models_dir, "appearance_onnx"))
