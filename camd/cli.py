@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from camd import __version__
+from camd.identity.cli import register as register_identity_commands
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -161,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--models-dir", default="var/models")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bench.set_defaults(func=cmd_bench)
+
+    register_identity_commands(sub)  # enroll, people, correct, forget, eval
     return parser
 
 

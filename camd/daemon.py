@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from camd.config import Config
-from camd.identity.memory import Memory
+from camd.identity.service import IdentityService
 from camd.pipeline import CameraPipeline, EventSink, SharedDetector
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
@@ -68,7 +68,7 @@ class Daemon:
         self._use_mqtt = config.mqtt.enabled if mqtt is None else mqtt
         self.publisher: MqttPublisher | None = None
         self.hass: HassBridge | None = None  # Home Assistant discovery and entity states
-        self.memory: Memory | None = None
+        self.identity: IdentityService | None = None
         self.pipelines: dict[str, CameraPipeline] = {}
         self.statuses: dict[str, CameraStatus] = {}
         self._sink_lock = threading.Lock()
@@ -87,6 +87,7 @@ class Daemon:
             self.start()
             while not self.stop_event.is_set() and any(t.is_alive() for t in self._threads):
                 self.stop_event.wait(0.2)
+                self._guard("prune", lambda: self.identity.maybe_prune())  # type: ignore[union-attr]
         finally:
             self.shutdown()
         return self.summary(time.monotonic() - started)
@@ -95,7 +96,7 @@ class Daemon:
         self.services = DaemonServices(self)
         self.services.open()
         detector = SharedDetector(create_detector(self.config.detector, self.config.models_path))
-        self.memory = Memory(self.config)
+        self.identity = IdentityService(self.config)
         if self._use_mqtt:
             self.publisher = MqttPublisher(self.config.mqtt, self.config.outbox_path)
             self.publisher.start()
@@ -108,7 +109,8 @@ class Daemon:
                 log.info("camera %s: disabled in config", name)
                 continue
             pipeline = CameraPipeline(
-                name, self.config, detector, self._fan_out, self.stop_event, on_status=self._on_status
+                name, self.config, detector, self._fan_out, self.stop_event, on_status=self._on_status,
+                identity=self.identity,
             )
             self.pipelines[name] = pipeline
             thread = threading.Thread(target=pipeline.run, name=f"camera-{name}", daemon=True)
@@ -135,9 +137,9 @@ class Daemon:
             self.services.close()  # before the memory closes under an API call
         if self.publisher is not None:
             self.publisher.stop()
-        if self.memory is not None:
-            self.sightings_stored = self.memory.count_sightings()
-            self.memory.close()
+        if self.identity is not None:
+            self.sightings_stored = self.identity.memory.count_sightings()
+            self.identity.close()
         log.info("camd stopped")
 
     def _install_signal_handlers(self) -> None:
@@ -159,8 +161,6 @@ class Daemon:
             )
             if self.publisher is not None:
                 self.publisher.publish_event(event)
-            if event["type"] == "end" and self.memory is not None:
-                self._guard("memory", lambda: self.memory.record_sighting(event))  # type: ignore[union-attr]
             for sink in self._extra_sinks:
                 self._guard("sink", lambda sink=sink: sink(event))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,9 +81,17 @@ class TrackEvents:
     """Per-camera bookkeeping of open tracks; each call returns the events to publish, in order."""
 
     def __init__(
-        self, camera: str, events: EventsConfig, objects: ObjectsConfig, lost_track_s: float
+        self,
+        camera: str,
+        events: EventsConfig,
+        objects: ObjectsConfig,
+        lost_track_s: float,
+        on_close: Callable[[TrackState, bool], None] | None = None,
     ) -> None:
+        """on_close(state, announced) runs when a track ends, before its `end` event is built, so the
+        identity stage can finalise the decision that event carries."""
         self.camera = camera
+        self._on_close = on_close
         self._config = events
         self._objects = objects
         self._lost_track_s = lost_track_s
@@ -94,6 +103,11 @@ class TrackEvents:
     @property
     def open_tracks(self) -> list[TrackState]:
         return list(self._open.values())
+
+    @property
+    def states(self) -> dict[int, TrackState]:
+        """Open tracks by track id (a live view: do not modify)."""
+        return self._open
 
     def update(self, tracked: list[TrackedObject], frame: Frame) -> list[dict[str, Any]]:
         now = frame.timestamp
@@ -163,8 +177,12 @@ class TrackEvents:
         del self._open[track_id]
         if not state.announced:
             self._before.pop(track_id, None)
+            if self._on_close is not None:
+                self._on_close(state, False)
             return []  # a flicker that never became a track: nothing was published, nothing to end
         state.end_time = state.last_seen
+        if self._on_close is not None:
+            self._on_close(state, True)
         event = self._emit("end", state, state.last_seen)
         self._before.pop(track_id, None)
         return [event]

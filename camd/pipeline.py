@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camd.config import Config
 from camd.events import TrackEvents
@@ -21,6 +21,9 @@ from camd.sources.stream import CameraSource
 from camd.types import Detection, Frame
 from camd.vision.detector import Detector, filter_detections
 from camd.vision.tracker import ObjectTracker
+
+if TYPE_CHECKING:
+    from camd.identity.service import IdentityService
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class CameraPipeline:
         sink: EventSink,
         stop: threading.Event,
         on_status: Callable[[CameraStatus], None] | None = None,
+        identity: IdentityService | None = None,
     ) -> None:
         camera = config.cameras[name]
         self.name = name
@@ -78,7 +82,12 @@ class CameraPipeline:
         self.source = CameraSource(name, camera, stop, on_status=on_status)
         activation = min(self._objects.filter_for(label).min_score for label in self._objects.track)
         self.tracker = ObjectTracker(config.tracker, fps=camera.detect_fps, activation_score=activation)
-        self.track_events = TrackEvents(name, config.events, self._objects, config.tracker.lost_track_s)
+        # Identity gathers per-track evidence and finalises each track before its `end` event.
+        self.identity = identity.camera(name) if identity is not None else None
+        self.track_events = TrackEvents(
+            name, config.events, self._objects, config.tracker.lost_track_s,
+            on_close=self.identity.close if self.identity is not None else None,
+        )  # fmt: skip
         self.stats = CameraStats()
 
     def run(self) -> None:
@@ -96,6 +105,9 @@ class CameraPipeline:
         detections = filter_detections(detections, self._objects)
         tracked = self.tracker.update(detections, frame.timestamp)
         self._publish(self.track_events.update(tracked, frame))
+        if self.identity is not None:
+            for state in self.identity.observe(frame, tracked, self.track_events.states):
+                self._publish(self.track_events.refresh(state, frame.timestamp))
         self.stats.frames += 1
         self.stats.detect_ms.append(elapsed_ms)
         if self.stats.first_frame_at is None:

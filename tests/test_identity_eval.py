@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,8 +11,8 @@ from camd.identity import evaluate as ev
 from camd.identity.evidence.body import BodyAppearanceEmbedder
 from camd.identity.evidence.colour import ClothingColourDescriptor
 from camd.identity.evidence.face import FaceEmbedder
+from camd.identity.models import model_file
 from tests.support.data import shared_data
-from tests.support.identity_models import appearance_onnx, model_file
 
 
 def test_rank1_and_map_by_hand() -> None:
@@ -50,8 +52,8 @@ def test_open_set_is_chance_level_for_random_vectors() -> None:
 
 
 @pytest.mark.shared_data
-def test_face_verification_on_the_shared_photos() -> None:
-    faces = FaceEmbedder(model_file("face_shape_5"), model_file("face_resnet"))
+def test_face_verification_on_the_shared_photos(models_dir: Path) -> None:
+    faces = FaceEmbedder(model_file(models_dir, "face_shape_5"), model_file(models_dir, "face_resnet"))
     result = ev.evaluate_faces(faces, shared_data("faces"))
     assert result["people"] == 5 and result["photos"] >= 10 and not result["photos_without_face"]
     assert result["accuracy"] >= 0.95
@@ -60,9 +62,12 @@ def test_face_verification_on_the_shared_photos() -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_body_reid_figures_on_reid_train() -> None:
+def test_body_reid_figures_on_reid_train(models_dir: Path) -> None:
     data = ev.load_reid(shared_data("reid/train"))
-    body, colour = BodyAppearanceEmbedder(appearance_onnx()), ClothingColourDescriptor()
+    body, colour = (
+        BodyAppearanceEmbedder(model_file(models_dir, "appearance_onnx")),
+        ClothingColourDescriptor(),
+    )
     result = ev.evaluate_reid(data, [body, colour], [("fused", {body.name: 0.9, colour.name: 0.1})])
     assert result["identities"] == 62 and result["queries"] == result["gallery"] == 496
     # 62 identities: chance is 0.016. Measured 0.55 (docs/identity.md); a broken preprocessing (BGR fed
@@ -82,10 +87,13 @@ def test_load_reid_names_a_wrong_folder(tmp_path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_centring_on_other_people_raises_open_set_accepts() -> None:
+def test_centring_on_other_people_raises_open_set_accepts(models_dir: Path) -> None:
     data = ev.load_reid(shared_data("reid/train"))
     result = ev.evaluate_body_folds(
-        data, BodyAppearanceEmbedder(appearance_onnx()), ClothingColourDescriptor(), colour_weights=(0.1,)
+        data,
+        BodyAppearanceEmbedder(model_file(models_dir, "appearance_onnx")),
+        ClothingColourDescriptor(),
+        colour_weights=(0.1,),
     )
     plain, centred = result["colour_0.1"], result["colour_0.1_centred"]
     # Measured 0.09 -> 0.22 per crop and rank-1 0.62 -> 0.72 (docs/identity.md).

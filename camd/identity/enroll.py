@@ -1,0 +1,424 @@
+"""Enrollment and the people operations behind `camd enroll|people|correct|forget`.
+
+Every function takes the IdentityService and plain arguments and returns a JSON-able dict, so the
+control API can call the same functions the CLI does. Errors are `EnrollmentError` (bad input: the message
+says what to do), `UnknownPersonError` (no such name or sighting) or `TrackChoiceNeeded` (a clip shows
+several people: the message lists them, each with a crop to look at).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from camd.identity.evidence._crops import crop_box
+from camd.identity.matcher import TrackVectors, shape_list
+from camd.identity.memory import UnknownPersonError
+from camd.identity.service import IdentityService, gather, require_person_name
+from camd.identity.track import TrackEvidence
+from camd.types import PERSON, VEHICLE_LABELS, Detection, Frame
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MIN_TRACK_FRAMES = 3
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+class EnrollmentError(ValueError):
+    """Input that cannot be enrolled; the message says why and what to do."""
+
+
+class TrackChoiceNeeded(EnrollmentError):
+    """The clip shows several people (or vehicles): choose one with --track."""
+
+    def __init__(self, message: str, tracks: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.tracks = tracks
+
+
+def _ensure_person(service: IdentityService, name: str, role: str, kind: str) -> dict[str, Any]:
+    name = require_person_name(name)
+    if role not in ("family", "visitor"):
+        raise EnrollmentError(f"role must be family or visitor, not {role!r}")
+    person = service.memory.person(name)
+    now = time.time()
+    if person is None:
+        person = {
+            "person_id": name, "name": name, "role": role, "kind": kind, "created": now,
+            "last_seen": None, "last_camera": None, "seen_count": 0, "expires_at": None,
+        }  # fmt: skip
+    elif person.get("role") == "stranger":
+        raise EnrollmentError(
+            f"{name!r} is a stranger id; enroll under a real name (camd correct can relabel)"
+        )
+    elif person.get("kind") != kind:
+        raise EnrollmentError(f"{name!r} is enrolled as a {person.get('kind')}, not a {kind}")
+    person["role"] = role
+    service.memory.save_person(person)
+    return person
+
+
+def _detector(service: IdentityService) -> Any:
+    from camd.vision.detector import create_detector
+
+    return create_detector(service.config.detector, service.config.models_path)
+
+
+def _labels(kind: str) -> frozenset[str]:
+    return frozenset({PERSON}) if kind == "person" else VEHICLE_LABELS
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise EnrollmentError(f"{path}: unreadable (not an image OpenCV can decode, or no permission)")
+    return image
+
+
+# -- photos -----------------------------------------------------------------------------------------
+
+
+def enroll_photos(
+    service: IdentityService,
+    name: str,
+    role: str,
+    photos: Path,
+    kind: str = "person",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Enroll from a folder of photos (or one photo): per photo the largest person's body appearance
+    and the largest face; a photo with a face but no detectable body still gives the face."""
+    require_person_name(name)
+    photos = Path(photos)
+    if photos.is_dir():
+        files = sorted(p for p in photos.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    elif photos.is_file():
+        files = [photos]
+    else:
+        raise EnrollmentError(f"{photos}: no such file or folder")
+    if not files:
+        raise EnrollmentError(f"{photos}: no photos ({', '.join(PHOTO_SUFFIXES)}) in this folder")
+    detector = _detector(service)
+    used, skipped, added = [], [], {"face": 0, "body": 0, "vehicle": 0}
+    vectors_by_photo = []
+    for index, path in enumerate(files):
+        try:
+            found = _photo_vectors(service, detector, _read_image(path), kind)
+        except EnrollmentError as exc:
+            skipped.append({"photo": str(path), "reason": str(exc)})
+            found = None
+        if found is not None and not found:
+            skipped.append(
+                {"photo": str(path), "reason": f"no {kind}{' or face' if kind == 'person' else ''} found"}
+            )
+        elif found:
+            used.append(str(path))
+            vectors_by_photo.append((path, found))
+        if progress is not None:
+            progress(index + 1, len(files))
+    if not used:
+        reasons = "; ".join(f"{Path(s['photo']).name}: {s['reason']}" for s in skipped)
+        raise EnrollmentError(f"nothing to enroll from {photos}: {reasons}")
+    _ensure_person(service, name, role, kind)
+    for path, found in vectors_by_photo:
+        for modality, vectors in found.items():
+            service.memory.add_prototype(name, vectors, source=f"photo:{path.name}")
+            added["face" if modality == "face" else ("vehicle" if kind == "vehicle" else "body")] += 1
+    return {"name": name, "role": role, "kind": kind, "photos_used": used, "skipped": skipped, "added": added}
+
+
+def _photo_vectors(
+    service: IdentityService, detector: Any, image: np.ndarray, kind: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """{"body": {...}} and/or {"face": {...}} (people) or {"vehicle": {...}} for one photo."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    detections = [d for d in detector.detect(image) if d.label in _labels(kind) and d.score >= 0.5]
+    if detections:
+        best = max(detections, key=lambda d: d.area)
+        appearance, colour = service.embed_crop(kind, crop_box(image, best.box))
+        if kind == "vehicle" and appearance is not None:
+            out["vehicle"] = {"vehicle": appearance}
+        elif appearance is not None and colour is not None:
+            out["body"] = {"body": appearance, "colour": colour}
+    if kind == "person" and service.models.face is not None:
+        with service.models.lock:
+            faces = service.models.face.faces(image)
+            if not faces:  # small faces in a big photo: look again at twice the size
+                faces = service.models.face.faces(image, upscale=2.0) if max(image.shape[:2]) < 1400 else []
+        if faces:
+            out["face"] = {"face": faces[0].embedding}
+    return out
+
+
+# -- clips ------------------------------------------------------------------------------------------
+
+
+def clip_tracks(
+    service: IdentityService,
+    clip: Path,
+    kind: str = "person",
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    fps: float = 5.0,
+    progress: Progress | None = None,
+) -> dict[int, TrackEvidence]:
+    """Detect, track and gather evidence for every person (or vehicle) track in a clip's time span."""
+    from camd.config.models import TrackerConfig
+    from camd.vision.tracker import ObjectTracker
+
+    clip = Path(clip)
+    if not clip.is_file():
+        raise EnrollmentError(f"{clip}: no such video file")
+    capture = cv2.VideoCapture(str(clip))
+    if not capture.isOpened():
+        raise EnrollmentError(f"{clip}: unreadable (not a video OpenCV can decode)")
+    rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    step = max(1, round(rate / fps))
+    detector = _detector(service)
+    tracker = ObjectTracker(TrackerConfig(), fps=rate / step)
+    tracks: dict[int, TrackEvidence] = {}
+    labels = _labels(kind)
+    index = 0
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            t = index / rate
+            index += 1
+            if progress is not None and total:
+                progress(min(index, total), total)
+            if t < start_s or (index - 1) % step:
+                continue
+            if end_s is not None and t > end_s:
+                break
+            detections = [d for d in detector.detect(image) if d.label in labels and d.score >= 0.4]
+            tracked = tracker.update(detections, t)
+            frame = Frame("enroll", index - 1, t, image)
+            boxes = [o.detection.box for o in tracked]
+            for obj in tracked:
+                evidence = tracks.setdefault(
+                    obj.track_id,
+                    TrackEvidence.for_label(
+                        obj.detection.label, service.config.identity.best_crops, "enroll"
+                    ),
+                )
+                gather(service, evidence, frame, obj, boxes)
+    finally:
+        capture.release()
+    if index == 0:
+        raise EnrollmentError(f"{clip}: no frame could be decoded")
+    return {tid: ev for tid, ev in tracks.items() if ev.frames >= MIN_TRACK_FRAMES and ev.crops}
+
+
+def enroll_clip(
+    service: IdentityService,
+    name: str,
+    role: str,
+    clip: Path,
+    track: int | None = None,
+    kind: str = "person",
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    listing_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Enroll the person (vehicle) of one track of a clip; several tracks and no `track`: TrackChoiceNeeded
+    with a crop per track saved in `listing_dir` (default <state_dir>/enroll-tracks/<clip name>)."""
+    require_person_name(name)
+    tracks = clip_tracks(service, clip, kind, start_s, end_s, progress=progress)
+    if not tracks:
+        raise EnrollmentError(f"{clip}: no {kind} was tracked for at least {MIN_TRACK_FRAMES} frames")
+    if track is None and len(tracks) > 1:
+        folder = listing_dir or service.config.state_dir / "enroll-tracks" / Path(clip).stem
+        listing = _save_track_crops(tracks, Path(folder))
+        raise TrackChoiceNeeded(
+            f"{clip} shows {len(tracks)} {kind} tracks; choose one with --track N "
+            f"(a crop of each is in {folder})",
+            listing,
+        )
+    if track is None:
+        track = next(iter(tracks))
+    if track not in tracks:
+        raise EnrollmentError(f"track {track} is not among the clip's {kind} tracks: {sorted(tracks)}")
+    vectors = tracks[track].vectors()
+    _ensure_person(service, name, role, kind)
+    added = _add_track_prototypes(service, name, vectors, source=f"clip:{Path(clip).name}#{track}")
+    return {
+        "name": name,
+        "role": role,
+        "kind": kind,
+        "track": track,
+        "frames": tracks[track].frames,
+        "added": added,
+    }
+
+
+def _save_track_crops(tracks: dict[int, TrackEvidence], folder: Path) -> list[dict[str, Any]]:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    listing = []
+    for tid, evidence in sorted(tracks.items()):
+        best = evidence.best_crop()
+        path = folder / f"track-{tid}.jpg"
+        if best is not None:
+            cv2.imwrite(str(path), best.image)
+            path.chmod(0o600)
+        listing.append({
+            "track": tid, "frames": evidence.frames, "faces": len(evidence.faces),
+            "crop": str(path) if best is not None else None,
+            "first_seen_s": round(min(c.timestamp for c in evidence.crops), 1) if evidence.crops else None,
+        })  # fmt: skip
+    return listing
+
+
+def _add_track_prototypes(
+    service: IdentityService, name: str, vectors: TrackVectors, source: str, negative: bool = False
+) -> dict[str, int]:
+    added = {"face": 0, "body": 0, "vehicle": 0, "shape": 0}
+    memory = service.memory
+    for face in vectors.faces[:3]:
+        memory.add_prototype(name, {"face": face}, source=source, negative=negative)
+        added["face"] += 1
+    if vectors.body is not None:
+        parts = {"body": vectors.body, **({"colour": vectors.colour} if vectors.colour is not None else {})}
+        memory.add_prototype(name, parts, source=source, negative=negative)
+        added["body"] += 1
+    if vectors.vehicle is not None:
+        memory.add_prototype(name, {"vehicle": vectors.vehicle}, source=source, negative=negative)
+        added["vehicle"] += 1
+    if vectors.shape is not None and not negative:
+        memory.add_prototype(name, {}, source=source, shape=shape_list(vectors.shape))
+        added["shape"] += 1
+    return added
+
+
+# -- sightings and corrections ----------------------------------------------------------------------
+
+
+def _sighting_vectors(service: IdentityService, sighting_id: str) -> tuple[dict[str, Any], TrackVectors]:
+    hit = service.memory.sighting(sighting_id)
+    kind = "person" if hit.payload.get("label") == PERSON else "vehicle"
+    vectors = TrackVectors(kind=kind)
+    if "face" in hit.vectors:
+        vectors.faces = hit.vectors["face"][None]
+    vectors.body = hit.vectors.get("body")
+    vectors.colour = hit.vectors.get("colour")
+    vectors.vehicle = hit.vectors.get("vehicle")
+    if not (vectors.faces.size or vectors.body is not None or vectors.vehicle is not None):
+        raise EnrollmentError(
+            f"sighting {sighting_id!r} holds no vectors (identity was off when it was made)"
+        )
+    return hit.payload, vectors
+
+
+def enroll_sighting(service: IdentityService, name: str, role: str, sighting_id: str) -> dict[str, Any]:
+    payload, vectors = _sighting_vectors(service, sighting_id)
+    _ensure_person(service, name, role, vectors.kind)
+    added = _add_track_prototypes(service, name, vectors, source=f"sighting:{sighting_id}")
+    _relabel_sighting(service, sighting_id, name, role, vectors.kind)
+    _release_stranger(service, payload.get("person_id"), sighting_id)
+    return {"name": name, "role": role, "kind": vectors.kind, "sighting": sighting_id, "added": added}
+
+
+def _release_stranger(service: IdentityService, stranger_id: str | None, sighting_id: str) -> None:
+    """A stranger's sighting now belongs to someone known: the stranger no longer learns from it."""
+    if not stranger_id:
+        return
+    stranger = service.memory.person(stranger_id)
+    if stranger is None or stranger.get("role") != "stranger":
+        return
+    service.memory.remove_prototypes(stranger_id, sighting_id)
+    if not service.memory.prototypes(stranger_id) and not service.memory.sightings(stranger_id):
+        service.memory.forget(stranger_id)
+
+
+def _relabel_sighting(service: IdentityService, sighting_id: str, name: str, role: str, kind: str) -> None:
+    service.memory.update_sighting(sighting_id, {
+        "person_id": name, "identity": name, "global_id": name, "expires_at": None,
+        "identity_class": "known_vehicle" if kind == "vehicle" else role,
+    })  # fmt: skip
+
+
+def correct(
+    service: IdentityService, sighting_id: str, is_name: str | None = None, not_name: str | None = None
+) -> dict[str, Any]:
+    """`--is NAME`: the sighting was NAME (its vectors become NAME's prototypes). `--not NAME`: it was not
+    (its vectors become NAME's negative prototypes, which veto NAME on tracks that look like it)."""
+    if (is_name is None) == (not_name is None):
+        raise EnrollmentError("give exactly one of --is NAME or --not NAME")
+    payload, vectors = _sighting_vectors(service, sighting_id)
+    if is_name is not None:
+        person = service.memory.require_person(is_name)
+        added = _add_track_prototypes(service, is_name, vectors, source=f"correction:{sighting_id}")
+        _relabel_sighting(service, sighting_id, is_name, str(person["role"]), vectors.kind)
+        _release_stranger(service, payload.get("person_id"), sighting_id)
+        return {"sighting": sighting_id, "is": is_name, "added": added}
+    assert not_name is not None
+    service.memory.require_person(not_name)
+    added = _add_track_prototypes(
+        service, not_name, vectors, source=f"correction:{sighting_id}", negative=True
+    )
+    if payload.get("person_id") == not_name:
+        service.memory.update_sighting(sighting_id, {
+            "person_id": None, "identity": None, "global_id": None,
+            "identity_class": "unknown_vehicle" if vectors.kind == "vehicle" else "stranger",
+            "expires_at": time.time() + service.config.identity.retention_days * 86400.0,
+        })  # fmt: skip
+    return {"sighting": sighting_id, "not": not_name, "negative_added": added}
+
+
+# -- people -----------------------------------------------------------------------------------------
+
+
+def _summary(service: IdentityService, person: dict[str, Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    now = time.time()
+    for hit in service.memory.prototypes(person["person_id"], now=now):
+        for modality in hit.payload.get("modalities", []):
+            key = f"{'not_' if hit.payload.get('negative') else ''}{modality}"
+            if hit.payload.get("source") == "same_day":
+                key = f"same_day_{modality}"
+            counts[key] = counts.get(key, 0) + 1
+    return {**person, "prototypes": counts}
+
+
+def people_list(service: IdentityService, include_strangers: bool = False) -> list[dict[str, Any]]:
+    return [_summary(service, p) for p in service.memory.people(include_strangers)]
+
+
+def person_show(service: IdentityService, name: str, sightings: int = 10) -> dict[str, Any]:
+    person = service.memory.require_person(name)
+    recent = service.memory.sightings(name)[-sightings:]
+    keys = ("sighting_id", "camera", "label", "end_time", "identity_class", "confidence", "evidence", "crop")
+    return {**_summary(service, person), "sightings": [{k: s.get(k) for k in keys} for s in recent]}
+
+
+def rename(service: IdentityService, old: str, new: str) -> dict[str, Any]:
+    require_person_name(new)
+    return service.memory.rename(old, new)
+
+
+def forget(service: IdentityService, name: str) -> dict[str, Any]:
+    return {"forgotten": name, **service.memory.forget(name)}
+
+
+__all__ = [
+    "Detection",
+    "EnrollmentError",
+    "TrackChoiceNeeded",
+    "UnknownPersonError",
+    "clip_tracks",
+    "correct",
+    "enroll_clip",
+    "enroll_photos",
+    "enroll_sighting",
+    "forget",
+    "people_list",
+    "person_show",
+    "rename",
+]  # fmt: skip

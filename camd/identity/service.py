@@ -1,0 +1,422 @@
+"""The identity service: models, memory and matcher behind one object the daemon, the CLI and (later) the
+control API share. Methods take plain arguments and return JSON-able dicts.
+
+Per camera, `CameraIdentity` gathers evidence for every open track, publishes a decision early when the
+evidence suffices (TrackEvents.refresh), and finalises each track when it ends: the decision, the sighting
+(vectors, a small JPEG crop), a same-day prototype for a confident identification, and a stable
+`unknown-N` for strangers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from camd.config.models import Config
+from camd.identity.evidence._crops import crop_box
+from camd.identity.evidence.body import BodyAppearanceEmbedder
+from camd.identity.evidence.centring import RunningMean
+from camd.identity.evidence.colour import ClothingColourDescriptor
+from camd.identity.evidence.face import FaceEmbedder
+from camd.identity.evidence.gait import PoseSample
+from camd.identity.evidence.pose import MoveNetPose
+from camd.identity.evidence.quality import crop_quality
+from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
+from camd.identity.matcher import Decision, Matcher, TrackVectors, shape_list
+from camd.identity.memory import Memory, UnknownPersonError
+from camd.identity.models import IdentityModelPaths
+from camd.identity.track import (
+    ENOUGH_FACES,
+    MAX_FACE_TRIES,
+    MAX_POSE_SAMPLES,
+    MIN_POSE_HEIGHT,
+    POSE_INTERVAL_S,
+    KeptCrop,
+    TrackEvidence,
+)
+from camd.types import PERSON, Frame, TrackedObject
+
+log = logging.getLogger(__name__)
+
+# Re-decide an open track at most this often (seconds of stream time) when new evidence arrived.
+DECIDE_EVERY_S = 1.0
+PRUNE_EVERY_S = 3600.0
+CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd mean
+CROP_HEIGHT = 128  # px: the stored JPEG is small on purpose
+CROWD_KEY = "crowd_mean_body"
+# Sightings (track means) before body vectors are centred on the crowd: track means are steadier than
+# single crops, and on reid/train a mean of 62 track means already centred well (docs/identity.md).
+CROWD_MIN_COUNT = 50
+
+
+@dataclass
+class Models:
+    """The loaded extractors; None where a modality is disabled. One lock: LiteRT and dlib are not
+    thread-safe, and two cameras embedding at once would only fight for the same 2 cores."""
+
+    body: BodyAppearanceEmbedder | None
+    colour: ClothingColourDescriptor | None
+    vehicle: VehicleAppearanceEmbedder | None
+    face: FaceEmbedder | None
+    pose: MoveNetPose | None
+    lock: threading.Lock
+
+    @classmethod
+    def load(cls, config: Config) -> Models:
+        ident = config.identity
+        paths = IdentityModelPaths.prepare(config.models_path)
+        return cls(
+            body=BodyAppearanceEmbedder(paths.appearance_onnx) if ident.body else None,
+            colour=ClothingColourDescriptor() if ident.body else None,
+            vehicle=VehicleAppearanceEmbedder(paths.appearance_onnx) if ident.vehicle else None,
+            face=FaceEmbedder(paths.face_shape, paths.face_resnet) if ident.face else None,
+            pose=MoveNetPose(paths.movenet) if ident.gait else None,
+            lock=threading.Lock(),
+        )
+
+
+class IdentityService:
+    def __init__(
+        self,
+        config: Config,
+        memory: Memory | None = None,
+        models: Models | None = None,
+        load_models: bool = True,
+    ) -> None:
+        """load_models: load the extractors now (the daemon: a camera thread must not stall seconds on its
+        first person); False defers it to first use (CLI commands that only read or edit the memory)."""
+        self.config = config
+        self.memory = memory if memory is not None else Memory(config)
+        self.enabled = config.identity.enabled
+        self._models = models
+        self._models_lock = threading.Lock()
+        state = self.memory.load_state(CROWD_KEY)
+        self.crowd = (
+            RunningMean.from_state(state, CROWD_MIN_COUNT) if state else RunningMean(1280, CROWD_MIN_COUNT)
+        )
+        self.matcher = Matcher(self.memory, config.identity, self.crowd)
+        self._sightings_since_save = 0
+        self._last_prune = 0.0
+        self._write_lock = threading.Lock()
+        if load_models and self.enabled:
+            self.models  # noqa: B018  (loads them)
+
+    @property
+    def models(self) -> Models:
+        with self._models_lock:
+            if self._models is None:
+                self._models = Models.load(self.config)
+            return self._models
+
+    def camera(self, name: str) -> CameraIdentity:
+        return CameraIdentity(self, name)
+
+    # -- run-time upkeep -------------------------------------------------------------------------
+
+    def maybe_prune(self, now: float | None = None) -> dict[str, int] | None:
+        """Prune at most once an hour; the daemon calls this from its main loop."""
+        now = time.time() if now is None else now
+        if now - self._last_prune < PRUNE_EVERY_S:
+            return None
+        self._last_prune = now
+        return self.prune(now)
+
+    def prune(self, now: float | None = None) -> dict[str, int]:
+        return self.memory.prune(now)
+
+    def close(self) -> None:
+        self.memory.save_state(CROWD_KEY, self.crowd.state())
+        self.memory.close()
+
+    # -- evidence from images --------------------------------------------------------------------
+
+    def embed_crop(self, kind: str, crop: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(appearance, colour) of one crop: body + clothing colour for people, vehicle for vehicles."""
+        m = self.models
+        with m.lock:
+            if kind == PERSON or kind == "person":
+                if m.body is None or m.colour is None:
+                    return None, None
+                return m.body.embed([crop])[0], m.colour.embed([crop])[0]
+            if m.vehicle is None:
+                return None, None
+            return m.vehicle.embed([crop])[0], None
+
+    def face_in_person(self, image: np.ndarray, box: Any) -> np.ndarray | None:
+        m = self.models
+        if m.face is None:
+            return None
+        with m.lock:
+            found = m.face.face_in_person(image, box)
+        return None if found is None else found.embedding
+
+    def pose(self, image: np.ndarray, box: Any) -> np.ndarray | None:
+        m = self.models
+        if m.pose is None:
+            return None
+        with m.lock:
+            return m.pose.keypoints(image, [box])[0]
+
+    # -- finishing a track -----------------------------------------------------------------------
+
+    def finalise(self, evidence: TrackEvidence | None, after: dict[str, Any], now: float) -> Decision | None:
+        """Decide a finished track, store its sighting and learn from it. `after` is its last snapshot."""
+        vectors = evidence.vectors() if evidence is not None else TrackVectors(kind=_kind(after["label"]))
+        decision = self._final_decision(vectors, now) if self.enabled and evidence is not None else None
+        with self._write_lock:
+            if decision is not None:
+                self._assign_stranger(decision, vectors, after, now)
+            self._store_sighting(evidence, vectors, decision, after, now)
+            if decision is not None:
+                self._learn(decision, vectors, after, now)
+        return decision
+
+    def _final_decision(self, vectors: TrackVectors, now: float) -> Decision | None:
+        if vectors.body is None and vectors.vehicle is None and not vectors.faces.size:
+            return None  # nothing to decide on: leave the identity fields null
+        return self.matcher.decide(vectors, now)
+
+    def _assign_stranger(
+        self, decision: Decision, vectors: TrackVectors, after: dict[str, Any], now: float
+    ) -> None:
+        if decision.name is not None or decision.person_id is not None:
+            return
+        kind = vectors.kind
+        new_id = self.memory.next_unknown_id(kind)
+        self.memory.save_person({
+            "person_id": new_id, "name": new_id, "role": "stranger", "kind": kind, "created": now,
+            "last_seen": now, "last_camera": after["camera"], "seen_count": 0,
+            "expires_at": now + self._retention_s(),
+        })  # fmt: skip
+        decision.person_id = decision.global_id = new_id
+
+    def _store_sighting(
+        self,
+        evidence: TrackEvidence | None,
+        vectors: TrackVectors,
+        decision: Decision | None,
+        after: dict[str, Any],
+        now: float,
+    ) -> None:
+        sighting_id = str(after["id"])
+        crop_path = None
+        if evidence is not None and self.config.identity.save_crops and evidence.best_crop() is not None:
+            crop_path = self._save_crop(sighting_id, evidence.best_crop().image, now)  # type: ignore[union-attr]
+        known = decision is not None and decision.name is not None
+        payload: dict[str, Any] = {
+            "event_id": after["id"], "camera": after["camera"], "label": after["label"],
+            "track_id": after.get("track_id"), "start_time": after.get("start_time"),
+            "end_time": after.get("end_time") or after.get("frame_time"), "box": after.get("box"),
+            "top_score": after.get("top_score"), "frames": after.get("frames"), "crop": crop_path,
+            "shape": shape_list(vectors.shape) if vectors.shape is not None else None,
+            "person_id": decision.person_id if decision is not None else None,
+            # Strangers' sightings expire; enrolled people's are kept until forgotten.
+            "expires_at": None if known else now + self._retention_s(),
+            **({} if decision is None else decision.to_dict()),
+        }  # fmt: skip
+        stored = vectors.stored_vectors() if self.enabled else {}
+        self.memory.add_sighting(sighting_id, stored, payload)
+
+    def _learn(self, decision: Decision, vectors: TrackVectors, after: dict[str, Any], now: float) -> None:
+        pid = decision.person_id
+        if pid is None:
+            return
+        person = self.memory.person(pid)
+        if person is not None:
+            person.update(
+                last_seen=now, last_camera=after["camera"], seen_count=int(person.get("seen_count", 0)) + 1
+            )
+            if person.get("role") == "stranger":
+                person["expires_at"] = now + self._retention_s()
+            self.memory.save_person(person)
+        stored = vectors.stored_vectors()
+        appearance = {k: v for k, v in stored.items() if k in ("body", "colour", "vehicle")}
+        if decision.name is None:
+            # A stranger is remembered by this track (until retention ends), so the next sighting matches.
+            if stored:
+                self.memory.add_prototype(
+                    pid, stored, source="stranger", camera=after["camera"], sighting_id=str(after["id"]),
+                    expires_at=now + self._retention_s(), shape=_shape(vectors),
+                )  # fmt: skip
+        elif (
+            decision.confidence >= self.config.identity.learn_confidence
+            and appearance
+            and not decision.via_same_day
+        ):
+            # Same-day appearance: today's clothes recognise this person from behind, on any camera.
+            self.memory.add_prototype(
+                pid, appearance, source="same_day", camera=after["camera"], sighting_id=str(after["id"]),
+                expires_at=now + self.config.identity.same_day_hours * 3600.0,
+            )  # fmt: skip
+        if vectors.body is not None:
+            self.crowd.update(vectors.body[None])
+            self._sightings_since_save += 1
+            if self._sightings_since_save >= CROWD_SAVE_EVERY:
+                self.memory.save_state(CROWD_KEY, self.crowd.state())
+                self._sightings_since_save = 0
+
+    def _retention_s(self) -> float:
+        return self.config.identity.retention_days * 86400.0
+
+    def _save_crop(self, sighting_id: str, image: np.ndarray, now: float) -> str | None:
+        folder = self.config.crops_path / time.strftime("%Y-%m-%d", time.localtime(now))
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.config.crops_path, 0o700)
+            os.chmod(folder, 0o700)
+            scale = min(1.0, CROP_HEIGHT / max(1, image.shape[0]))
+            small = (
+                cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                if scale < 1
+                else image
+            )
+            ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            if not ok:
+                return None
+            path = folder / f"{_safe(sighting_id)}.jpg"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data.tobytes())
+            return str(path)
+        except OSError:
+            log.exception("could not save the crop of sighting %s", sighting_id)
+            return None
+
+
+class CameraIdentity:
+    """One camera's open tracks and their evidence; called from that camera's thread only."""
+
+    def __init__(self, service: IdentityService, camera: str) -> None:
+        self.service, self.camera = service, camera
+        self.tracks: dict[int, TrackEvidence] = {}
+        self.stats = {"embeds": 0, "face_tries": 0, "poses": 0, "decisions": 0, "early": 0}
+        self.decide_ms: list[float] = []
+
+    def observe(self, frame: Frame, tracked: list[TrackedObject], states: dict[int, Any]) -> list[Any]:
+        """Gather evidence from this frame; return the TrackStates whose identity changed (to refresh)."""
+        if not self.service.enabled:
+            return []
+        changed = []
+        boxes = [t.detection.box for t in tracked]
+        for obj in tracked:
+            state = states.get(obj.track_id)
+            if state is None:
+                continue
+            evidence = self.tracks.get(obj.track_id)
+            if evidence is None:
+                evidence = TrackEvidence.for_label(
+                    obj.detection.label, self.service.config.identity.best_crops, self.camera
+                )
+                self.tracks[obj.track_id] = evidence
+            gather(self.service, evidence, frame, obj, boxes, self.stats)
+            due = evidence.changed and frame.timestamp - evidence.last_decision_at >= DECIDE_EVERY_S
+            if due and self._decide_early(evidence, state, frame.timestamp):
+                changed.append(state)
+        return changed
+
+    def _decide_early(self, evidence: TrackEvidence, state: Any, now: float) -> bool:
+        evidence.changed = False
+        evidence.last_decision_at = now
+        started = time.perf_counter()
+        decision = self.service.matcher.decide(evidence.vectors(with_shape=False), time.time())
+        self.decide_ms.append((time.perf_counter() - started) * 1000.0)
+        self.stats["decisions"] += 1
+        if not decision.early or state.identity.name == decision.name:
+            return False
+        state.identity = decision.identity()
+        self.stats["early"] += 1
+        return True
+
+    def close(self, state: Any, announced: bool) -> None:
+        """A track ended: decide it for good, store the sighting (announced tracks only)."""
+        evidence = self.tracks.pop(state.track_id, None)
+        if not announced:
+            return
+        after = state.snapshot()
+        try:
+            decision = self.service.finalise(evidence, after, time.time())
+        except Exception:  # the memory failing must not lose the end event
+            log.exception("camera %s: identity of track %s failed", self.camera, state.track_id)
+            return
+        if decision is not None:
+            state.identity = decision.identity()
+
+
+def gather(
+    service: IdentityService,
+    evidence: TrackEvidence,
+    frame: Frame,
+    obj: TrackedObject,
+    boxes: list[Any],
+    stats: dict[str, int] | None = None,
+) -> None:
+    """Add one frame of a track to its evidence: pose every frame (people), appearance and a face try
+    only for crops that enter the track's top-K by quality (track.py explains the budget)."""
+    stats = stats if stats is not None else {}
+    box = obj.detection.box
+    evidence.frames += 1
+    try:
+        quality = crop_quality(frame.image, box, boxes).score
+        crop = crop_box(frame.image, box)
+    except ValueError:
+        return  # a box with no pixels inside the frame
+    person = evidence.kind == "person"
+    pose_due = not evidence.poses or frame.timestamp - evidence.poses[-1].timestamp >= POSE_INTERVAL_S
+    if person and service.config.identity.gait and pose_due and len(evidence.poses) < MAX_POSE_SAMPLES:
+        keypoints = service.pose(frame.image, box) if box[3] - box[1] >= MIN_POSE_HEIGHT else None
+        if keypoints is not None:
+            evidence.poses.append(PoseSample(frame.timestamp, box, keypoints))
+            stats["poses"] = stats.get("poses", 0) + 1
+    if not evidence.wants(quality):
+        return
+    appearance, colour = service.embed_crop(evidence.kind, crop)
+    evidence.keep(KeptCrop(quality, crop.copy(), box, frame.timestamp, appearance, colour))
+    stats["embeds"] = stats.get("embeds", 0) + 1
+    face_model = service.models.face if service.config.identity.face else None
+    if not person or face_model is None:
+        return
+    if len(evidence.faces) >= ENOUGH_FACES or evidence.face_tries >= MAX_FACE_TRIES:
+        return
+    if (box[3] - box[1]) * 0.3 < face_model.min_face_px:
+        return  # head region too small: face_in_person would skip it anyway
+    evidence.face_tries += 1
+    stats["face_tries"] = stats.get("face_tries", 0) + 1
+    face = service.face_in_person(frame.image, box)
+    if face is not None:
+        evidence.faces.append(face)
+        evidence.changed = True
+
+
+def _kind(label: str) -> str:
+    return "person" if label == PERSON else "vehicle"
+
+
+def _shape(vectors: TrackVectors) -> list[float] | None:
+    return shape_list(vectors.shape) if vectors.shape is not None else None
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def require_person_name(name: str) -> str:
+    """Names become ids in MQTT payloads and file names: keep them plain."""
+    cleaned = name.strip()
+    if not cleaned or len(cleaned) > 64 or any(c in cleaned for c in "/\\\n\t"):
+        raise ValueError(f"invalid name {name!r}: 1-64 characters, no slashes or control characters")
+    if cleaned.startswith(("unknown-", "vehicle-")):
+        raise ValueError(
+            f"names starting with 'unknown-' or 'vehicle-' are camd's own stranger ids: {name!r}"
+        )
+    return cleaned
+
+
+__all__ = ["CameraIdentity", "IdentityService", "Models", "Path", "UnknownPersonError", "require_person_name"]
