@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from camd.config import Config
+from camd.identity.api import IdentityApi
 from camd.identity.service import IdentityService
 from camd.pipeline import CameraPipeline, EventSink, SharedDetector
 from camd.publish.hass import HassBridge
@@ -103,7 +104,8 @@ class Daemon:
             if self.config.homeassistant.enabled:
                 self.hass = HassBridge(self.config, self.publisher)
                 self.hass.start()
-                self._extra_sinks = [*self._extra_sinks, self.hass]
+                self._announce_people()
+        self.services.attach_identity(IdentityApi(self.identity, on_people_changed=self._announce_people))
         for name, camera in self.config.cameras.items():
             if not camera.enabled:
                 log.info("camera %s: disabled in config", name)
@@ -161,8 +163,23 @@ class Daemon:
             )
             if self.publisher is not None:
                 self.publisher.publish_event(event)
+            if self.hass is not None:
+                ended = event["type"] == "end" and self.identity is not None
+                crop = self.identity.crop_of(after["id"]) if ended else None  # type: ignore[union-attr]
+                hass = self.hass
+                self._guard("home assistant", lambda: hass.handle_event(event, crop))
             for sink in self._extra_sinks:
                 self._guard("sink", lambda sink=sink: sink(event))
+
+    def _announce_people(self) -> None:
+        """Home Assistant gets a last-seen sensor and a presence tracker per enrolled person."""
+        if self.hass is None or self.identity is None:
+            return
+        people = [
+            {"name": p["person_id"], "role": p.get("role"), "kind": p.get("kind", "person")}
+            for p in self.identity.memory.people()
+        ]
+        self._guard("home assistant people", lambda: self.hass.set_people(people))  # type: ignore[union-attr]
 
     @staticmethod
     def _guard(what: str, action: Callable[[], None]) -> None:

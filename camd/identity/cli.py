@@ -92,14 +92,40 @@ def _service(args: argparse.Namespace) -> Iterator[Any]:
         service.close()
 
 
-def _run(args: argparse.Namespace, action: Callable[[Any], Any], show: Callable[[Any], None]) -> int:
+ApiAction = Callable[[Any], Any]
+
+
+def _through_daemon(args: argparse.Namespace, api_action: ApiAction | None, locked: Exception) -> Any:
+    """The running daemon holds the store: send the call to its control API instead."""
+    from camd.api.client import ApiClient
+
+    if api_action is None:
+        raise ValueError(f"{locked}. This command works only with the daemon stopped.")
+    config = _config(args)
+    return api_action(ApiClient.for_state_dir(config.state_dir, config.api))
+
+
+def _run(
+    args: argparse.Namespace,
+    action: Callable[[Any], Any],
+    show: Callable[[Any], None],
+    api_action: ApiAction | None = None,
+) -> int:
+    from camd.api.auth import TokenError
+    from camd.api.client import ApiError
     from camd.config.loader import ConfigError
     from camd.identity.enroll import EnrollmentError, TrackChoiceNeeded
     from camd.identity.memory import MemoryLockedError, UnknownPersonError
 
     try:
-        with _service(args) as service:
-            result = action(service)
+        try:
+            with _service(args) as service:
+                result = action(service)
+        except MemoryLockedError as locked:
+            result = _through_daemon(args, api_action, locked)
+    except (ApiError, TokenError) as exc:
+        print(f"error: through the running daemon: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except TrackChoiceNeeded as exc:
         print(f"error: {exc}", file=sys.stderr)
         for row in exc.tracks:
@@ -146,13 +172,20 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 )  # fmt: skip
         return enroll.enroll_sighting(service, args.name, args.role, args.sighting)
 
+    def through_api(client: Any) -> Any:
+        if args.photos is None or args.vehicle:
+            raise ValueError("the daemon is running: only enrolling a person from --photos goes through it; "
+                             "stop the daemon to enroll from a clip, a sighting or a vehicle")
+        photos = sorted(p for p in args.photos.iterdir()) if args.photos.is_dir() else [args.photos]
+        return client.enroll_photos(args.name, photos, args.role)
+
     def show(result: dict[str, Any]) -> None:
         added = ", ".join(f"{k} {v}" for k, v in result["added"].items() if v)
         print(f"enrolled {result['name']} ({result['role']} {result['kind']}): {added or 'nothing new'}")
         for row in result.get("skipped", []):
             print(f"  skipped {row['photo']}: {row['reason']}")
 
-    return _run(args, action, show)
+    return _run(args, action, show, through_api)
 
 
 def cmd_people(args: argparse.Namespace) -> int:
@@ -174,6 +207,15 @@ def cmd_people(args: argparse.Namespace) -> int:
             return enroll.rename(service, *args.names)
         return enroll.forget(service, args.names[0])
 
+    def through_api(client: Any) -> Any:
+        if args.action == "list":
+            return client.list_people()["people"]
+        if args.action == "show":
+            return client.show_person(args.names[0])
+        if args.action == "rename":
+            return client.rename(*args.names)
+        return client.remove(args.names[0])
+
     def show(result: Any) -> None:
         if args.action == "list":
             if not result:
@@ -190,7 +232,7 @@ def cmd_people(args: argparse.Namespace) -> int:
             print(f"removed {result['forgotten']}: {result['prototypes']} prototypes, "
                   f"{result['sightings']} sightings, {result['crops']} crops")  # fmt: skip
 
-    return _run(args, action, show)
+    return _run(args, action, show, through_api)
 
 
 def cmd_correct(args: argparse.Namespace) -> int:
@@ -202,7 +244,9 @@ def cmd_correct(args: argparse.Namespace) -> int:
         else:
             print(f"sighting {result['sighting']} is not {result['not']}: kept as negative evidence")
 
-    return _run(args, lambda s: enroll.correct(s, args.sighting, args.is_name, args.not_name), show)
+    # Through the daemon, "--not NAME" says the sighting was not who it was matched to.
+    return _run(args, lambda s: enroll.correct(s, args.sighting, args.is_name, args.not_name), show,
+                lambda client: client.correct(args.sighting, args.is_name))
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -212,7 +256,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         print(f"forgot {result['forgotten']}: {result['prototypes']} prototypes, {result['sightings']} "
               f"sightings, {result['crops']} crop files deleted")  # fmt: skip
 
-    return _run(args, lambda s: enroll.forget(s, args.name), show)
+    return _run(args, lambda s: enroll.forget(s, args.name), show, lambda client: client.forget(args.name))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

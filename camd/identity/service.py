@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ DECIDE_EVERY_S = 1.0
 PRUNE_EVERY_S = 3600.0
 CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd mean
 CROP_HEIGHT = 128  # px: the stored JPEG is small on purpose
+RECENT_CROPS = 64  # crops of the latest sightings kept at hand for Home Assistant
 CROWD_KEY = "crowd_mean_body"
 # Sightings (track means) before body vectors are centred on the crowd: track means are steadier than
 # single crops, and on reid/train a mean of 62 track means already centred well (docs/identity.md).
@@ -106,6 +108,7 @@ class IdentityService:
         self._sightings_since_save = 0
         self._last_prune = 0.0
         self._write_lock = threading.Lock()
+        self._recent_crops: OrderedDict[str, str] = OrderedDict()  # sighting id -> crop file
         if load_models and self.enabled:
             self.models  # noqa: B018  (loads them)
 
@@ -224,6 +227,20 @@ class IdentityService:
         }  # fmt: skip
         stored = vectors.stored_vectors() if self.enabled else {}
         self.memory.add_sighting(sighting_id, stored, payload)
+        if crop_path is not None:
+            self._recent_crops[sighting_id] = crop_path
+            while len(self._recent_crops) > RECENT_CROPS:
+                self._recent_crops.popitem(last=False)
+
+    def crop_of(self, sighting_id: str) -> bytes | None:
+        """The JPEG crop of a sighting that ended recently (for Home Assistant's latest-crop image)."""
+        path = self._recent_crops.get(sighting_id)
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError:
+            return None
 
     def _learn(self, decision: Decision, vectors: TrackVectors, after: dict[str, Any], now: float) -> None:
         pid = decision.person_id
