@@ -287,5 +287,5 @@ def test_a_second_daemon_on_the_same_store_is_refused_clearly(tmp_path: Path, mo
     finally:
         holder.close()
     assert done.returncode == 1, done.stderr
-    assert "cannot start" in done.stderr and "in use by another camd process" in done.stderr
+    assert "cannot start" in done.stderr and "held by another camd process" in done.stderr
     assert "Traceback" not in done.stderr

@@ -97,12 +97,16 @@ ApiAction = Callable[[Any], Any]
 
 def _through_daemon(args: argparse.Namespace, api_action: ApiAction | None, locked: Exception) -> Any:
     """The running daemon holds the store: send the call to its control API instead."""
-    from camd.api.client import ApiClient
+    from camd.api.auth import TokenError
+    from camd.api.client import ApiClient, ApiUnavailable
 
     if api_action is None:
         raise ValueError(f"{locked}. This command works only with the daemon stopped.")
     config = _config(args)
-    return api_action(ApiClient.for_state_dir(config.state_dir, config.api))
+    try:
+        return api_action(ApiClient.for_state_dir(config.state_dir, config.api))
+    except (TokenError, ApiUnavailable) as exc:
+        raise ValueError(f"{locked}; its control API did not answer either: {exc}") from exc
 
 
 def _run(
