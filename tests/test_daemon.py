@@ -7,20 +7,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from camd.config import CameraConfig, Config, MqttConfig
+from camd.config import CameraConfig
 from camd.config.loader import load_config
-from camd.daemon import Daemon, RunSummary
+from camd.daemon import Daemon
 from camd.identity.memory import Memory
 from tests.support.broker import BrokerAddress, BrokerProcess, MqttRecorder
+from tests.support.daemon import config_for, run_in_thread, unique_prefix
 from tests.support.data import shared_data
 from tests.support.media import transcode
 
@@ -60,27 +59,6 @@ class EventMessage(BaseModel):
     message_id: str
     before: EventObject
     after: EventObject
-
-
-def config_for(tmp_path: Path, models_dir: Path, broker: BrokerAddress, cameras: dict[str, CameraConfig],
-               prefix: str) -> Config:
-    return Config(
-        state_dir=tmp_path / "state",
-        models_dir=models_dir,
-        mqtt=MqttConfig(host=broker.host, port=broker.port, topic_prefix=prefix, client_id=f"camd-{prefix}"),
-        cameras=cameras,
-    )
-
-
-def unique_prefix() -> str:
-    return f"camdtest{uuid.uuid4().hex[:8]}"
-
-
-def run_in_thread(daemon: Daemon) -> tuple[threading.Thread, list[RunSummary]]:
-    result: list[RunSummary] = []
-    thread = threading.Thread(target=lambda: result.append(daemon.run(install_signals=False)), daemon=True)
-    thread.start()
-    return thread, result
 
 
 def events_of(recorder: MqttRecorder, prefix: str) -> list[dict[str, Any]]:

@@ -15,8 +15,8 @@ import pytest
 from camd.config import CameraConfig, Config
 from camd.daemon import Daemon
 from tests.support.broker import BrokerAddress
+from tests.support.daemon import config_for, run_in_thread, unique_prefix
 from tests.support.media import corrupted_copy, make_resolution_change_clip, transcode, truncated_copy
-from tests.test_daemon import config_for, run_in_thread, unique_prefix
 
 
 def good_camera(models_dir: Path) -> CameraConfig:
