@@ -20,6 +20,7 @@ from camd.sources.status import CameraStatus
 from camd.sources.stream import CameraSource
 from camd.types import Detection, Frame
 from camd.vision.detector import Detector, filter_detections
+from camd.vision.motion import MotionGate
 from camd.vision.tracker import ObjectTracker
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class SharedDetector:
 @dataclass
 class CameraStats:
     frames: int = 0
+    skipped: int = 0  # frames the motion gate kept from the detector
     events: int = 0
     # recent detector timings only: the daemon runs for months
     detect_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
@@ -88,6 +90,7 @@ class CameraPipeline:
             name, config.events, self._objects, config.tracker.lost_track_s,
             on_close=self.identity.close if self.identity is not None else None,
         )  # fmt: skip
+        self.gate = MotionGate(camera.motion)
         self.stats = CameraStats()
 
     def run(self) -> None:
@@ -101,6 +104,14 @@ class CameraPipeline:
             self.stats.finished_at = time.monotonic()
 
     def process(self, frame: Frame) -> None:
+        self.stats.frames += 1
+        if self.stats.first_frame_at is None:
+            self.stats.first_frame_at = frame.timestamp
+        self.stats.last_frame_at = frame.timestamp
+        open_boxes = [state.box for state in self.track_events.open_tracks]
+        if not self.gate.should_detect(frame.image, frame.timestamp, open_boxes):
+            self.stats.skipped += 1  # nothing new moved: the tracker bridges to the next detection
+            return
         detections, elapsed_ms = self._detector.detect(frame.image)
         detections = filter_detections(detections, self._objects)
         tracked = self.tracker.update(detections, frame.timestamp)
@@ -108,11 +119,7 @@ class CameraPipeline:
         if self.identity is not None:
             for state in self.identity.observe(frame, tracked, self.track_events.states):
                 self._publish(self.track_events.refresh(state, frame.timestamp))
-        self.stats.frames += 1
         self.stats.detect_ms.append(elapsed_ms)
-        if self.stats.first_frame_at is None:
-            self.stats.first_frame_at = frame.timestamp
-        self.stats.last_frame_at = frame.timestamp
 
     def _publish(self, events: list[dict[str, Any]]) -> None:
         for event in events:
