@@ -553,3 +553,13 @@ def test_fuzz_values_at_schema_paths_raise_only_config_error(
             node = node[key]
         node[path[-1]] = value
     _only_config_errors(tmp_path / "fuzz.yaml", json.dumps(data))
+
+
+def test_unicode_digit_key_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    """Found by the fuzzer: '²'.isdigit() is true but int('²') raises, reached when the key sits
+    under a camera name that has no line of its own (JSON escapes of a surrogate pair)."""
+    data = {"cameras": {"\ud800\udc00": {"\u00b2": None}}}
+    path = tmp_path / "camd.yaml"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match="url"):
+        load_config(path)

@@ -501,7 +501,11 @@ def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
 
 
 def _maybe_int(text: str) -> str | int:
-    return int(text) if text.lstrip("-").isdigit() else text
+    # Not str.isdigit(): it accepts '²' and other digits int() refuses.
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _known_keys(loc: Loc) -> list[str]:
