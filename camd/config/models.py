@@ -30,6 +30,13 @@ def _camera_name(name: str) -> str:
 CameraName = Annotated[str, AfterValidator(_camera_name)]
 
 
+def plain_topic(topic: str, field: str, example: str) -> str:
+    """A topic prefix camd publishes under: no wildcards, no leading or trailing '/'."""
+    if not topic or any(c in topic for c in "#+") or topic.startswith("/") or topic.endswith("/"):
+        raise ValueError(f"{field} must be a plain MQTT topic like '{example}' (no wildcards or edge '/')")
+    return topic
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -185,9 +192,7 @@ class MqttConfig(Strict):
     @field_validator("topic_prefix")
     @classmethod
     def _topic(cls, prefix: str) -> str:
-        if not prefix or any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/"):
-            raise ValueError("topic_prefix must be a plain MQTT topic like 'camd' (no wildcards or edge '/')")
-        return prefix
+        return plain_topic(prefix, "topic_prefix", "camd")
 
 
 DISCOVERY_NODE_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -210,9 +215,7 @@ class HomeAssistantConfig(Strict):
     @field_validator("discovery_prefix")
     @classmethod
     def _prefix(cls, prefix: str) -> str:
-        if not prefix or any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/"):
-            raise ValueError("discovery_prefix must be a plain MQTT topic like 'homeassistant'")
-        return prefix
+        return plain_topic(prefix, "discovery_prefix", "homeassistant")
 
     @field_validator("node_id")
     @classmethod
