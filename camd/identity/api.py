@@ -56,7 +56,7 @@ class IdentityApi:
     def correct(self, sighting_id: str, name: str | None) -> dict[str, Any]:
         if name is not None:
             return enroll.correct(self.service, sighting_id, is_name=name)
-        matched = self._sighting(sighting_id).get("person_id")
+        matched = self.service.memory.sighting(sighting_id).payload.get("person_id")
         if not matched or str(matched).startswith("unknown-"):
             raise ValueError(f"sighting {sighting_id} was not matched to anyone enrolled; nothing to correct")
         return enroll.correct(self.service, sighting_id, not_name=str(matched))
@@ -71,12 +71,6 @@ class IdentityApi:
         if camera is not None:
             rows = [row for row in rows if row.get("camera") == camera]
         return {"sightings": list(reversed(rows))[:limit]}
-
-    def _sighting(self, sighting_id: str) -> dict[str, Any]:
-        for row in self.service.memory.sightings():
-            if row.get("sighting_id") == sighting_id:
-                return row
-        raise LookupError(f"no sighting {sighting_id}")
 
     @staticmethod
     def _public(person: dict[str, Any]) -> dict[str, Any]:
