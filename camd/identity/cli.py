@@ -248,9 +248,17 @@ def cmd_correct(args: argparse.Namespace) -> int:
         else:
             print(f"sighting {result['sighting']} is not {result['not']}: kept as negative evidence")
 
-    # Through the daemon, "--not NAME" says the sighting was not who it was matched to.
+    def through_api(client: Any) -> Any:
+        if args.not_name is not None:
+            # The API's "not" means "not who it was matched to": check that this is NAME.
+            mine = client.sightings(person=args.not_name, limit=10_000)["sightings"]
+            if args.sighting not in {row.get("sighting_id") for row in mine}:
+                raise ValueError(f"sighting {args.sighting} was not matched to {args.not_name}")
+            return {**client.correct(args.sighting, None), "not": args.not_name}
+        return {**client.correct(args.sighting, args.is_name), "is": args.is_name}
+
     return _run(args, lambda s: enroll.correct(s, args.sighting, args.is_name, args.not_name), show,
-                lambda client: client.correct(args.sighting, args.is_name))
+                through_api)
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
