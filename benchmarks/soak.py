@@ -1,14 +1,18 @@
 """Soak: the daemon on N looped real streams for a while, RSS and open files sampled every minute.
 
-    .venv/bin/python benchmarks/soak.py --minutes 30 --cameras 4 [--clip PATH]
+    .venv/bin/python benchmarks/soak.py --minutes 30 --cameras 4 [--clip PATH] [--no-identity]
 
-Prints one line per sample and, at the end, the least-squares slope of RSS (MB/hour) and of open
-file descriptors (per hour) over the second half of the run (the first half includes warm-up).
+Identity is on by default (face/body/gait evidence, a sighting and a crop per finished track), as a
+household runs it. Prints one line per sample (RSS, open fds, threads, frames, sightings stored, the
+store and crops on disk) and, at the end, the least-squares slope of RSS (MB/hour) and of open file
+descriptors (per hour) over the second half of the run (the first half includes warm-up; a run too
+short for 3 samples there is fitted whole, and says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -16,21 +20,24 @@ import threading
 import time
 from pathlib import Path
 
+from camd.bench import rss_mb
 from camd.config import CameraConfig, Config, MqttConfig
+from camd.config.models import IdentityConfig
 from camd.daemon import Daemon
 from camd.demo import broker_answers, default_footage
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def folder_mb(path: Path) -> float:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # a file replaced while walking
+                total += os.stat(os.path.join(root, name)).st_size
+    return total / 1e6
 
 
 def slope_per_hour(samples: list[tuple[float, float]]) -> float:
@@ -51,6 +58,8 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, default=None, help="default: vtest.avi or the demo clip")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples")
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
+    parser.add_argument("--no-identity", dest="identity", action="store_false",
+                        help="detection and tracking only (identity is on by default)")
     args = parser.parse_args()
 
     clip = args.clip or default_footage(args.models_dir)
@@ -60,6 +69,7 @@ def main() -> None:
         state_dir=state,
         models_dir=args.models_dir,
         mqtt=MqttConfig(enabled=use_mqtt, topic_prefix="camdsoak", client_id="camd-soak"),
+        identity=IdentityConfig(enabled=args.identity),
         cameras={
             f"cam{i}": CameraConfig(url=str(clip), loop=True, realtime=True) for i in range(args.cameras)
         },
@@ -72,23 +82,33 @@ def main() -> None:
     while (elapsed := time.monotonic() - started) < args.minutes * 60:
         time.sleep(min(args.interval, max(0.0, args.minutes * 60 - elapsed)))
         frames = sum(p.stats.frames for p in daemon.pipelines.values())
-        dropped = sum(s.dropped for s in daemon.statuses.values())
+        dropped = sum(s.dropped for s in daemon.statuses.values()) + sum(
+            p.stats.dropped for p in daemon.pipelines.values()
+        )  # in the stream readers and in the inference queues
+        sightings = daemon.identity.memory.count_sightings() if daemon.identity is not None else 0
         sample = {"t_s": round(time.monotonic() - started), "rss_mb": round(rss_mb(), 1),
                   "fds": open_fds(), "threads": threading.active_count(), "frames": frames,
-                  "dropped": dropped}
+                  "dropped": dropped, "sightings": sightings,
+                  "store_mb": round(folder_mb(config.store_path), 2),
+                  "crops_mb": round(folder_mb(config.crops_path), 2)}
         samples.append(sample)
         print(json.dumps(sample), flush=True)
     daemon.stop()
     thread.join(timeout=30)
-    second_half = samples[len(samples) // 2:]
-    rss_trend = slope_per_hour([(s["t_s"], s["rss_mb"]) for s in second_half])
-    fds_trend = slope_per_hour([(s["t_s"], s["fds"]) for s in second_half])
+    fitted = samples[len(samples) // 2:]
+    window = "second_half"
+    if len(fitted) < 3:  # a short check run: fit what there is
+        fitted, window = samples, "whole_run"
+    rss_trend = slope_per_hour([(s["t_s"], s["rss_mb"]) for s in fitted])
+    fds_trend = slope_per_hour([(s["t_s"], s["fds"]) for s in fitted])
     print(json.dumps({
-        "cameras": args.cameras, "minutes": args.minutes, "clip": str(clip),
+        "cameras": args.cameras, "minutes": args.minutes, "clip": str(clip), "identity": args.identity,
+        "samples": len(samples), "trend_over": window,
         "rss_start_mb": samples[0]["rss_mb"] if samples else None,
         "rss_end_mb": samples[-1]["rss_mb"] if samples else None,
-        "rss_slope_mb_per_hour_second_half": round(rss_trend, 2),
-        "fds_slope_per_hour_second_half": round(fds_trend, 2),
+        "rss_slope_mb_per_hour": round(rss_trend, 2),
+        "fds_slope_per_hour": round(fds_trend, 2),
+        "sightings_stored": samples[-1]["sightings"] if samples else None,
         "fds_min_max": [min(s["fds"] for s in samples), max(s["fds"] for s in samples)] if samples else None,
     }), flush=True)
 

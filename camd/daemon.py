@@ -1,5 +1,5 @@
-"""The daemon: one thread per camera around a shared detector, events fanned out to MQTT,
-the console and the memory, and a clean stop on SIGTERM/SIGINT.
+"""The daemon: two threads per camera around one shared inference pool, events fanned out to
+MQTT, the console and the memory, and a clean stop on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 from camd.config import Config
 from camd.identity.api import IdentityApi
 from camd.identity.service import IdentityService
-from camd.pipeline import CameraPipeline, EventSink, SharedDetector
+from camd.pipeline import CameraPipeline, EventSink
+from camd.publish.commands import CameraSwitches
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
 from camd.service import DaemonServices
 from camd.sources.status import CameraStatus
-from camd.vision.detector import create_detector
+from camd.vision.pool import InferencePool
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,17 @@ class Daemon:
         self.publisher: MqttPublisher | None = None
         self.hass: HassBridge | None = None  # Home Assistant discovery and entity states
         self.identity: IdentityService | None = None
+        self.pool: InferencePool | None = None  # the detector(s) every camera shares
         self.pipelines: dict[str, CameraPipeline] = {}
         self.statuses: dict[str, CameraStatus] = {}
         self._sink_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.sightings_stored = 0
         self.services: DaemonServices | None = None  # systemd notify, watchdog, control API
+        self.switches = CameraSwitches(  # per-camera detect ON/OFF, commanded over MQTT
+            config.mqtt.topic_prefix, [n for n, c in config.cameras.items() if c.enabled],
+            config.switches_path, self._set_detect,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -96,7 +102,7 @@ class Daemon:
     def start(self) -> None:
         self.services = DaemonServices(self)
         self.services.open()
-        detector = SharedDetector(create_detector(self.config.detector, self.config.models_path))
+        self.pool = InferencePool.from_config(self.config.detector, self.config.models_path)
         self.identity = IdentityService(self.config)
         if self._use_mqtt:
             self.publisher = MqttPublisher(self.config.mqtt, self.config.outbox_path)
@@ -111,13 +117,16 @@ class Daemon:
                 log.info("camera %s: disabled in config", name)
                 continue
             pipeline = CameraPipeline(
-                name, self.config, detector, self._fan_out, self.stop_event, on_status=self._on_status,
+                name, self.config, self.pool, self._fan_out, self.stop_event, on_status=self._on_status,
                 identity=self.identity,
             )
+            pipeline.detect_enabled = self.switches.detect(name)
             self.pipelines[name] = pipeline
             thread = threading.Thread(target=pipeline.run, name=f"camera-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
+        if self.publisher is not None:
+            self.switches.attach(self.publisher)
         log.info("camd running: %d camera(s)", len(self._threads))
         self.services.ready()
 
@@ -133,6 +142,8 @@ class Daemon:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("%s did not stop in time; leaving it behind", thread.name)
+        if self.pool is not None:
+            self.pool.stop()
         if self.hass is not None:
             self.hass.stop()
         if self.services is not None:
@@ -170,6 +181,11 @@ class Daemon:
                 self._guard("home assistant", lambda: hass.handle_event(event, crop))
             for sink in self._extra_sinks:
                 self._guard("sink", lambda sink=sink: sink(event))
+
+    def _set_detect(self, camera: str, on: bool) -> None:
+        pipeline = self.pipelines.get(camera)
+        if pipeline is not None:
+            pipeline.detect_enabled = on
 
     def _announce_people(self) -> None:
         """Home Assistant gets a last-seen sensor and a presence tracker per enrolled person."""

@@ -1,7 +1,14 @@
 """One camera's path through the pipeline: frames -> detections -> tracks -> events.
 
-The detector is shared by every camera (one model in memory); it is not safe to call from two
-threads at once, so calls go through a lock. Everything else here belongs to one camera thread.
+Two threads per camera around the shared inference pool (camd/vision/pool.py):
+- the camera thread takes each sampled frame, asks the motion gate whether the detector should
+  see it, and submits it to the camera's lane of the pool (skipped frames keep their place);
+- the consumer thread takes the frames back in order, detections attached, and runs tracking,
+  events and identity, while the pool already works on the next frame.
+Tracker, events and identity belong to the consumer thread only.
+
+With a `detect_url` (a low-resolution substream), detection runs on the substream and identity
+takes its crops from the main stream's frame nearest in time, boxes scaled (camd/sources/mainstream.py).
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from camd.config import Config
 from camd.events import TrackEvents
+from camd.sources.mainstream import MainStream
 from camd.sources.status import CameraStatus
 from camd.sources.stream import CameraSource
-from camd.types import Detection, Frame
+from camd.types import Box, Detection, Frame, TrackedObject
 from camd.vision.detector import Detector, filter_detections
 from camd.vision.motion import MotionGate
+from camd.vision.pool import CameraLane, InferencePool, LaneItem, SharedDetector
 from camd.vision.tracker import ObjectTracker
 
 if TYPE_CHECKING:
@@ -29,33 +38,41 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[dict[str, Any]], None]
+# (frame, detector ran on it, boxes of the announced tracks the pipeline believes are there):
+# the bench records these to compare the gated pipeline's tracks with the naive one's.
+FrameObserver = Callable[[Frame, bool, list[tuple[int, Box]]], None]
 
+_POLL_S = 0.1
+STOP_GRACE_S = 2.0  # at shutdown, how long the consumer waits for a frame still in the detector
+MAX_PREDICT_S = 1.0  # the gate extrapolates a track's box at most this far past its last detection
 
-class SharedDetector:
-    """A detector several camera threads share; calls are serialised and timed."""
-
-    def __init__(self, detector: Detector) -> None:
-        self.detector = detector
-        self._lock = threading.Lock()
-
-    def detect(self, image: Any) -> tuple[list[Detection], float]:
-        with self._lock:
-            started = time.perf_counter()
-            detections = self.detector.detect(image)
-            return detections, (time.perf_counter() - started) * 1000.0
+__all__ = ["CameraPipeline", "CameraStats", "EventSink", "FrameObserver", "SharedDetector"]
 
 
 @dataclass
 class CameraStats:
-    frames: int = 0
+    frames: int = 0  # frames through the consumer (detected or skipped by the gate), in order
     skipped: int = 0  # frames the motion gate kept from the detector
     events: int = 0
+    lane: CameraLane | None = None
     # recent detector timings only: the daemon runs for months
     detect_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
+    # seconds from a frame's capture to the end of its processing (recent frames)
+    latency_s: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    main_frames: int = 0  # identity crops taken from the main stream (with a detect_url)
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     started_at: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped in the inference queue because the detector fell behind."""
+        return self.lane.dropped if self.lane is not None else 0
+
+    @property
+    def queued(self) -> int:
+        return self.lane.depth if self.lane is not None else 0
 
     def fps(self) -> float:
         end = self.finished_at or time.monotonic()
@@ -63,14 +80,31 @@ class CameraStats:
         return self.frames / elapsed if elapsed > 0 else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _TrackMotion:
+    """A track's last detected box and its velocity (px/s), for the gate's prediction."""
+
+    box: Box
+    at: float
+    velocity: Box = (0.0, 0.0, 0.0, 0.0)
+
+    def box_at(self, t: float) -> Box:
+        dt = min(max(0.0, t - self.at), MAX_PREDICT_S)
+        return tuple(b + v * dt for b, v in zip(self.box, self.velocity, strict=True))  # type: ignore[return-value]
+
+
 class CameraPipeline:
-    """Runs one camera until its source ends or `stop` is set; never raises out of `run`."""
+    """Runs one camera until its source ends or `stop` is set; never raises out of `run`.
+
+    `detector` is the daemon's shared InferencePool, or a bare Detector (the pipeline then makes
+    a private pool of one worker for it).
+    """
 
     def __init__(
         self,
         name: str,
         config: Config,
-        detector: SharedDetector,
+        detector: InferencePool | Detector,
         sink: EventSink,
         stop: threading.Event,
         on_status: Callable[[CameraStatus], None] | None = None,
@@ -78,10 +112,16 @@ class CameraPipeline:
     ) -> None:
         camera = config.cameras[name]
         self.name = name
-        self._detector = detector
+        self._own_pool = not isinstance(detector, InferencePool)
+        self.pool = detector if isinstance(detector, InferencePool) else InferencePool([detector])
         self._sink = sink
+        self._stop = stop
         self._objects = config.objects_for(name)
-        self.source = CameraSource(name, camera, stop, on_status=on_status)
+        detect_camera = camera.model_copy(update={"url": camera.detect_url}) if camera.detect_url else camera
+        self.source = CameraSource(name, detect_camera, stop, on_status=on_status)
+        self.main: MainStream | None = None
+        if camera.detect_url is not None and identity is not None and identity.enabled:
+            self.main = MainStream(name, camera, stop, origin=lambda: self.source.clock_origin)
         activation = min(self._objects.filter_for(label).min_score for label in self._objects.track)
         self.tracker = ObjectTracker(config.tracker, fps=camera.detect_fps, activation_score=activation)
         # Identity gathers per-track evidence and finalises each track before its `end` event.
@@ -91,37 +131,162 @@ class CameraPipeline:
             on_close=self.identity.close if self.identity is not None else None,
         )  # fmt: skip
         self.gate = MotionGate(camera.motion)
-        self.stats = CameraStats()
+        self.lane = self.pool.lane(
+            name, config.detector.queue_frames, drop_oldest=self.source.drops_when_behind
+        )
+        self.stats = CameraStats(lane=self.lane)
+        self.detect_enabled = True  # the camera's detect switch (MQTT <prefix>/<camera>/detect/set)
+        self.on_frame: FrameObserver | None = None
+        # Written by the consumer, read by the camera thread (replaced whole, never mutated).
+        self._gate_tracks: tuple[_TrackMotion, ...] = ()
+        self._motion: dict[int, _TrackMotion] = {}
+        self._last_detect_at: float | None = None
+
+    # -- camera thread -------------------------------------------------------------------------
 
     def run(self) -> None:
+        consumer = threading.Thread(target=self._consume, name=f"camera-{self.name}-track", daemon=True)
+        consumer.start()
+        if self.main is not None:
+            self.main.start()
         try:
             for frame in self.source.frames():
-                self.process(frame)
+                if not self.process(frame):
+                    break
         except Exception:  # a bug in one camera must not take the others down
             log.exception("camera %s: pipeline failed", self.name)
         finally:
-            self._publish(self.track_events.finish())
+            self.lane.close(discard=self._stop.is_set())
+            consumer.join()
+            self.pool.remove(self.lane)
+            if self._own_pool:
+                self.pool.stop()
             self.stats.finished_at = time.monotonic()
 
-    def process(self, frame: Frame) -> None:
+    def process(self, frame: Frame) -> bool:
+        """Gate one frame and queue it for the consumer. False when the pipeline is closing."""
+        if not self.detect_enabled:  # the detect switch is off: the consumer lets open tracks end
+            return self.lane.submit(frame, False, halted=self._stop.is_set, context=None)
+        boxes = [motion.box_at(frame.timestamp) for motion in self._gate_tracks]
+        detect = self.gate.should_detect(frame.image, frame.timestamp, boxes)
+        regions = self.gate.last_regions if detect else None  # for the gate's feedback, below
+        return self.lane.submit(frame, detect, halted=self._stop.is_set, context=regions)
+
+    # -- consumer thread -----------------------------------------------------------------------
+
+    def _consume(self) -> None:
+        try:
+            while True:
+                item = self.lane.next(_POLL_S)
+                if item is not None:
+                    self._handle(item)
+                    continue
+                if self.lane.finished:
+                    break
+                closed_at = self.lane.closed_at
+                overdue = closed_at is not None and time.monotonic() - closed_at > STOP_GRACE_S
+                if self._stop.is_set() and overdue:
+                    log.warning("camera %s: a frame is still in the detector at shutdown; not waiting",
+                                self.name)
+                    break
+        except Exception:
+            log.exception("camera %s: pipeline failed", self.name)
+            self.lane.close(discard=True)  # the camera thread stops submitting
+        finally:
+            try:
+                self._publish(self.track_events.finish())
+            except Exception:
+                log.exception("camera %s: ending the open tracks failed", self.name)
+            if self.main is not None:
+                self.main.close()
+
+    def _handle(self, item: LaneItem) -> None:
+        frame = item.frame
         self.stats.frames += 1
         if self.stats.first_frame_at is None:
             self.stats.first_frame_at = frame.timestamp
         self.stats.last_frame_at = frame.timestamp
-        open_boxes = [state.box for state in self.track_events.open_tracks]
-        if not self.gate.should_detect(frame.image, frame.timestamp, open_boxes):
-            self.stats.skipped += 1  # nothing new moved: the tracker bridges to the next detection
+        if not item.detect or item.failed:
+            # Nothing new moved (or the detector failed): the tracker bridges to the next detection.
+            if not item.detect:
+                self.stats.skipped += 1
+            if not self.detect_enabled:  # switched off: nothing is detected, open tracks run out and end
+                self._publish(self.track_events.update(self.tracker.update([], frame.timestamp), frame))
+            self._observe(frame, detected=False)
             return
-        detections, elapsed_ms = self._detector.detect(frame.image)
-        detections = filter_detections(detections, self._objects)
+        if item.context:  # the motion the detector looked at: where it found nothing is explained
+            self.gate.examined(item.context, [det.box for det in item.detections])
+        detections = filter_detections(item.detections, self._objects)
         tracked = self.tracker.update(detections, frame.timestamp)
         self._publish(self.track_events.update(tracked, frame))
-        if self.identity is not None:
-            for state in self.identity.observe(frame, tracked, self.track_events.states):
+        # The gate (on the camera thread) sees the new tracks before identity's slower work here.
+        self._last_detect_at = frame.timestamp
+        self._remember_motion(frame.timestamp)
+        if self.identity is not None and tracked:
+            identity_frame, identity_tracked = self._identity_view(frame, tracked)
+            for state in self.identity.observe(identity_frame, identity_tracked, self.track_events.states):
                 self._publish(self.track_events.refresh(state, frame.timestamp))
-        self.stats.detect_ms.append(elapsed_ms)
+        self.stats.detect_ms.append(item.elapsed_ms)
+        self.stats.latency_s.append(max(0.0, time.time() - frame.timestamp))
+        self._observe(frame, detected=True)
+
+    def _remember_motion(self, now: float) -> None:
+        """Per open track, its box and velocity: the gate checks motion against where each
+        tracked object should be now, not where it was at the last detection."""
+        motion: dict[int, _TrackMotion] = {}
+        for track_id, state in self.track_events.states.items():
+            previous = self._motion.get(track_id)
+            if previous is not None and state.last_seen == now and now > previous.at:
+                dt = now - previous.at
+                step = tuple((b - p) / dt for b, p in zip(state.box, previous.box, strict=True))
+                # Smoothed: one jumpy box must not throw the prediction off.
+                velocity = tuple(0.5 * s + 0.5 * v for s, v in zip(step, previous.velocity, strict=True))
+                motion[track_id] = _TrackMotion(state.box, now, velocity)  # type: ignore[arg-type]
+            elif previous is not None and state.last_seen != now:
+                motion[track_id] = previous  # not seen this frame: keep predicting from the last sighting
+            else:
+                motion[track_id] = _TrackMotion(state.box, state.last_seen)
+        self._motion = motion
+        self._gate_tracks = tuple(motion.values())
+
+    def _observe(self, frame: Frame, detected: bool) -> None:
+        if self.on_frame is None:
+            return
+        if detected:
+            seen = [(tid, s.box) for tid, s in self.track_events.states.items()
+                    if s.announced and s.last_seen == frame.timestamp]
+        else:  # between detections the pipeline believes its tracks are where they move to
+            seen = [(tid, self._motion[tid].box_at(frame.timestamp))
+                    for tid, s in self.track_events.states.items()
+                    if s.announced and s.last_seen == self._last_detect_at and tid in self._motion]
+        self.on_frame(frame, detected, seen)
+
+    def _identity_view(
+        self, frame: Frame, tracked: list[TrackedObject]
+    ) -> tuple[Frame, list[TrackedObject]]:
+        """The frame identity crops from: the main stream's nearest frame (boxes scaled to it)
+        when the camera has a detect substream and the main frame is at hand, else this one."""
+        if self.main is None:
+            return frame, tracked
+        image = self.main.image_near(frame.timestamp)
+        if image is None:
+            return frame, tracked
+        sx, sy = image.shape[1] / frame.width, image.shape[0] / frame.height
+        self.stats.main_frames += 1
+        main_frame = Frame(camera=frame.camera, index=frame.index, timestamp=frame.timestamp, image=image,
+                           pts_seconds=frame.pts_seconds)
+        scaled = [
+            TrackedObject(obj.track_id, Detection(obj.detection.label, obj.detection.score,
+                                                  scale_box(obj.detection.box, sx, sy)))
+            for obj in tracked
+        ]
+        return main_frame, scaled
 
     def _publish(self, events: list[dict[str, Any]]) -> None:
         for event in events:
             self.stats.events += 1
             self._sink(event)
+
+
+def scale_box(box: Box, sx: float, sy: float) -> Box:
+    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)

@@ -36,6 +36,9 @@ WRITES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("DELETE", "/api/people/Anna", None),
     ("POST", "/api/people/Anna/forget", None),
     ("POST", "/api/sightings/1700000000.123-abcd/correct", {"name": None}),
+    ("POST", "/api/sightings/1700000000.123-abcd/correct", {"not": "Anna"}),
+    ("POST", "/api/people/Anna/sighting", {"sighting": "1700000000.123-abcd"}),
+    ("POST", "/api/people/Anna/clip", None),
 ]
 SAMPLE_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? -?[0-9.e+-]+$')
 
@@ -196,7 +199,10 @@ def test_bad_photo_is_a_clear_400(running: Running, tmp_path: Path) -> None:
 
 
 def test_identity_service_protocol_is_what_the_stand_in_implements() -> None:
+    from camd.api.app import CorrectionService, EnrollmentService
+
     assert isinstance(MemoryIdentity(), IdentityService)
+    assert isinstance(MemoryIdentity(), EnrollmentService) and isinstance(MemoryIdentity(), CorrectionService)
 
 
 # --- no server errors, whatever the input ---------------------------------------------------------

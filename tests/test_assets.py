@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from camd.assets import (
+    EXPORTERS,
     Asset,
     AssetError,
     DownloadPolicy,
@@ -244,12 +245,10 @@ def served(tmp_path: Path) -> Iterator[tuple[CountingServer, bytes]]:
     server.close()
 
 
-def url_manifest(folder: Path, url: str, sha: str, size: int | None = None) -> dict[str, Asset]:
+def url_entry(url: str, sha: str, size: int | None = None) -> str:
+    """The manifest text of asset 'mine': one file downloaded from `url`."""
     size_line = f", size: {size}" if size is not None else ""
-    return load_manifest(
-        write_manifest(
-            folder,
-            f"""
+    return f"""
   mine:
     kind: model
     license: MIT
@@ -258,9 +257,11 @@ def url_manifest(folder: Path, url: str, sha: str, size: int | None = None) -> d
     source: {{type: url}}
     files:
       - {{name: model.onnx, url: "{url}", sha256: {sha}{size_line}}}
-""",
-        )
-    )
+"""
+
+
+def url_manifest(folder: Path, url: str, sha: str, size: int | None = None) -> dict[str, Asset]:
+    return load_manifest(write_manifest(folder, url_entry(url, sha, size)))
 
 
 def test_url_download_verified_and_in_place(tmp_path: Path, served: tuple[CountingServer, bytes]) -> None:
@@ -311,19 +312,62 @@ def test_prepare_all_downloads_a_shared_wheel_once(
     server, payload = served
     sha = hashlib.sha256(payload).hexdigest()
     body = photos_entry() + photos_entry().replace("photos:", "photos_again:")
-    body += f"""
-  mine:
-    kind: model
-    license: MIT
-    description: a user's model
-    prepare: download
-    source: {{type: url}}
-    files:
-      - {{name: model.onnx, url: "{server.url}/model.onnx", sha256: {sha}}}
-"""
+    body += url_entry(f"{server.url}/model.onnx", sha)
     manifest = load_manifest(write_manifest(tmp_path, body))
     done = prepare_all(tmp_path / "models", progress=True, manifest=manifest, policy=FAST_RETRY)
     assert set(done) == {"photos", "photos_again", "mine"}
     assert sha256_file(done["photos_again"]) == BUS_SHA and done["mine"].read_bytes() == payload
     only = prepare_all(tmp_path / "models", ids=["mine"], progress=False, manifest=manifest)
     assert list(only) == ["mine"]
+
+
+def test_derived_file_without_digest_keeps_the_one_it_made_and_catches_damage(
+    tmp_path: Path, served: tuple[CountingServer, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A derived file's bytes vary by CPU, so the manifest carries no sha256 for it: the digest of what
+    the exporter wrote is kept in the stamp, and a file damaged later is made again."""
+    server, payload = served
+    runs: list[Path] = []
+
+    def reverse(source: Path, output: Path) -> None:
+        runs.append(source)
+        output.write_bytes(source.read_bytes()[::-1])
+
+    monkeypatch.setitem(EXPORTERS, "reverse", reverse)
+    sha = hashlib.sha256(payload).hexdigest()
+    body = url_entry(f"{server.url}/model.onnx", sha) + """
+  made:
+    kind: model
+    license: MIT
+    description: made from mine
+    prepare: reversed
+    source: {type: derived, from: mine, exporter: reverse}
+    files:
+      - {name: made.bin}
+"""
+    manifest = load_manifest(write_manifest(tmp_path, body))
+    models = tmp_path / "models"
+    made = ensure_asset("made", models, manifest=manifest, policy=FAST_RETRY)
+    assert made.read_bytes() == payload[::-1] and len(runs) == 1
+    assert is_prepared(manifest["made"], models, rehash=True)
+    ensure_asset("made", models, manifest=manifest, policy=FAST_RETRY)
+    assert len(runs) == 1  # trusted through its recorded digest, not made again
+    made.write_bytes(b"damaged")
+    assert not is_prepared(manifest["made"], models, rehash=True)
+    ensure_asset("made", models, manifest=manifest, policy=FAST_RETRY, rehash=True)
+    assert made.read_bytes() == payload[::-1] and len(runs) == 2
+
+
+def test_only_a_derived_file_may_omit_its_digest(tmp_path: Path) -> None:
+    body = """
+  mine:
+    kind: model
+    license: MIT
+    description: a user's model
+    prepare: download
+    source: {type: url}
+    files:
+      - {name: model.onnx, url: "https://example.org/m.onnx"}
+"""
+    with pytest.raises(ManifestError, match="sha256 must be 64 hex digits"):
+        load_manifest(write_manifest(tmp_path, body))

@@ -60,6 +60,7 @@ def test_example_config_loads(example_env: dict[str, str]) -> None:
         front.url.get_secret_value()
         == f"rtsp://admin:{example_env['FRONT_DOOR_PASSWORD']}@192.168.1.10:554/stream1"
     )
+    assert front.detect_url is not None and front.detect_url.get_secret_value().endswith("/stream2")
     # The front door narrows track to people and inherits nothing else it sets itself.
     assert config.objects_for("front_door").track == ["person"]
     assert config.objects_for("front_door").filter_for("person").min_area == 2000
@@ -73,6 +74,7 @@ def test_example_config_unset_secret_is_reported(monkeypatch: pytest.MonkeyPatch
     text = EXAMPLE.read_text()
     assert {(i.path, i.line) for i in issues} == {
         ("cameras.front_door.url", line_of(text, "${FRONT_DOOR_PASSWORD}@")),
+        ("cameras.front_door.detect_url", line_of(text, "${FRONT_DOOR_PASSWORD}@", occurrence=2)),
         ("cameras.driveway.url", line_of(text, "${DRIVEWAY_PASSWORD}@")),
     }
     assert all("is not set" in i.message for i in issues)

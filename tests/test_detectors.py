@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from camd.bench import iou
 from camd.config.models import DetectorConfig, ObjectFilter, ObjectsConfig
 from camd.types import TRACKED_LABELS, Box, Detection
 from camd.vision import Detector, DetectorError, create_detector, filter_detections
@@ -30,13 +31,6 @@ ZIDANE_PEOPLE: list[Box] = [(122, 200, 1150, 720), (750, 42, 1140, 720)]
 MATCH_IOU = 0.5
 CONFIDENT = 0.5  # detections at least this sure must all be real objects
 
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def matched(detections: list[Detection], references: list[Box], label: str) -> int:

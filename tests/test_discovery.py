@@ -50,6 +50,10 @@ DOCUMENTED: dict[str, set[str]] = {
                         "options", "payload_available", "payload_not_available", "qos", "state_class",
                         "state_topic", "suggested_display_precision", "unit_of_measurement",
                         "value_template"},
+    # integrations/switch.mqtt
+    "switch": COMMON | {"command_template", "command_topic", "device_class", "optimistic",
+                        "payload_available", "payload_not_available", "payload_off", "payload_on", "qos",
+                        "retain", "state_off", "state_on", "state_topic", "value_template"},
     # integrations/device_tracker.mqtt
     "device_tracker": COMMON | {"payload_available", "payload_home", "payload_not_available",
                                 "payload_not_home", "payload_reset", "qos", "source_type", "state_topic",
@@ -57,12 +61,12 @@ DOCUMENTED: dict[str, set[str]] = {
 }
 REQUIRED = {  # "required: true" (image: one of image_topic / url_topic)
     "event": {"state_topic", "event_types"}, "image": {"image_topic"}, "binary_sensor": {"state_topic"},
-    "sensor": {"state_topic"}, "device_tracker": set(),
+    "sensor": {"state_topic"}, "device_tracker": set(), "switch": {"command_topic"},
 }
 DEVICE_KEYS = {"configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model",
                "name", "suggested_area", "sw_version", "via_device", "serial_number", "model_id"}
 ORIGIN_KEYS = {"name", "sw_version", "support_url"}
-CAMERA_ENTITIES = 7  # sighting event, 3 occupancy, image, status, frames/s
+CAMERA_ENTITIES = 8  # sighting event, 3 occupancy, image, status, frames/s, detect switch
 PERSON_ENTITIES = 2  # last seen, presence
 
 

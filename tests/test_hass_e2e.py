@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from camd.publish.commands import CameraSwitches
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
 from camd.sources.status import CameraStatus
@@ -37,7 +38,7 @@ CAMERA_ENTITIES = {
     "event.camd_front_door_sighting", "binary_sensor.camd_front_door_person_present",
     "binary_sensor.camd_front_door_vehicle_present", "binary_sensor.camd_front_door_stranger_present",
     "image.camd_front_door_latest_crop", "sensor.camd_front_door_status",
-    "sensor.camd_front_door_frames_per_second",
+    "sensor.camd_front_door_frames_per_second", "switch.camd_front_door_detect",
 }
 PERSON_ENTITIES = {"sensor.camd_anna_last_seen", "device_tracker.camd_anna_presence"}
 
@@ -67,6 +68,11 @@ def camd_bridge(tmp_path: Path, broker: BrokerAddress, discovery_prefix: str) ->
         # what the daemon publishes for each camera (Daemon._on_status)
         status = CameraStatus("front_door", state="online", frames=50, fps=5.0, width=640, height=360)
         publisher.publish("cameras/front_door/status", status.to_dict(), retain=True, durable=False)
+        # the daemon's detect switch, switched off (the state Home Assistant's switch must follow)
+        switches = CameraSwitches(config.mqtt.topic_prefix, ["front_door"], tmp_path / "switches.json",
+                                  lambda _camera, _on: None)
+        switches.attach(publisher)
+        switches.set_detect("front_door", False)
         yield bridge
     finally:
         bridge.stop()
@@ -113,6 +119,7 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
             ("device_tracker.camd_anna_presence", "not_home"),
             ("sensor.camd_front_door_status", "online"),  # from the daemon's status topic
             ("sensor.camd_front_door_frames_per_second", "5.0"),
+            ("switch.camd_front_door_detect", "off"),  # from camd/front_door/detect/state
         ]:
             states.wait_for_topic(state(entity_id), lambda m, want=expected: m.text == want)
 

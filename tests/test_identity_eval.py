@@ -33,6 +33,17 @@ def test_tar_at_far_by_hand() -> None:
     assert threshold0 > 0.99 and tar0 == pytest.approx(0.25)
 
 
+def test_stranger_link_rule_by_hand() -> None:
+    # The best must reach the threshold and beat the runner-up by the margin; otherwise a new id.
+    assert ev._link(np.array([0.85, 0.95]), threshold=0.84, margin=0.08) == 1
+    assert ev._link(np.array([0.90, 0.95]), threshold=0.84, margin=0.08) is None  # too close to call
+    assert ev._link(np.array([0.83]), threshold=0.84, margin=0.0) is None
+    assert ev._link(np.array([0.84]), threshold=0.84, margin=0.5) == 0  # no runner-up: any margin holds
+    assert ev._link(np.array([]), threshold=0.0, margin=0.0) is None
+    impostor = np.linspace(0.0, 0.99, 100)
+    assert 0.98 < ev.threshold_at_far(impostor, 0.01) <= 0.99
+
+
 def test_open_set_accepts_everyone_enrolled_when_probes_are_the_enrolled_crops() -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(40, 16)).astype(np.float32)

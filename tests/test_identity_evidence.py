@@ -284,13 +284,26 @@ def test_same_car_a_few_frames_apart_is_closer_than_other_cars(models_dir: Path)
     assert result["auc"] > 0.6
 
 
-def test_the_onnx_export_is_deterministic_so_the_manifest_can_pin_its_sha256(
+def test_the_onnx_export_is_checked_against_torch_and_a_wrong_one_is_refused(
     models_dir: Path, tmp_path: Path
 ) -> None:
-    pytest.importorskip("torch")
-    from camd.assets import load_manifest, sha256_file
-    from camd.identity.evidence.mobilenet_export import export_mobilenet_v2_onnx
+    torch = pytest.importorskip("torch")
+    from camd.identity.evidence.mobilenet_export import (
+        APPEARANCE_BLOCKS,
+        _build_mobilenet_v2,
+        check_onnx_matches,
+        export_mobilenet_v2_onnx,
+    )
 
-    fresh = export_mobilenet_v2_onnx(model_file(models_dir, "mobilenet_v2_weights"), tmp_path / "fresh.onnx")
-    expected = load_manifest()["body_appearance_onnx"].files[0].sha256
-    assert sha256_file(fresh) == expected == sha256_file(model_file(models_dir, "appearance_onnx"))
+    weights = model_file(models_dir, "mobilenet_v2_weights")
+    fresh = export_mobilenet_v2_onnx(weights, tmp_path / "fresh.onnx")  # runs the check itself
+    model = _build_mobilenet_v2()
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    trunk = model.features[:APPEARANCE_BLOCKS].eval()
+    check_onnx_matches(torch, trunk, fresh, (256, 128))
+    # The prepared model (made on whichever CPU ran `camd models prepare`) computes the same features.
+    check_onnx_matches(torch, trunk, model_file(models_dir, "appearance_onnx"), (256, 128))
+    with torch.no_grad():
+        trunk[0][0].weight.mul_(1.01)  # a 1% change in the first layer: another model
+    with pytest.raises(RuntimeError, match="disagrees with the torch model"):
+        check_onnx_matches(torch, trunk, fresh, (256, 128))

@@ -41,8 +41,8 @@ def test_forget_removes_every_vector_and_crop(tmp_path: Path, models_dir: Path, 
     assert decision is not None and decision.name == "obama"
     crop = Path(service.memory.sighting("ev-1").payload["crop"])
     assert crop.is_file()
-    biden = read_image(face_photo(models_dir, "biden.jpg"))
-    service.finalise(track_from_image(service, biden), after_for("ev-2", at=NOW), NOW)
+    again = read_image(face_photo(models_dir, "obama2.jpg"))
+    service.finalise(track_from_image(service, again), after_for("ev-2", at=NOW), NOW)
     enroll.correct(service, "ev-2", not_name="obama")  # a negative prototype must go too
     assert any(h.payload["negative"] for h in service.memory.prototypes("obama"))
     assert _points(service.memory, PROTOTYPES, "obama") and _points(service.memory, SIGHTINGS, "obama")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -46,9 +47,14 @@ def test_gate_skips_quiet_frames_but_refreshes(tmp_path: Path) -> None:
 def test_tracked_motion_is_checked_periodically_and_new_motion_at_once(tmp_path: Path) -> None:
     scene = default_walker_scene()
     frames = decoded_frames(make_walker_clip(tmp_path / "walk.mp4", scene).path)
-    config = MotionConfig(track_refresh_s=0.5, refresh_s=5.0)
 
-    gate = MotionGate(config)  # both walkers tracked: detector every 0.5 s only
+    gate = MotionGate(MotionConfig())  # default: a tracked object that moves is detected every frame
+    runs = [t for t, image in enumerate(frames)
+            if gate.should_detect(image, t / 10.0, list(scene.boxes(t).values()))]
+    assert len(runs) == len(frames)
+
+    config = MotionConfig(moving_refresh_s=0.5, track_refresh_s=0.5, refresh_s=5.0)
+    gate = MotionGate(config)  # both walkers tracked, moving re-detected every 0.5 s only
     runs = [t for t, image in enumerate(frames)
             if gate.should_detect(image, t / 10.0, list(scene.boxes(t).values()))]
     assert runs == list(range(0, 60, 5))
@@ -58,5 +64,47 @@ def test_tracked_motion_is_checked_periodically_and_new_motion_at_once(tmp_path:
             if gate.should_detect(image, t / 10.0, [scene.boxes(t)["red"]])]
     assert len(runs) == len(frames)
 
+    # Once the detector has looked at blue and found nothing there (a shape no model knows), blue's
+    # motion is not new until the next refresh: it moves a few pixels a frame, inside that region.
+    gate = MotionGate(config)
+    runs = []
+    for t, image in enumerate(frames):
+        if gate.should_detect(image, t / 10.0, [scene.boxes(t)["red"]]):
+            runs.append(t)
+            gate.examined(gate.last_regions, [scene.boxes(t)["red"]])  # the detector found red only
+    assert len(runs) < len(frames) / 2
+    assert all(b - a <= 5 for a, b in itertools.pairwise(runs)), "never longer than the refresh"
+
+    gate = MotionGate(config)  # had the detector found blue, its motion would not be explained
+    runs = []
+    for t, image in enumerate(frames):
+        if gate.should_detect(image, t / 10.0, [scene.boxes(t)["red"]]):
+            runs.append(t)
+            gate.examined(gate.last_regions, list(scene.boxes(t).values()))
+    assert len(runs) == len(frames)
+
     gate = MotionGate(MotionConfig(enabled=False))
     assert all(gate.should_detect(image, t / 10.0, []) for t, image in enumerate(frames))
+
+
+def test_motion_far_from_anything_examined_wakes_the_detector_at_once(tmp_path: Path) -> None:
+    """A newcomer in another part of the picture is not 'explained' by a region examined elsewhere."""
+    scene = default_walker_scene()
+    red_only = WalkerScene(scene.width, scene.height, scene.fps, scene.frames, walkers=(scene.walkers[0],))
+    frames = decoded_frames(make_walker_clip(tmp_path / "red.mp4", red_only).path)
+    both = decoded_frames(make_walker_clip(tmp_path / "both.mp4", scene).path)
+    config = MotionConfig(moving_refresh_s=0.5, track_refresh_s=0.5, refresh_s=5.0)
+
+    def gate_after_red_alone() -> MotionGate:
+        gate = MotionGate(config)
+        runs = []
+        for t in range(18):
+            if gate.should_detect(frames[t], t / 10.0, [scene.boxes(t)["red"]]):
+                runs.append(t)
+                gate.examined(gate.last_regions, [scene.boxes(t)["red"]])
+        assert runs == [0, 5, 10, 15]  # red walks alone, tracked: every 0.5 s only
+        return gate
+
+    assert not gate_after_red_alone().should_detect(frames[18], 1.8, [scene.boxes(18)["red"]])
+    # the same moment with blue on its own lane: new motion elsewhere, detect now
+    assert gate_after_red_alone().should_detect(both[18], 1.8, [scene.boxes(18)["red"]])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from camd.api.status import camera_health
 from camd.config.models import ApiConfig, CameraConfig
 from camd.service import PipelineWatchdog, Progress, SystemdNotifier, daemon_progress
 from tests.support.service import daemon_config, free_port, running_daemon, wait_for
@@ -178,15 +179,24 @@ def test_healthy_daemon_keeps_feeding_and_stalled_one_stops(
         watchdog = daemon.services.watchdog
         assert not watchdog.stalled
 
-        # stalled: the shared detector never returns (held by the test, as a hung call would)
-        detector_lock = daemon.pipelines["street"]._detector._lock
-        with detector_lock:
+        # stalled: the shared detector never returns (the test holds the inference workers'
+        # detectors, as a hung inference call would)
+        assert daemon.pool is not None
+        with daemon.pool.paused():
             assert watchdog.stalled_event.wait(15), "the watchdog did not notice the stall"
             assert daemon.pipelines["street"].source.status.state == "online"
             under_systemd.drain()
             window = under_systemd.collect(5 * WATCHDOG_USEC / 1e6)  # five feeding intervals
             assert "WATCHDOG=1" not in window, f"fed while stalled: {window}"
             frames_while_stalled = daemon_progress(daemon).frames
+            # the camera keeps delivering: its inference queue stays bounded, the oldest frames go
+            street = daemon.pipelines["street"]
+            wait_for(lambda: street.stats.dropped > 0, "frames dropped while the detector hangs")
+            assert street.stats.queued <= config.detector.queue_frames
+            dropped = street.stats.dropped
+            health = camera_health(street, time.time())
+            assert health["dropped_inference"] >= dropped > 0
+            assert health["dropped"] >= health["dropped_inference"]
 
         # released: frames flow again and so does the watchdog
         under_systemd.wait_for("WATCHDOG=1", timeout=15)

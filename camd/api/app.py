@@ -10,13 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path as FilePath
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +38,7 @@ MAX_NAME = 64
 MAX_PHOTOS = 50
 MAX_PHOTO_B64 = 14_000_000  # ~10 MB image
 
+Kind = Literal["person", "vehicle"]
 PersonName = Annotated[str, Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)]
 SightingId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -72,6 +76,7 @@ class EnrollRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     photos: list[Photo] = Field(min_length=1, max_length=MAX_PHOTOS)
     category: Category = "family"
+    kind: Kind = "person"
 
 
 class RenameRequest(BaseModel):
@@ -80,10 +85,14 @@ class RenameRequest(BaseModel):
 
 
 class CorrectRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str | None = Field(
         default=None, min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
         description="who it really was; null: nobody enrolled",
+    )
+    not_name: str | None = Field(
+        default=None, alias="not", min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN,
+        description="who it was not: refused unless camd matched the sighting to this name",
     )
 
 
@@ -160,9 +169,12 @@ def create_app(control: ControlApi) -> FastAPI:
 
     @app.post("/api/people/{name}/photos", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
     def enroll_photos(name: PersonName, body: EnrollRequest, service: Identity) -> dict[str, Any]:
-        """Enroll (or add to) a person from photos."""
+        """Enroll (or add to) a person, or with `kind: vehicle` a vehicle, from photos."""
         photos = [_decode(photo) for photo in body.photos]
-        log.info("api: enroll %r (%s) from %d photo(s)", name, body.category, len(photos))
+        log.info("api: enroll %r (%s %s) from %d photo(s)", name, body.category, body.kind, len(photos))
+        if body.kind == "vehicle":
+            vehicles = _capable(service, EnrollmentService, "enroll a vehicle")
+            return _call(lambda: vehicles.enroll_photos(name, photos, body.category, kind="vehicle"))
         return _call(lambda: service.enroll_photos(name, photos, body.category))
 
     @app.patch("/api/people/{name}", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
@@ -181,9 +193,27 @@ def create_app(control: ControlApi) -> FastAPI:
         log.info("api: forget %r", name)
         return _call(lambda: service.forget(name))
 
+    @app.get("/api/people/{name}/export", tags=["people"], dependencies=AUTHED, response_class=Response,
+             responses={**_ERRORS, 200: {"content": {"application/zip": {}},
+                                         "description": "the bundle `camd people export` writes"}})
+    def export_person(name: PersonName, service: Identity) -> Response:
+        """Everything stored about the person (record, prototypes, sightings with crops, corrections)."""
+        log.info("api: export %r", name)
+        data = _call(lambda: service.export_person(name))
+        return Response(data, media_type="application/zip",
+                        headers={"Content-Disposition": 'attachment; filename="camd-export.zip"'})
+
     @app.post("/api/sightings/{sighting_id}/correct", tags=["sightings"], dependencies=AUTHED,
               responses=_ERRORS)
     def correct(sighting_id: SightingId, body: CorrectRequest, service: Identity) -> dict[str, Any]:
+        """`name`: who it really was. `not`: who it was not (only for a sighting matched to that name).
+        Neither: it was nobody enrolled, whoever it was matched to."""
+        if body.name is not None and body.not_name is not None:
+            raise HTTPException(400, "give `name` (who it was) or `not` (who it was not), not both")
+        if body.not_name is not None:
+            log.info("api: correct sighting %s: not %r", sighting_id, body.not_name)
+            negative = _capable(service, CorrectionService, "say who a sighting was not")
+            return _call(lambda: negative.correct_not(sighting_id, body.not_name))  # type: ignore[arg-type]
         log.info("api: correct sighting %s to %r", sighting_id, body.name)
         return _call(lambda: service.correct(sighting_id, body.name))
 
@@ -196,7 +226,135 @@ def create_app(control: ControlApi) -> FastAPI:
     ) -> dict[str, Any]:
         return _call(lambda: service.sightings(person, camera, limit))
 
+    _add_enrollment_routes(app)
     return app
+
+
+# -- enrollment from a sighting or a clip, and vehicles --------------------------------------------------
+
+MAX_CLIP_BYTES = 256 * 1024 * 1024  # a short clip of one person; a longer video should be cut first
+TOO_BIG = (
+    f"the clip is larger than {MAX_CLIP_BYTES >> 20} MiB: cut out the part that shows the person, e.g. "
+    "ffmpeg -ss START -t SECONDS -i in.mp4 -c copy part.mp4"
+)
+
+
+@runtime_checkable
+class EnrollmentService(Protocol):
+    """What an identity service offers beyond camd.api.identity.IdentityService to enroll through the
+    daemon from what only it holds (sightings) or reads (an uploaded clip), and vehicles."""
+
+    def upload_dir(self) -> FilePath:
+        """A private folder on the daemon's side for uploads being processed."""
+        ...
+
+    def enroll_photos(
+        self, name: str, photos: list[bytes], category: str, kind: str = "person"
+    ) -> dict[str, Any]: ...
+
+    def enroll_sighting(
+        self, name: str, sighting_id: str, category: str, kind: str | None = None
+    ) -> dict[str, Any]:
+        """LookupError for an unknown sighting; ValueError when it holds nothing to enroll."""
+        ...
+
+    def enroll_clip(
+        self, name: str, clip: FilePath, category: str, kind: str = "person", track: int | None = None,
+        start_s: float = 0.0, end_s: float | None = None, clip_name: str = "clip",
+    ) -> dict[str, Any]:
+        """ValueError for a clip without a usable track; a ValueError with a `tracks` attribute (each
+        with `track`, `frames`, `faces`, `first_seen_s`, `crop_jpeg`) when several tracks need a choice."""
+        ...
+
+
+@runtime_checkable
+class CorrectionService(Protocol):
+    def correct_not(self, sighting_id: str, not_name: str) -> dict[str, Any]:
+        """"It was not NAME"; ValueError unless the sighting was matched to NAME."""
+        ...
+
+
+class SightingEnrollRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sighting: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$",
+                          description="the sighting (event) id camd recorded")  # fmt: skip
+    category: Category = "family"
+    kind: Kind | None = Field(default=None, description="when given, must be the sighting's kind")
+
+
+def _capable(service: IdentityService, protocol: type[Any], what: str) -> Any:
+    if not isinstance(service, protocol):
+        raise HTTPException(501, f"this daemon's identity service cannot {what} through the API")
+    return service
+
+
+def _add_enrollment_routes(app: FastAPI) -> None:
+    @app.post("/api/people/{name}/sighting", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
+    def enroll_sighting(name: PersonName, body: SightingEnrollRequest, service: Identity) -> dict[str, Any]:
+        """Enroll (or add to) a person or vehicle from a sighting the daemon recorded."""
+        enrolling = _capable(service, EnrollmentService, "enroll from a sighting")
+        log.info("api: enroll %r (%s) from sighting %s", name, body.category, body.sighting)
+        return _call(lambda: enrolling.enroll_sighting(name, body.sighting, body.category, body.kind))
+
+    @app.post(
+        "/api/people/{name}/clip", tags=["people"], dependencies=AUTHED,
+        responses={**_ERRORS, 409: {"description": "several tracks: choose one with `track`; `detail` "
+                                    "lists them, each with a JPEG crop (base64)"},
+                   413: {"description": f"the clip is larger than {MAX_CLIP_BYTES >> 20} MiB"}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    )  # fmt: skip
+    async def enroll_clip(
+        name: PersonName,
+        request: Request,
+        service: Identity,
+        category: Category = "family",
+        kind: Kind = "person",
+        track: Annotated[int | None, Query(ge=0)] = None,
+        start: Annotated[float, Query(ge=0.0)] = 0.0,
+        end: Annotated[float | None, Query(gt=0.0)] = None,
+        filename: Annotated[str, Query(min_length=1, max_length=255)] = "clip.mp4",
+    ) -> dict[str, Any]:
+        """Enroll from a video clip sent as the request body (the file's bytes). The daemon tracks
+        every person (or vehicle) in it; with several and no `track`, answers 409 listing them."""
+        enrolling = _capable(service, EnrollmentService, "enroll from a clip")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_CLIP_BYTES:
+            raise HTTPException(413, TOO_BIG)
+        suffix = "".join(c for c in FilePath(filename).suffix[:8] if c.isalnum() or c == ".") or ".mp4"
+        folder = await run_in_threadpool(enrolling.upload_dir)
+        path = folder / f"upload-{secrets.token_hex(8)}{suffix}"
+        try:
+            await _receive(request, path)
+            log.info("api: enroll %r (%s %s) from an uploaded clip %r (%d bytes)", name, category, kind,
+                     filename, path.stat().st_size)  # fmt: skip
+            try:
+                return await run_in_threadpool(
+                    enrolling.enroll_clip, name, path, category, kind, track, start, end, filename
+                )
+            except ValueError as exc:
+                tracks = getattr(exc, "tracks", None)
+                if tracks is None:
+                    raise HTTPException(400, _message(exc)) from None
+                raise HTTPException(409, {"message": _message(exc), "tracks": tracks}) from None
+            except LookupError as exc:
+                raise HTTPException(404, _message(exc)) from None
+        finally:
+            path.unlink(missing_ok=True)
+
+
+async def _receive(request: Request, path: FilePath) -> None:
+    """Stream the request body to `path` (owner-only), refusing more than MAX_CLIP_BYTES."""
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_CLIP_BYTES:
+                raise HTTPException(413, TOO_BIG)
+            out.write(chunk)
+    if size == 0:
+        raise HTTPException(400, "no clip: send the video file's bytes as the request body")
 
 
 def _decode(photo: Photo) -> bytes:
@@ -209,7 +367,10 @@ def _decode(photo: Photo) -> bytes:
     return data
 
 
-def _call(action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+_Answer = TypeVar("_Answer")  # what an identity call returns: a dict, or bytes for a file
+
+
+def _call(action: Callable[[], _Answer]) -> _Answer:
     """Identity errors become answers: LookupError 404, ValueError 400 (messages are for users)."""
     try:
         return action()

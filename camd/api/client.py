@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,14 +18,21 @@ from camd.config import Config
 from camd.config.models import ApiConfig
 
 TIMEOUT_S = 60.0  # enrolment runs the face and body models on every photo
+# A clip is decoded, detected and tracked frame by frame on the daemon (~0.2 s a sampled frame on a
+# small hub, 5 frames a second of video): minutes for a long clip.
+CLIP_TIMEOUT_S = 1800.0
+MAX_CLIP_BYTES = 256 * 1024 * 1024  # the daemon's limit (camd.api.app.MAX_CLIP_BYTES)
+UPLOAD_CHUNK = 1 << 20
 
 
 class ApiError(RuntimeError):
-    """The daemon answered with an error; `status` is the HTTP status, the message its detail."""
+    """The daemon answered with an error; `status` is the HTTP status, the message its detail, `detail`
+    the answer's structured detail when it has one (a clip's tracks to choose from)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
 
 
 class ApiUnavailable(ApiError):
@@ -90,13 +98,55 @@ class ApiClient:
     def show_person(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/api/people/{_seg(name)}")
 
-    def enroll_photos(self, name: str, photos: list[Path], category: Category = "family") -> dict[str, Any]:
-        body = {
+    def enroll_photos(
+        self, name: str, photos: list[Path], category: Category = "family", kind: str = "person"
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "category": category,
             "photos": [{"filename": p.name, "data": base64.b64encode(Path(p).read_bytes()).decode()}
                        for p in photos],
         }
+        if kind != "person":  # the field is newer than the route: leave it out when not needed
+            body["kind"] = kind
         return self._request("POST", f"/api/people/{_seg(name)}/photos", json=body)
+
+    def enroll_sighting(
+        self, name: str, sighting_id: str, category: Category = "family", kind: str | None = None
+    ) -> dict[str, Any]:
+        body = {"sighting": sighting_id, "category": category, "kind": kind}
+        return self._request("POST", f"/api/people/{_seg(name)}/sighting", json=body)
+
+    def enroll_clip(
+        self,
+        name: str,
+        clip: Path,
+        category: Category = "family",
+        kind: str = "person",
+        track: int | None = None,
+        start_s: float = 0.0,
+        end_s: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Upload `clip` to the daemon, which tracks it and enrolls one track. `progress(sent, total)`
+        follows the upload. Several tracks and no `track`: ApiError 409 whose `detail["tracks"]` lists
+        them (with a base64 JPEG crop each)."""
+        clip = Path(clip)
+        if not clip.is_file():
+            raise ValueError(f"{clip}: no such video file")
+        size = clip.stat().st_size
+        if size > MAX_CLIP_BYTES:
+            raise ValueError(f"{clip} is larger than {MAX_CLIP_BYTES >> 20} MiB, the daemon's upload limit: "
+                             "cut out the part that shows the person (or stop the daemon)")  # fmt: skip
+        params: dict[str, Any] = {"category": category, "kind": kind, "start": start_s, "filename": clip.name}
+        if track is not None:
+            params["track"] = track
+        if end_s is not None:
+            params["end"] = end_s
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        return self._request(
+            "POST", f"/api/people/{_seg(name)}/clip", params=params, headers=headers,
+            content=_chunks(clip, size, progress), timeout=httpx.Timeout(TIMEOUT_S, read=CLIP_TIMEOUT_S),
+        )  # fmt: skip
 
     def rename(self, name: str, new_name: str) -> dict[str, Any]:
         return self._request("PATCH", f"/api/people/{_seg(name)}", json={"new_name": new_name})
@@ -107,8 +157,15 @@ class ApiClient:
     def forget(self, name: str) -> dict[str, Any]:
         return self._request("POST", f"/api/people/{_seg(name)}/forget")
 
-    def correct(self, sighting_id: str, name: str | None) -> dict[str, Any]:
-        return self._request("POST", f"/api/sightings/{_seg(sighting_id)}/correct", json={"name": name})
+    def export_person(self, name: str) -> bytes:
+        """Everything stored about `name`, as the zip `camd people export` writes."""
+        return self._send("GET", f"/api/people/{_seg(name)}/export").content
+
+    def correct(self, sighting_id: str, name: str | None, not_name: str | None = None) -> dict[str, Any]:
+        """`name`: who it was; `not_name`: who it was not (the daemon refuses unless the sighting was
+        matched to them); neither: nobody enrolled."""
+        body = {"name": name} if not_name is None else {"not": not_name}
+        return self._request("POST", f"/api/sightings/{_seg(sighting_id)}/correct", json=body)
 
     def sightings(
         self, person: str | None = None, camera: str | None = None, limit: int = 50
@@ -124,6 +181,7 @@ class ApiClient:
 
     def _send(self, method: str, path: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers.update(kwargs.pop("headers", None) or {})
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as exc:
@@ -132,7 +190,7 @@ class ApiClient:
                    "with api.enabled: true?"
             ) from None
         if response.status_code not in ok:
-            raise ApiError(response.status_code, _detail(response))
+            raise ApiError(response.status_code, _detail(response), _structured(response))
         return response
 
     def _request(self, method: str, path: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> dict[str, Any]:
@@ -144,11 +202,28 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _detail(response: httpx.Response) -> str:
+def _structured(response: httpx.Response) -> Any:
     try:
-        detail = response.json().get("detail")
+        body = response.json()
     except ValueError:
-        detail = None
+        return None
+    return body.get("detail") if isinstance(body, dict) else None
+
+
+def _detail(response: httpx.Response) -> str:
+    detail = _structured(response)
     if isinstance(detail, list):  # a validation error: FastAPI lists each problem
         detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+    elif isinstance(detail, dict):  # e.g. a clip's tracks to choose from: the message says what to do
+        detail = detail.get("message")
     return f"HTTP {response.status_code}: {detail or response.text[:200]}"
+
+
+def _chunks(path: Path, size: int, progress: Callable[[int, int], None] | None) -> Iterator[bytes]:
+    sent = 0
+    with open(path, "rb") as source:
+        while chunk := source.read(UPLOAD_CHUNK):
+            sent += len(chunk)
+            if progress is not None:
+                progress(sent, size)
+            yield chunk

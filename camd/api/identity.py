@@ -1,9 +1,9 @@
 """The contract between the control API and the identity engine.
 
 The identity engine's service object implements `IdentityService`; every method takes plain
-arguments and returns a JSON-able dict. It signals a missing person or sighting with LookupError
-(answered 404) and bad input with ValueError (answered 400); the message is shown to the user,
-so it should say what to do.
+arguments and returns a JSON-able dict (export_person: the zip's bytes). It signals a missing
+person or sighting with LookupError (answered 404) and bad input with ValueError (answered 400);
+the message is shown to the user, so it should say what to do.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ class IdentityService(Protocol):
 
     def forget(self, name: str) -> dict[str, Any]:
         """Erase everything about the person: references, embeddings and their sightings."""
+        ...
+
+    def export_person(self, name: str) -> bytes:
+        """Everything stored about the person, as a zip (camd.identity.export describes it)."""
         ...
 
     def sightings(self, name: str | None, camera: str | None, limit: int) -> dict[str, Any]:

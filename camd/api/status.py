@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from camd.pipeline import CameraPipeline
     from camd.publish.mqtt import MqttPublisher
     from camd.service.watchdog import PipelineWatchdog
+    from camd.vision.pool import InferencePool
 
 # A rate measured over frames that stopped arriving this long ago is no longer a rate.
 STALE_RATE_S = 10.0
@@ -24,6 +25,7 @@ class DaemonView(Protocol):
     config: Config
     pipelines: dict[str, CameraPipeline]
     publisher: MqttPublisher | None
+    pool: InferencePool | None
 
 
 def camera_health(pipeline: CameraPipeline, now: float) -> dict[str, Any]:
@@ -35,13 +37,25 @@ def camera_health(pipeline: CameraPipeline, now: float) -> dict[str, Any]:
         "fps": round(status.fps, 2) if fresh else 0.0,  # frames/s handed to the pipeline, recent
         "last_frame_age_s": round(age, 3) if age is not None else None,
         "frames_processed": pipeline.stats.frames,
+        "frames_skipped": pipeline.stats.skipped,  # by the motion gate (no detector call)
         "events": pipeline.stats.events,
-        "dropped": status.dropped,
+        # frames lost because camd fell behind: in the stream reader and in the inference queue
+        "dropped": status.dropped + pipeline.stats.dropped,
+        "dropped_inference": pipeline.stats.dropped,
+        "inference_queue": pipeline.stats.queued,
+        # a live camera's seconds from a frame's arrival to the end of its processing (recent p50)
+        "processing_latency_s": _recent_median(pipeline.stats.latency_s) if pipeline.source.drops_when_behind
+        else None,
         "reconnects": status.reconnects,
         "last_error": status.last_error,  # credentials already masked by the source
         "width": status.width,
         "height": status.height,
     }
+
+
+def _recent_median(values: Any) -> float | None:
+    recent = list(values)
+    return round(statistics.median(recent), 3) if recent else None
 
 
 def health_report(
@@ -79,6 +93,21 @@ def health_report(
             "seconds_without_progress": round(watchdog.seconds_without_progress(), 1),
         },
         "mqtt": None if publisher is None else {"connected": publisher.connected, **publisher.stats()},
+        "inference": pool_health(getattr(daemon, "pool", None)),
+    }
+
+
+def pool_health(pool: InferencePool | None) -> dict[str, Any] | None:
+    if pool is None:
+        return None
+    timings = list(pool.recent_ms)
+    return {
+        "workers": len(pool.workers),
+        "batch": pool.batch,
+        "calls": pool.calls,
+        "frames": pool.frames,
+        "errors": pool.errors,
+        "ms_per_frame_p50": round(statistics.median(timings), 1) if timings else None,
     }
 
 
@@ -131,14 +160,29 @@ def metrics_text(daemon: DaemonView, watchdog: PipelineWatchdog | None, started_
     out.family("camd_camera_events_total", "counter", "Events produced (new, update, end)",
                each(lambda p, _h: p.stats.events))
     out.family("camd_camera_frames_dropped_total", "counter",
-               "Frames dropped because the pipeline fell behind",
+               "Frames dropped because the pipeline fell behind (stream reader and inference queue)",
                each(lambda _p, h: h["dropped"]))
+    out.family("camd_camera_inference_dropped_total", "counter",
+               "Frames dropped from the camera's inference queue (oldest first): the detector fell behind",
+               each(lambda _p, h: h["dropped_inference"]))
+    out.family("camd_camera_inference_queue_frames", "gauge", "Frames in the camera's inference queue",
+               each(lambda _p, h: h["inference_queue"]))
+    out.family("camd_camera_frames_skipped_total", "counter", "Frames the motion gate kept from the detector",
+               each(lambda p, _h: p.stats.skipped))
     out.family("camd_camera_reconnects_total", "counter", "Failed stream attempts (open errors, drops)",
                each(lambda _p, h: h["reconnects"]))
     timings = [ms for p in pipelines.values() for ms in list(p.stats.detect_ms)]
     if timings:
         out.family("camd_detector_latency_ms_p50", "gauge", "Median detector time per frame, recent frames",
                    [({}, statistics.median(timings))])
+    pool = getattr(daemon, "pool", None)
+    if pool is not None:
+        out.family("camd_inference_calls_total", "counter", "Detector calls (one call may hold a batch)",
+                   [({}, pool.calls)])
+        out.family("camd_inference_frames_total", "counter", "Frames through the detector",
+                   [({}, pool.frames)])
+        out.family("camd_inference_errors_total", "counter", "Frames the detector failed on",
+                   [({}, pool.errors)])
     if watchdog is not None:
         out.family("camd_watchdog_stalled", "gauge", "1 when cameras are online but no frame is processed",
                    [({}, float(watchdog.stalled))])

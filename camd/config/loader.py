@@ -35,7 +35,7 @@ from camd.redact import mask_url
 Loc = tuple[str | int, ...]
 
 # Fields whose value may hold a credential: never echoed in messages, masked in describe().
-SECRET_FIELDS = frozenset({"url", "password", "api_key"})
+SECRET_FIELDS = frozenset({"url", "detect_url", "password", "api_key"})
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MAX_NODES = 100_000  # guards against alias bombs (`&a [*a, *a, ...]` nested): a config is small
 MAX_DEPTH = 64
@@ -123,7 +123,10 @@ def describe(config: Config) -> str:
             f" client_id={mqtt.client_id}{auth}" + ("" if mqtt.enabled else " (disabled)")
         ),
         f"store: {store_text}",
-        f"detector: {detector.backend} model={detector.model or 'default'} threads={detector.threads}",
+        (
+            f"detector: {detector.backend} model={detector.model or 'default'} threads={detector.threads}"
+            f" workers={detector.workers} batch={detector.batch} queue_frames={detector.queue_frames}"
+        ),
         f"objects: track={','.join(config.objects.track)}",
         f"cameras ({len(config.cameras)}):",
     ]
@@ -131,6 +134,8 @@ def describe(config: Config) -> str:
         flags = [f"detect_fps={camera.detect_fps:g}", f"transport={camera.rtsp_transport}"]
         if camera.objects is not None:
             flags.append(f"track={','.join(config.objects_for(name).track)}")
+        if camera.detect_url is not None:
+            flags.append(f"detect={_masked(camera.detect_url.get_secret_value())}")
         if camera.loop:
             flags.append("loop")
         if not camera.enabled:
@@ -444,7 +449,7 @@ def _resolve_paths(data: dict[Any, Any], base: Path) -> None:
     data["state_dir"] = resolve(data.get("state_dir", "var"))
     if "models_dir" in data:
         data["models_dir"] = resolve(data["models_dir"])
-    for section, key in (("store", "path"), ("mqtt", "tls_ca")):
+    for section, key in (("store", "path"), ("mqtt", "tls_ca"), ("identity", "crops_dir")):
         block = data.get(section)
         if isinstance(block, dict) and key in block:
             block[key] = resolve(block[key])
@@ -456,9 +461,10 @@ def _resolve_paths(data: dict[Any, Any], base: Path) -> None:
     cameras = data.get("cameras")
     if isinstance(cameras, dict):
         for camera in cameras.values():
-            url = camera.get("url") if isinstance(camera, dict) else None
-            if isinstance(url, str) and _is_plain_path(url):
-                camera["url"] = resolve(url)
+            for key in ("url", "detect_url"):
+                url = camera.get(key) if isinstance(camera, dict) else None
+                if isinstance(url, str) and _is_plain_path(url):
+                    camera[key] = resolve(url)
 
 
 def _is_plain_path(url: str) -> bool:

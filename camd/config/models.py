@@ -100,10 +100,16 @@ class MotionConfig(Strict):
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05  # how fast the background adapts
     refresh_s: Annotated[float, Field(gt=0.0)] = 5.0  # detect at least this often with no motion
     track_refresh_s: Annotated[float, Field(gt=0.0)] = 0.6  # ... and this often while tracks are open
+    # ... and this often while a tracked object moves. 0: every sampled frame (the tracks of
+    # detecting every frame); longer saves detector calls on busy scenes but loses track recall.
+    moving_refresh_s: Annotated[float, Field(ge=0.0)] = 0.0
 
 
 class CameraConfig(Strict):
     url: SecretStr  # may hold a password: never printed whole (see camd.redact)
+    # The camera's low-resolution substream (Frigate's "detect" role). When set, detection and
+    # tracking run on it and `url` (the main stream) is decoded only when identity needs a crop.
+    detect_url: SecretStr | None = None
     enabled: bool = True
     detect_fps: Annotated[float, Field(gt=0.0, le=30.0)] = 5.0
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
@@ -116,10 +122,12 @@ class CameraConfig(Strict):
     reconnect_max_s: Annotated[float, Field(gt=0.0)] = 60.0
     open_timeout_s: Annotated[float, Field(gt=0.0)] = 10.0
 
-    @field_validator("url")
+    @field_validator("url", "detect_url")
     @classmethod
-    def _valid_url(cls, url: SecretStr) -> SecretStr:
+    def _valid_url(cls, url: SecretStr | None) -> SecretStr | None:
         # Messages here never quote the URL: it may hold a password.
+        if url is None:
+            return None
         raw = url.get_secret_value()
         if not raw.strip():
             raise ValueError("url must not be empty")
@@ -236,6 +244,13 @@ class DetectorConfig(Strict):
     input_size: Annotated[int, Field(ge=64, le=2048)] | None = None
     threads: Annotated[int, Field(ge=1, le=64)] = 2
     nms_iou: Annotated[float, Field(gt=0.0, le=1.0)] = 0.45
+    # The inference pool all cameras share. workers: threads, each with its own copy of the model
+    # (more only helps with cores to spare: each call already uses `threads`). batch: frames
+    # (of any cameras) per inference call. queue_frames: frames of one camera waiting for the
+    # detector; under overload the oldest are dropped (and counted), so latency and memory stay bounded.
+    workers: Annotated[int, Field(ge=1, le=16)] = 1
+    batch: Annotated[int, Field(ge=1, le=16)] = 1
+    queue_frames: Annotated[int, Field(ge=2, le=100)] = 3
 
     @field_validator("class_map")
     @classmethod
@@ -304,12 +319,57 @@ class ApiConfig(Strict):
         return host
 
 
+OSNET_VARIANTS = (
+    "osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "osnet_ibn_x1_0",
+    "osnet_ain_x1_0", "osnet_ain_x0_75", "osnet_ain_x0_5", "osnet_ain_x0_25",
+)  # fmt: skip
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class OSNetConfig(Strict):
+    """User-supplied torchreid OSNet weights for the body embedding (identity.body_model: osnet)."""
+
+    variant: Literal[OSNET_VARIANTS] = "osnet_x1_0"  # type: ignore[valid-type]
+    weights_url: str | None = None  # downloaded once by `camd models prepare` (or at first start)
+    weights_path: Path | None = None  # a file already on this machine, instead of weights_url
+    sha256: str | None = None  # of the weights file: required, checked before the file is used
+
+    @field_validator("weights_url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("https", "http"):
+            raise ValueError("weights_url must start with https:// (or http:// on your own network)")
+        return url
+
+    @field_validator("weights_path")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_absolute():
+            raise ValueError(
+                "weights_path must be an absolute path (e.g. /var/lib/camd/osnet_x1_0_msmt17.pth)"
+            )
+        return path
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, digest: str | None) -> str | None:
+        if digest is None:
+            return None
+        digest = digest.strip().lower()
+        if not SHA256_HEX.match(digest):
+            raise ValueError("sha256 must be 64 hex digits (the output of `sha256sum FILE`)")
+        return digest
+
+
 class IdentityConfig(Strict):
     """Who each track is (docs/identity.md has the measurements behind every default)."""
 
     enabled: bool = True
     face: bool = True  # dlib face embedding when the head region is large enough (~120 ms a face)
     body: bool = True  # body appearance + clothing colour of the best crops (~5 ms a crop)
+    # The body appearance backbone: the built-in ImageNet MobileNetV2, or OSNet with your weights.
+    body_model: Literal["mobilenetv2", "osnet"] = "mobilenetv2"
+    osnet: OSNetConfig = Field(default_factory=OSNetConfig)
     gait: bool = True  # MoveNet pose per frame for body shape (~5 ms a person a frame); supporting only
     vehicle: bool = True  # vehicle appearance (known_vehicle / unknown_vehicle)
     # A face closer than this (Euclidean, dlib 128-d) decides; lower is stricter.
@@ -319,11 +379,51 @@ class IdentityConfig(Strict):
     body_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
     body_threshold_centred: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
     vehicle_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.80
+    # Linking a track to a stranger (unknown-N / vehicle-N) is stricter than naming an enrolled person: a
+    # wrong merge mixes two strangers' histories. The best stranger must reach the threshold and beat the
+    # runner-up stranger by the margin, from a track of at least stranger_min_crops embedded crops (a face
+    # match links without them). Measured on reid/train (docs/identity.md, "Strangers"): ~1% of new
+    # strangers merged with one of 30 in memory; ~11% of same-camera returns re-linked.
+    stranger_body_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.84
+    stranger_body_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.08
+    stranger_body_threshold_centred: Annotated[float, Field(gt=0.0, le=1.0)] = 0.59
+    stranger_body_margin_centred: Annotated[float, Field(ge=0.0, le=1.0)] = 0.20
+    stranger_vehicle_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    stranger_vehicle_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03
+    stranger_min_crops: Annotated[int, Field(ge=1, le=20)] = 3
     best_crops: Annotated[int, Field(ge=1, le=20)] = 5  # crops per track that are embedded and kept
     retention_days: Annotated[float, Field(gt=0.0)] = 30.0  # strangers' sightings and crops
     same_day_hours: Annotated[float, Field(gt=0.0, le=72.0)] = 12.0  # life of a same-day prototype
     learn_confidence: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9  # confidence that adds one
-    save_crops: bool = True  # a small JPEG per sighting in <state_dir>/crops (owner-only)
+    save_crops: bool = True  # a small JPEG per sighting in crops_dir (owner-only)
+    # Where the crops go; None: <state_dir>/crops. A full disk there costs crops, never sightings.
+    crops_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _osnet_weights_given(self) -> IdentityConfig:
+        if self.body_model != "osnet":
+            return self
+        osnet = self.osnet
+        if (osnet.weights_url is None) == (osnet.weights_path is None):
+            raise ValueError(
+                "body_model osnet needs exactly one of identity.osnet.weights_url or "
+                "identity.osnet.weights_path"
+            )
+        if osnet.sha256 is None:
+            raise ValueError(
+                "body_model osnet needs identity.osnet.sha256, the weights file's checksum (`sha256sum FILE`)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _min_crops_reachable(self) -> IdentityConfig:
+        if self.stranger_min_crops > self.best_crops:
+            raise ValueError(
+                f"stranger_min_crops ({self.stranger_min_crops}) is more than best_crops "
+                f"({self.best_crops}): a track keeps at most best_crops crops, so no stranger would ever "
+                "be re-linked by their look"
+            )
+        return self
 
 
 class Config(Strict):
@@ -372,7 +472,11 @@ class Config(Strict):
 
     @property
     def crops_path(self) -> Path:
-        return self.state_dir / "crops"
+        return self.identity.crops_dir or self.state_dir / "crops"
+
+    @property
+    def switches_path(self) -> Path:
+        return self.state_dir / "switches.json"
 
     @property
     def outbox_path(self) -> Path:

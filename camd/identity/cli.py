@@ -1,7 +1,7 @@
 """`camd enroll|people|correct|forget|eval`: thin argument parsing around camd.identity.enroll.
 
-These commands open the memory directly. While the daemon runs, its embedded store is locked and the
-commands say so (going through the daemon is the control API's job).
+These commands open the memory directly. While the daemon runs, its embedded store is locked, so they
+go through the daemon's control API instead (camd.api.client): the same operations, run by the daemon.
 """
 
 from __future__ import annotations
@@ -34,10 +34,14 @@ def register(sub: Any) -> None:
     _store_args(enroll)
     enroll.set_defaults(func=cmd_enroll)
 
-    people = sub.add_parser("people", help="list, show, rename or remove enrolled people and vehicles")
-    people.add_argument("action", choices=["list", "show", "rename", "remove"])
-    people.add_argument("names", nargs="*", help="show NAME | rename OLD NEW | remove NAME")
+    people = sub.add_parser(
+        "people", help="list, show, rename, remove or export enrolled people and vehicles"
+    )
+    people.add_argument("action", choices=["list", "show", "rename", "remove", "export"])
+    people.add_argument("names", nargs="*", help="show NAME | rename OLD NEW | remove NAME | export NAME")
     people.add_argument("--strangers", action="store_true", help="list: include unknown-N strangers")
+    people.add_argument("--out", type=Path, default=None,
+                        help="export: the zip to write (everything stored about NAME, owner-only)")
     _store_args(people)
     people.set_defaults(func=cmd_people)
 
@@ -163,6 +167,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from camd.identity import enroll
 
     kind = "vehicle" if args.vehicle else "person"
+    sighting_kind = "vehicle" if args.vehicle else None  # a sighting knows its kind; --vehicle checks it
 
     def action(service: Any) -> Any:
         if args.photos is not None:
@@ -174,14 +179,14 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                     service, args.name, args.role, args.clip, args.track, kind, args.start, args.end,
                     progress=progress,
                 )  # fmt: skip
-        return enroll.enroll_sighting(service, args.name, args.role, args.sighting)
+        return enroll.enroll_sighting(service, args.name, args.role, args.sighting, sighting_kind)
 
     def through_api(client: Any) -> Any:
-        if args.photos is None or args.vehicle:
-            raise ValueError("the daemon is running: only enrolling a person from --photos goes through it; "
-                             "stop the daemon to enroll from a clip, a sighting or a vehicle")
-        photos = sorted(p for p in args.photos.iterdir()) if args.photos.is_dir() else [args.photos]
-        return client.enroll_photos(args.name, photos, args.role)
+        if args.photos is not None:
+            return _enroll_photos_through(client, args.name, args.role, args.photos, kind)
+        if args.sighting is not None:
+            return client.enroll_sighting(args.name, args.sighting, args.role, sighting_kind)
+        return _clip_through_daemon(client, args, kind)
 
     def show(result: dict[str, Any]) -> None:
         added = ", ".join(f"{k} {v}" for k, v in result["added"].items() if v)
@@ -192,17 +197,113 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return _run(args, action, show, through_api)
 
 
+def _enroll_photos_through(
+    client: Any, name: str, role: str, photos: Path, kind: str = "person"
+) -> dict[str, Any]:
+    """Photos are read here (any kind read_photo takes, each refused with its own reason) and sent to
+    the daemon as PNGs; its answer names them as this folder does, not by their temporary names."""
+    import re
+    import tempfile
+
+    import cv2
+
+    from camd.api.client import ApiError
+    from camd.identity.enroll import EnrollmentError, photo_files, read_photo
+
+    originals: list[Path] = []
+    skipped: list[dict[str, str]] = []
+
+    def own_names(text: str) -> str:  # the daemon calls them photo000.png, photo001.png, ...
+        return re.sub(r"\S*photo(\d{3})\.png", lambda m: str(originals[int(m.group(1))]), text)
+
+    with tempfile.TemporaryDirectory(prefix="camd-enroll-") as folder:
+        converted: list[Path] = []
+        for path in photo_files(photos):
+            try:
+                image = read_photo(path)
+            except EnrollmentError as exc:
+                skipped.append({"photo": str(path), "reason": str(exc).removeprefix(f"{path}: ")})
+                continue
+            png = Path(folder) / f"{len(converted):04d}.png"
+            if cv2.imwrite(str(png), image):
+                converted.append(png)
+                originals.append(path)
+        if not converted:
+            reasons = "; ".join(f"{Path(s['photo']).name}: {s['reason']}" for s in skipped)
+            raise EnrollmentError(f"nothing to enroll from {photos}: {reasons}")
+        try:
+            result: dict[str, Any] = client.enroll_photos(name, converted, role, kind)
+        except ApiError as exc:
+            raise ApiError(exc.status, own_names(str(exc))) from None
+    for row in result.get("skipped", []):
+        row["photo"], row["reason"] = own_names(row["photo"]), own_names(row["reason"])
+    result["photos_used"] = [own_names(used) for used in result.get("photos_used", [])]
+    result["skipped"] = skipped + result.get("skipped", [])
+    return result
+
+
+def _clip_through_daemon(client: Any, args: argparse.Namespace, kind: str) -> Any:
+    """Upload the clip to the daemon (a bar for the upload, then a spinner while it tracks the clip).
+    Several tracks: their crops come back in the answer and are saved here, listed like local mode."""
+    from rich.progress import Progress
+
+    from camd.api.client import ApiError
+    from camd.identity.enroll import TrackChoiceNeeded
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"sending {args.clip.name} to the daemon", total=None)
+
+        def sent(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+            if done >= total:
+                progress.update(task, description=f"the daemon is tracking {args.clip.name}", total=None)
+
+        try:
+            return client.enroll_clip(args.name, args.clip, args.role, kind, args.track, args.start, args.end,
+                                      progress=sent)  # fmt: skip
+        except ApiError as exc:
+            tracks = exc.detail.get("tracks") if exc.status == 409 and isinstance(exc.detail, dict) else None
+            if tracks is None:
+                raise
+            folder = _save_listing(tracks, args.clip)
+            raise TrackChoiceNeeded(
+                f"{args.clip} shows {len(tracks)} {kind} tracks; choose one with --track N "
+                f"(a crop of each is in {folder})", tracks,
+            ) from None  # fmt: skip
+
+
+def _save_listing(tracks: list[dict[str, Any]], clip: Path) -> Path:
+    """Write the crops the daemon sent (base64 JPEG) to a private folder here; point each row at its file."""
+    import base64
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=f"camd-tracks-{clip.stem[:32]}-"))
+    for row in tracks:
+        data = row.pop("crop_jpeg", None)
+        row["crop"] = None
+        if data:
+            path = folder / f"track-{row['track']}.jpg"
+            path.write_bytes(base64.b64decode(data))
+            row["crop"] = str(path)
+    return folder
+
+
 def cmd_people(args: argparse.Namespace) -> int:
     from camd.identity import enroll
 
-    wanted = {"list": 0, "show": 1, "rename": 2, "remove": 1}[args.action]
-    if len(args.names) != wanted:
+    wanted = {"list": 0, "show": 1, "rename": 2, "remove": 1, "export": 1}[args.action]
+    if len(args.names) != wanted or (args.action == "export") != (args.out is not None):
         usage = {"list": "people list", "show": "people show NAME", "rename": "people rename OLD NEW",
-                 "remove": "people remove NAME"}[args.action]  # fmt: skip
+                 "remove": "people remove NAME",
+                 "export": "people export NAME --out FILE.zip"}[args.action]  # fmt: skip
         print(f"error: usage: camd {usage}", file=sys.stderr)
         return 2
 
     def action(service: Any) -> Any:
+        if args.action == "export":
+            from camd.identity.export import export_file
+
+            return export_file(service, args.names[0], args.out)
         if args.action == "list":
             return enroll.people_list(service, args.strangers)
         if args.action == "show":
@@ -212,6 +313,10 @@ def cmd_people(args: argparse.Namespace) -> int:
         return enroll.forget(service, args.names[0])
 
     def through_api(client: Any) -> Any:
+        if args.action == "export":
+            from camd.identity.export import save_bundle
+
+            return save_bundle(client.export_person(args.names[0]), args.out)
         if args.action == "list":
             return client.list_people()["people"]
         if args.action == "show":
@@ -232,6 +337,9 @@ def cmd_people(args: argparse.Namespace) -> int:
             print(json.dumps(result, indent=1, default=str))
         elif args.action == "rename":
             print(f"renamed to {result['name']}")
+        elif args.action == "export":
+            counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result["counts"].items())
+            print(f"exported {result['person']} to {result['file']}: {counts}")
         else:
             print(f"removed {result['forgotten']}: {result['prototypes']} prototypes, "
                   f"{result['sightings']} sightings, {result['crops']} crops")  # fmt: skip
@@ -250,11 +358,8 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
     def through_api(client: Any) -> Any:
         if args.not_name is not None:
-            # The API's "not" means "not who it was matched to": check that this is NAME.
-            mine = client.sightings(person=args.not_name, limit=10_000)["sightings"]
-            if args.sighting not in {row.get("sighting_id") for row in mine}:
-                raise ValueError(f"sighting {args.sighting} was not matched to {args.not_name}")
-            return {**client.correct(args.sighting, None), "not": args.not_name}
+            # The daemon refuses unless the sighting was matched to NAME, as enroll.correct does here.
+            return client.correct(args.sighting, None, not_name=args.not_name)
         return {**client.correct(args.sighting, args.is_name), "is": args.is_name}
 
     return _run(args, lambda s: enroll.correct(s, args.sighting, args.is_name, args.not_name), show,

@@ -8,8 +8,12 @@ several people: the message lists them, each with a crop to look at).
 
 from __future__ import annotations
 
+import contextlib
+import stat
 import time
-from collections.abc import Callable
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,12 @@ from camd.identity.service import IdentityService, gather, require_person_name
 from camd.identity.track import TrackEvidence
 from camd.types import PERSON, VEHICLE_LABELS, Detection, Frame
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+# A photo claiming more pixels than this is refused from its header, before anything is decoded (a
+# "decompression bomb" of a few KB can claim 100000 x 100000). 50 MP covers phone cameras.
+MAX_PHOTO_PIXELS = 50_000_000
+WORK_SIDE = 2560  # photos are scaled to at most this many pixels a side: faces stay large, memory small
+MIN_PHOTO_SIDE = 32
 MIN_TRACK_FRAMES = 3
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -40,7 +49,8 @@ class TrackChoiceNeeded(EnrollmentError):
         self.tracks = tracks
 
 
-def _ensure_person(service: IdentityService, name: str, role: str, kind: str) -> dict[str, Any]:
+def _person_record(service: IdentityService, name: str, role: str, kind: str) -> dict[str, Any]:
+    """The record an enrollment will commit (checked now, written last by `_enrollment`)."""
     name = require_person_name(name)
     if role not in ("family", "visitor"):
         raise EnrollmentError(f"role must be family or visitor, not {role!r}")
@@ -58,8 +68,22 @@ def _ensure_person(service: IdentityService, name: str, role: str, kind: str) ->
     elif person.get("kind") != kind:
         raise EnrollmentError(f"{name!r} is enrolled as a {person.get('kind')}, not a {kind}")
     person["role"] = role
-    service.memory.save_person(person)
     return person
+
+
+@contextlib.contextmanager
+def _enrollment(service: IdentityService, person: dict[str, Any]) -> Iterator[str]:
+    """All or nothing: prototypes written inside the block carry the yielded batch id, and count only
+    once the person's record, written last, lists it (memory.py explains; a crash leaves nothing
+    half-enrolled, an error removes what was written)."""
+    batch = uuid.uuid4().hex
+    try:
+        yield batch
+    except BaseException:
+        with contextlib.suppress(Exception):  # best effort: the next open sweeps what is left anyway
+            service.memory.discard_batch(batch)
+        raise
+    service.memory.commit_enrollment(person, batch)
 
 
 def _detector(service: IdentityService) -> Any:
@@ -72,11 +96,97 @@ def _labels(kind: str) -> frozenset[str]:
     return frozenset({PERSON}) if kind == "person" else VEHICLE_LABELS
 
 
-def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise EnrollmentError(f"{path}: unreadable (not an image OpenCV can decode, or no permission)")
-    return image
+def read_photo(path: Path) -> np.ndarray:
+    """A photo file as a BGR uint8 image, whatever its kind: grey, 16-bit, with alpha (laid on grey),
+    CMYK, palette, animated (the first frame), turned upright by its EXIF orientation, scaled to at
+    most WORK_SIDE a side. Anything else is an EnrollmentError naming the file and the reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise EnrollmentError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise EnrollmentError(f"{path}: a folder, not a photo")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+        raise EnrollmentError(f"{path}: not a regular file")
+    if info.st_size == 0:
+        raise EnrollmentError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own warnings (a large image, odd EXIF) would reach the user's terminal raw: the
+            # checks here decide, and say so.
+            warnings.simplefilter("ignore")
+            rgb = _decode(path)
+    except EnrollmentError:
+        raise
+    except PermissionError:
+        raise EnrollmentError(f"{path}: no permission to read it") from None
+    except UnidentifiedImageError:
+        raise EnrollmentError(
+            f"{path}: not an image camd can read (JPEG, PNG, BMP, WebP, GIF or TIFF)"
+        ) from None
+    except Image.DecompressionBombError as exc:  # Pillow refuses a huge header even before our check
+        raise EnrollmentError(
+            f"{path}: too large to read safely ({exc}); at most {MAX_PHOTO_PIXELS // 10**6} megapixels"
+        ) from None
+    except Exception as exc:  # a damaged file can raise almost anything from a decoder
+        raise EnrollmentError(f"{path}: damaged or truncated image ({type(exc).__name__}: {exc})") from None
+    rgb.thumbnail((WORK_SIDE, WORK_SIDE))
+    return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+
+
+def _decode(path: Path) -> Any:
+    """Header checks first (nothing is decoded for a refused size), then the pixels as 8-bit RGB."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        width, height = image.size
+        if width * height > MAX_PHOTO_PIXELS:
+            raise EnrollmentError(
+                f"{path}: {width}x{height} pixels is too large (at most {MAX_PHOTO_PIXELS // 10**6} "
+                "megapixels); scale it down"
+            )
+        if min(width, height) < MIN_PHOTO_SIDE:
+            raise EnrollmentError(f"{path}: {width}x{height} pixels is too small to show a person")
+        image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a reduced scale, cheaply
+        image.load()
+        return _rgb(ImageOps.exif_transpose(image))
+
+
+def _rgb(image: Any) -> Any:
+    """Any Pillow mode to 8-bit RGB."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16/32-bit grey: keep the contrast
+        values = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        grey = np.clip(values * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")  # uint8, 2-D: mode L
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        background = Image.new("RGBA", image.size, (128, 128, 128, 255))
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")
+
+
+def photo_files(photos: Path) -> list[Path]:
+    """The photos of a folder (by suffix; folders and unreadable files among them are reported by
+    read_photo), or the one photo given."""
+    photos = Path(photos)
+    if photos.is_dir():
+        try:
+            files = sorted(p for p in photos.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        except PermissionError:
+            raise EnrollmentError(f"{photos}: no permission to list this folder") from None
+        if not files:
+            raise EnrollmentError(f"{photos}: no photos ({', '.join(PHOTO_SUFFIXES)}) in this folder")
+        return files
+    if photos.exists():
+        return [photos]
+    raise EnrollmentError(f"{photos}: no such file or folder")
 
 
 # -- photos -----------------------------------------------------------------------------------------
@@ -94,22 +204,15 @@ def enroll_photos(
     and the largest face; a photo with a face but no detectable body still gives the face."""
     require_person_name(name)
     photos = Path(photos)
-    if photos.is_dir():
-        files = sorted(p for p in photos.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-    elif photos.is_file():
-        files = [photos]
-    else:
-        raise EnrollmentError(f"{photos}: no such file or folder")
-    if not files:
-        raise EnrollmentError(f"{photos}: no photos ({', '.join(PHOTO_SUFFIXES)}) in this folder")
+    files = photo_files(photos)
     detector = _detector(service)
     used, skipped, added = [], [], {"face": 0, "body": 0, "vehicle": 0}
     vectors_by_photo = []
     for index, path in enumerate(files):
         try:
-            found = _photo_vectors(service, detector, _read_image(path), kind)
-        except EnrollmentError as exc:
-            skipped.append({"photo": str(path), "reason": str(exc)})
+            found = _photo_vectors(service, detector, read_photo(path), kind)
+        except EnrollmentError as exc:  # the row names the photo: the reason need not repeat it
+            skipped.append({"photo": str(path), "reason": str(exc).removeprefix(f"{path}: ")})
             found = None
         if found is not None and not found:
             skipped.append(
@@ -123,11 +226,11 @@ def enroll_photos(
     if not used:
         reasons = "; ".join(f"{Path(s['photo']).name}: {s['reason']}" for s in skipped)
         raise EnrollmentError(f"nothing to enroll from {photos}: {reasons}")
-    _ensure_person(service, name, role, kind)
-    for path, found in vectors_by_photo:
-        for modality, vectors in found.items():
-            service.memory.add_prototype(name, vectors, source=f"photo:{path.name}")
-            added["face" if modality == "face" else ("vehicle" if kind == "vehicle" else "body")] += 1
+    with _enrollment(service, _person_record(service, name, role, kind)) as batch:
+        for path, found in vectors_by_photo:
+            for modality, vectors in found.items():
+                service.memory.add_prototype(name, vectors, source=f"photo:{path.name}", batch=batch)
+                added["face" if modality == "face" else ("vehicle" if kind == "vehicle" else "body")] += 1
     return {"name": name, "role": role, "kind": kind, "photos_used": used, "skipped": skipped, "added": added}
 
 
@@ -227,15 +330,18 @@ def enroll_clip(
     end_s: float | None = None,
     listing_dir: Path | None = None,
     progress: Progress | None = None,
+    clip_name: str | None = None,
 ) -> dict[str, Any]:
     """Enroll the person (vehicle) of one track of a clip; several tracks and no `track`: TrackChoiceNeeded
-    with a crop per track saved in `listing_dir` (default <state_dir>/enroll-tracks/<clip name>)."""
+    with a crop per track saved in `listing_dir` (default <state_dir>/enroll-tracks/<clip name>).
+    `clip_name`: the name the user knows the clip by (an upload is processed under a temporary name)."""
     require_person_name(name)
+    shown = clip_name or Path(clip).name
     tracks = clip_tracks(service, clip, kind, start_s, end_s, progress=progress)
     if not tracks:
         raise EnrollmentError(f"{clip}: no {kind} was tracked for at least {MIN_TRACK_FRAMES} frames")
     if track is None and len(tracks) > 1:
-        folder = listing_dir or service.config.state_dir / "enroll-tracks" / Path(clip).stem
+        folder = listing_dir or service.config.state_dir / "enroll-tracks" / Path(shown).stem
         listing = _save_track_crops(tracks, Path(folder))
         raise TrackChoiceNeeded(
             f"{clip} shows {len(tracks)} {kind} tracks; choose one with --track N "
@@ -247,8 +353,8 @@ def enroll_clip(
     if track not in tracks:
         raise EnrollmentError(f"track {track} is not among the clip's {kind} tracks: {sorted(tracks)}")
     vectors = tracks[track].vectors()
-    _ensure_person(service, name, role, kind)
-    added = _add_track_prototypes(service, name, vectors, source=f"clip:{Path(clip).name}#{track}")
+    with _enrollment(service, _person_record(service, name, role, kind)) as batch:
+        added = _add_track_prototypes(service, name, vectors, source=f"clip:{shown}#{track}", batch=batch)
     return {
         "name": name,
         "role": role,
@@ -277,22 +383,25 @@ def _save_track_crops(tracks: dict[int, TrackEvidence], folder: Path) -> list[di
 
 
 def _add_track_prototypes(
-    service: IdentityService, name: str, vectors: TrackVectors, source: str, negative: bool = False
+    service: IdentityService, name: str, vectors: TrackVectors, source: str, batch: str,
+    negative: bool = False,
 ) -> dict[str, int]:
     added = {"face": 0, "body": 0, "vehicle": 0, "shape": 0}
     memory = service.memory
     for face in vectors.faces[:3]:
-        memory.add_prototype(name, {"face": face}, source=source, negative=negative)
+        memory.add_prototype(name, {"face": face}, source=source, negative=negative, batch=batch)
         added["face"] += 1
     if vectors.body is not None:
         parts = {"body": vectors.body, **({"colour": vectors.colour} if vectors.colour is not None else {})}
-        memory.add_prototype(name, parts, source=source, negative=negative)
+        memory.add_prototype(name, parts, source=source, negative=negative, batch=batch)
         added["body"] += 1
     if vectors.vehicle is not None:
-        memory.add_prototype(name, {"vehicle": vectors.vehicle}, source=source, negative=negative)
+        memory.add_prototype(
+            name, {"vehicle": vectors.vehicle}, source=source, negative=negative, batch=batch
+        )
         added["vehicle"] += 1
     if vectors.shape is not None and not negative:
-        memory.add_prototype(name, {}, source=source, shape=shape_list(vectors.shape))
+        memory.add_prototype(name, {}, source=source, shape=shape_list(vectors.shape), batch=batch)
         added["shape"] += 1
     return added
 
@@ -316,10 +425,19 @@ def _sighting_vectors(service: IdentityService, sighting_id: str) -> tuple[dict[
     return hit.payload, vectors
 
 
-def enroll_sighting(service: IdentityService, name: str, role: str, sighting_id: str) -> dict[str, Any]:
+def enroll_sighting(
+    service: IdentityService, name: str, role: str, sighting_id: str, kind: str | None = None
+) -> dict[str, Any]:
+    """Enroll NAME from a sighting camd recorded (its track's vectors); `kind`, when given, must be the
+    sighting's (enrolling a person's sighting as a vehicle is a mistake worth saying)."""
     payload, vectors = _sighting_vectors(service, sighting_id)
-    _ensure_person(service, name, role, vectors.kind)
-    added = _add_track_prototypes(service, name, vectors, source=f"sighting:{sighting_id}")
+    if kind is not None and kind != vectors.kind:
+        raise EnrollmentError(
+            f"sighting {sighting_id!r} is a {vectors.kind} ({payload.get('label')}), not a {kind}"
+            + (": drop --vehicle" if kind == "vehicle" else ": add --vehicle")
+        )
+    with _enrollment(service, _person_record(service, name, role, vectors.kind)) as batch:
+        added = _add_track_prototypes(service, name, vectors, source=f"sighting:{sighting_id}", batch=batch)
     _relabel_sighting(service, sighting_id, name, role, vectors.kind)
     _release_stranger(service, payload.get("person_id"), sighting_id)
     return {"name": name, "role": role, "kind": vectors.kind, "sighting": sighting_id, "added": added}
@@ -354,15 +472,27 @@ def correct(
     payload, vectors = _sighting_vectors(service, sighting_id)
     if is_name is not None:
         person = service.memory.require_person(is_name)
-        added = _add_track_prototypes(service, is_name, vectors, source=f"correction:{sighting_id}")
+        with _enrollment(service, person) as batch:
+            added = _add_track_prototypes(
+                service, is_name, vectors, source=f"correction:{sighting_id}", batch=batch
+            )
         _relabel_sighting(service, sighting_id, is_name, str(person["role"]), vectors.kind)
         _release_stranger(service, payload.get("person_id"), sighting_id)
         return {"sighting": sighting_id, "is": is_name, "added": added}
     assert not_name is not None
-    service.memory.require_person(not_name)
-    added = _add_track_prototypes(
-        service, not_name, vectors, source=f"correction:{sighting_id}", negative=True
-    )
+    person = service.memory.require_person(not_name)
+    matched = payload.get("person_id")
+    if matched != not_name:
+        # "That was not Anna" corrects a sighting camd gave to Anna; for any other sighting it would
+        # teach a negative nobody asked for (and usually means a mistyped id or name).
+        said = f"it was matched to {matched}" if matched else "it was matched to nobody"
+        raise EnrollmentError(
+            f"sighting {sighting_id} was not matched to {not_name} ({said}); nothing to correct"
+        )
+    with _enrollment(service, person) as batch:
+        added = _add_track_prototypes(
+            service, not_name, vectors, source=f"correction:{sighting_id}", batch=batch, negative=True
+        )
     if payload.get("person_id") == not_name:
         service.memory.update_sighting(sighting_id, {
             "person_id": None, "identity": None, "global_id": None,
@@ -420,5 +550,7 @@ __all__ = [
     "forget",
     "people_list",
     "person_show",
+    "photo_files",
+    "read_photo",
     "rename",
 ]  # fmt: skip

@@ -9,6 +9,15 @@ Modalities are combined by their measured strength (docs/identity.md, "Matcher")
 - gait/body shape: AUC 0.72 only, so it moves the body's log-odds by at most +-GAIT_LOGIT, never decides.
 Negative prototypes ("not NAME") veto NAME when the track is at least as close to them as to NAME's own.
 
+Strangers (`unknown-N`, `vehicle-N`) are linked by a stricter rule than enrolled people, because a wrong merge
+(two strangers' histories under one id) is worse than a missed re-link (one stranger under two ids). On
+reid/train a body threshold at 1% false merges per pair still merged ~20% of new strangers with one of 30
+strangers in memory, so a link needs: a face match (< face_distance), or a body/vehicle score at the
+stricter `stranger_*_threshold` from a track of at least `stranger_min_crops` crops that beats the runner-up
+stranger by `stranger_*_margin`; and never a stranger seen on the same camera at the same time (two tracks
+at once are two people), unless the two were at the same place (one object detected twice, e.g. as car and
+truck). docs/identity.md, "Strangers", has the measurements.
+
 Confidence: each modality's score is mapped to a probability by a logistic curve that is 0.5 at the
 modality's threshold, with a slope set from the measured distributions (face: 0.04 distance per e-fold,
 so the measured same-person median 0.39 gives 0.98 and the different-person minimum 0.78 gives 0.003;
@@ -46,6 +55,9 @@ GAIT_SAME, GAIT_DIFFERENT = 1.0, 1.8
 EARLY_CONFIDENCE = 0.7
 CANDIDATES = 64
 BODY_AGAINST_FACE = -1.0
+# Two concurrent tracks whose last boxes overlap this much are one object detected twice (a parked van
+# detected as both car and truck on vtest.avi), not two strangers.
+SAME_PLACE_IOU = 0.5
 
 
 def _sigmoid(x: float) -> float:
@@ -82,6 +94,16 @@ class TrackVectors:
             if value is not None:
                 out[name] = value
         return out
+
+
+@dataclass(frozen=True)
+class TrackSpan:
+    """When and where a finished track was seen: two tracks at once on one camera are two objects."""
+
+    camera: str
+    start: float
+    end: float
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -139,11 +161,13 @@ class Matcher:
     def body_threshold(self) -> float:
         return self.config.body_threshold_centred if self.centred else self.config.body_threshold
 
-    def decide(self, track: TrackVectors, now: float) -> Decision:
+    def decide(self, track: TrackVectors, now: float, span: TrackSpan | None = None) -> Decision:
+        """Who the track is. `span` (a finished track's camera, times and box) lets stranger linking skip
+        strangers seen at the same time elsewhere in the picture."""
         scores = self._score(track, now)
         people = {pid: self.memory.person(pid) for pid in scores}
         best_id, best_p, best_evidence, best_scores = None, 0.0, _empty_evidence(), _Scores()
-        best_known_p = 0.0
+        best_known_p, best_known_evidence = 0.0, _empty_evidence()
         # Known people first: on a tie (a look learned by both) the enrolled name wins over unknown-N.
         ordered = sorted(
             scores.items(), key=lambda item: (people.get(item[0]) or {}).get("role") == "stranger"
@@ -153,8 +177,8 @@ class Matcher:
             if person is None:
                 continue
             p, evidence = self._probability(track, s)
-            if person.get("role") in ("family", "visitor"):
-                best_known_p = max(best_known_p, p)
+            if person.get("role") in ("family", "visitor") and p > best_known_p:
+                best_known_p, best_known_evidence = p, evidence
             if p > best_p:
                 best_id, best_p, best_evidence, best_scores = pid, p, evidence, s
         vehicle = track.kind == "vehicle"
@@ -170,15 +194,79 @@ class Matcher:
                 early=best_p >= EARLY_CONFIDENCE,
                 via_same_day=best_scores.body_same_day and best_evidence["face"] is None,
             )
-        stranger = person if person is not None and best_p >= 0.5 else None
+        strangers = {pid: s for pid, s in scores.items() if (people.get(pid) or {}).get("role") == "stranger"}
+        linked = self._stranger_link(track, strangers, span)
+        # Evidence: for the stranger it was linked to, else for the closest enrolled person (whom the
+        # confidence, "sure it is nobody we know", is about).
+        evidence = self._probability(track, strangers[linked])[1] if linked else best_known_evidence
         return Decision(
             name=None,
             identity_class="unknown_vehicle" if vehicle else "stranger",
             confidence=1.0 - best_known_p,
-            evidence=best_evidence,
-            global_id=stranger["person_id"] if stranger else None,
-            person_id=stranger["person_id"] if stranger else None,
+            evidence=evidence,
+            global_id=linked,
+            person_id=linked,
         )
+
+    # -- strangers -----------------------------------------------------------------------------
+
+    def stranger_rule(self, kind: str) -> tuple[float, float]:
+        """(threshold, margin) on the appearance score for linking a track to an unknown-N / vehicle-N."""
+        cfg = self.config
+        if kind == "vehicle":
+            return cfg.stranger_vehicle_threshold, cfg.stranger_vehicle_margin
+        if self.centred:
+            return cfg.stranger_body_threshold_centred, cfg.stranger_body_margin_centred
+        return cfg.stranger_body_threshold, cfg.stranger_body_margin
+
+    def _stranger_link(
+        self, track: TrackVectors, strangers: dict[str, _Scores], span: TrackSpan | None
+    ) -> str | None:
+        """The stranger this track is, or None for a new id (see the module docstring)."""
+
+        def possible(pid: str) -> bool:  # checked for the few finalists only: a sightings scan each
+            return not self._vetoed(track, strangers[pid]) and not (
+                span is not None and self._concurrent(pid, span)
+            )
+
+        limit = self.config.face_distance
+        faces = sorted((s.face, pid) for pid, s in strangers.items() if s.face is not None and s.face < limit)
+        for _, pid in faces:  # faces are reliable (different people >= 0.78 measured): no margin needed
+            if possible(pid):
+                return pid
+        if track.body_crops < self.config.stranger_min_crops:
+            return None  # one or two crops are too noisy to re-link on
+        # The best-scoring stranger must reach the threshold and beat every other stranger by the margin,
+        # concurrent ones included: a look-alike seen at the same time shows how alike people look here.
+        threshold, margin = self.stranger_rule(track.kind)
+        ranked = sorted(
+            ((score, pid) for pid, s in strangers.items() if (score := _appearance(track, s)) is not None),
+            reverse=True,
+        )
+        if not ranked:
+            return None
+        score, pid = ranked[0]
+        runner_up = ranked[1][0] if len(ranked) > 1 else -math.inf
+        if score < threshold or score - runner_up < margin:
+            return None
+        if track.faces.size and strangers[pid].has_face_prototypes:
+            return None  # both show faces and they did not match above: not the same person
+        return pid if possible(pid) else None
+
+    def _concurrent(self, stranger_id: str, span: TrackSpan) -> bool:
+        """The stranger was seen on this camera while this track was: a different object, unless at the
+        same place (one object detected twice)."""
+        for sighting in self.memory.sightings(stranger_id):
+            if sighting.get("camera") != span.camera:
+                continue
+            start, end = sighting.get("start_time"), sighting.get("end_time")
+            if start is None or end is None or start > span.end or end < span.start:
+                continue
+            box = sighting.get("box")
+            if span.box is not None and box is not None and _iou(span.box, tuple(box)) >= SAME_PLACE_IOU:
+                continue
+            return True
+        return False
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -285,6 +373,17 @@ class Matcher:
                     s = scores[hit.person_id]
                     s.gait = distance if s.gait is None else min(s.gait, distance)
         return scores
+
+
+def _appearance(track: TrackVectors, s: _Scores) -> float | None:
+    return s.vehicle if track.kind == "vehicle" else s.body
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _empty_evidence() -> dict[str, float | None]:

@@ -8,9 +8,23 @@ Four collections (names carry a schema version, so a later layout can live besid
 - sightings: one per finished track (time, camera, label, the track's vectors, the decision, a crop path);
 - meta: small state (the crowd mean used for centring, the stranger counters).
 
-Vectors are named: "face" (128-d dlib, Euclidean), "body" (1280-d raw MobileNetV2 rows), "colour" (72-d
-clothing colour), "vehicle" (196-d). A point holds only the names it has. Body vectors are stored raw:
-centring on the crowd mean happens at comparison time, so prototypes never go stale as the mean moves.
+Vectors are named: "face" (128-d dlib, Euclidean), "body" (1280-d raw MobileNetV2 rows, or 512-d OSNet),
+"colour" (72-d clothing colour), "vehicle" (196-d). A point holds only the names it has. Body vectors are
+stored raw: centring on the crowd mean happens at comparison time, so prototypes never go stale as the mean
+moves.
+
+Body vectors of different backbones (or of different OSNet weights) are not comparable, so prototypes and
+sightings live in one pair of collections per body space (`identity.body_model`): the default MobileNetV2
+keeps the plain names above, OSNet adds its space, e.g. `camd_prototypes_v1_osnet_x1_0_<sha256[:12]>`.
+Switching spaces copies everything but the body appearance (faces, vehicles, gait shapes, the sighting
+history) into the new pair once and logs who needs re-enrolling; the old pair stays (switching back finds
+it), and forgetting, renaming and retention act on every pair.
+
+Enrollment is all or nothing, though the embedded store commits one point at a time: an enrollment's
+prototypes carry its batch id, and the person's record, written last, lists the batches it committed
+(`enrollments`). A process killed in between leaves prototypes no record vouches for; the matcher
+ignores them (no person record) and the next open deletes them (`sweep_uncommitted`), so a retry
+starts clean.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +43,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from camd.config.models import Config
+from camd.identity.evidence.body import MOBILENET_SPACE, body_dim, body_space
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +59,8 @@ VECTORS: dict[str, tuple[int, models.Distance]] = {
     "colour": (72, models.Distance.COSINE),
     "vehicle": (196, models.Distance.COSINE),
 }
+BODY_VECTORS = ("body",)  # named vectors that depend on the body backbone
+BODY_SPACE_KEY = "body_space"  # meta: the space the store was last opened with
 ROLES = ("family", "visitor")
 KINDS = ("person", "vehicle")
 SCROLL_PAGE = 256
@@ -73,6 +91,13 @@ def open_client(config: Config) -> QdrantClient:
             f"the memory at {path} is held by another camd process (the running daemon?): stop it, "
             "or run this command through the daemon once its control API is available"
         ) from exc
+
+
+def body_collections(space: str) -> dict[str, str]:
+    """Logical collection name -> the collection that holds it for a body space."""
+    if space == MOBILENET_SPACE:  # the names stores had before body spaces existed
+        return {PROTOTYPES: PROTOTYPES, SIGHTINGS: SIGHTINGS}
+    return {PROTOTYPES: f"{PROTOTYPES}_{space}", SIGHTINGS: f"{SIGHTINGS}_{space}"}
 
 
 def point_id(key: str) -> str:
@@ -118,15 +143,116 @@ class Memory:
         self._lock = threading.RLock()
         self._path = None if config.store.url else config.store_path
         self.crops_dir = config.crops_path
-        named = {name: models.VectorParams(size=dim, distance=dist) for name, (dim, dist) in VECTORS.items()}
+        self.body_space = body_space(config.identity)
+        self._names = {PEOPLE: PEOPLE, META: META, **body_collections(self.body_space)}
+        dims = {**{name: dim for name, (dim, _) in VECTORS.items()}, "body": body_dim(config.identity)}
+        named = {
+            name: models.VectorParams(size=dims[name], distance=dist) for name, (_, dist) in VECTORS.items()
+        }
         for collection, vectors in ((PEOPLE, {}), (PROTOTYPES, named), (SIGHTINGS, named), (META, {})):
-            if not self.client.collection_exists(collection):
-                self.client.create_collection(collection, vectors_config=vectors)
+            physical = self._names[collection]
+            if not self.client.collection_exists(physical):
+                self.client.create_collection(physical, vectors_config=vectors)
                 if config.store.url:  # a server filters faster on indexed fields; local mode scans
                     for field in ("person_id", "expires_at", "name"):
-                        self.client.create_payload_index(collection, field, _index_type(field))
+                        self.client.create_payload_index(physical, field, _index_type(field))
+        self._check_body_size(dims["body"])
+        self._switch_body_space()
         if self._path is not None:
             restrict(self._path)
+        self.sweep_uncommitted()
+
+    def _c(self, collection: str) -> str:
+        """The physical collection for a logical name (PROTOTYPES, SIGHTINGS: of this body space)."""
+        return self._names.get(collection, collection)
+
+    def _every_space(self, collection: str) -> list[str]:
+        """Every body space's collection for a logical name (forget and retention act on all of them)."""
+        with self._lock:
+            names = [c.name for c in self.client.get_collections().collections]
+        spaces = (n for n in names if n == collection or n.startswith(collection + "_"))
+        return sorted({self._c(collection), *spaces})
+
+    def _check_body_size(self, dim: int) -> None:
+        for logical in (PROTOTYPES, SIGHTINGS):
+            with self._lock:
+                params = self.client.get_collection(self._c(logical)).config.params.vectors
+            size = params["body"].size if isinstance(params, dict) and "body" in params else None
+            if size != dim:
+                raise RuntimeError(
+                    f"memory collection {self._c(logical)} holds {size}-d body vectors, but body space "
+                    f"{self.body_space} makes {dim}-d ones; this store was not made by this camd version"
+                )
+
+    def _switch_body_space(self) -> None:
+        """When the body backbone changed since the store was last opened, carry the rest over once."""
+        state = self.load_state(BODY_SPACE_KEY)
+        previous = str(state.get("space")) if state else MOBILENET_SPACE  # stores made before body spaces
+        if previous == self.body_space:
+            if state is None:
+                self.save_state(BODY_SPACE_KEY, {"space": self.body_space})
+            return
+        self._carry_over(previous)
+        self.save_state(BODY_SPACE_KEY, {"space": self.body_space})
+
+    def _carry_over(self, previous: str) -> None:
+        """Copy what does not depend on the body backbone from the previous space's collections: faces,
+        vehicles, gait shapes, the sighting history. Body vectors cannot be converted between backbones, so
+        body prototypes (and the clothing colour fused with them) stay behind; points already here (from an
+        earlier time in this space) are kept as they are. Idempotent: an interrupted copy resumes."""
+        source = body_collections(previous)
+        if not self.client.collection_exists(source[PROTOTYPES]):
+            return
+        copied: dict[str, int] = {}
+        lost_body: set[str] = set()
+        for logical, dropped in ((PROTOTYPES, {"body", "colour"}), (SIGHTINGS, set(BODY_VECTORS))):
+            target = self._c(logical)
+            present = {point.id for point in self._scroll(target, None)}
+            copied[logical] = 0
+            for page in self._pages(source[logical]):
+                points = []
+                for point in page:
+                    if point.id in present:
+                        continue
+                    raw = point.vector if isinstance(point.vector, dict) else {}
+                    vectors = {k: v for k, v in raw.items() if k not in dropped and v is not None}
+                    payload = dict(point.payload or {})
+                    if logical == PROTOTYPES:
+                        if "body" in raw:
+                            lost_body.add(str(payload.get("person_id")))
+                        payload["modalities"] = [m for m in payload.get("modalities", []) if m not in dropped]
+                        if not payload["modalities"]:
+                            continue  # it held body appearance only
+                    points.append(models.PointStruct(id=point.id, vector=vectors, payload=payload))
+                if points:
+                    with self._lock:
+                        self.client.upsert(target, points)
+                    copied[logical] += len(points)
+        roles = {p["person_id"]: p.get("role") for p in self.people(include_strangers=True)}
+        needing = lost_body - self.people_with("body", time.time())
+        enrolled = sorted(pid for pid in needing if roles.get(pid) in ROLES)
+        strangers = sum(1 for pid in needing if roles.get(pid) == "stranger")
+        log.warning(
+            "identity.body_model changed (body space %s -> %s): body vectors of different backbones are not "
+            "comparable. Copied %d prototypes (faces, vehicles, gait shapes) and %d sightings without their "
+            "body appearance; the old collections stay, for switching back. No body prototypes any more for "
+            "%s: re-enroll them (camd enroll NAME --photos DIR, or --clip FILE) to recognise them from "
+            "behind again. %d strangers will get new unknown-N ids.",
+            previous, self.body_space, copied[PROTOTYPES], copied[SIGHTINGS],
+            ", ".join(enrolled) or "nobody enrolled", strangers,
+        )  # fmt: skip
+
+    def _pages(self, collection: str) -> Iterator[list[Any]]:
+        """Every point with payload and vectors, a page at a time (bounded memory on a large store)."""
+        offset = None
+        while True:
+            with self._lock:
+                page, offset = self.client.scroll(
+                    collection, limit=SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=True
+                )
+            yield page
+            if offset is None:
+                return
 
     # -- people ------------------------------------------------------------------------------------
 
@@ -143,11 +269,60 @@ class Memory:
         return person
 
     def save_person(self, person: dict[str, Any]) -> None:
+        """Create or replace a person's record. The committed enrollments it lists only ever grow: a
+        record read before an enrollment committed (by a sighting, say) must not undo that commit."""
         with self._lock:
+            stored = self.person(person["person_id"])
+            committed = list((stored or {}).get("enrollments") or [])
+            for batch in person.get("enrollments") or []:
+                if batch not in committed:
+                    committed.append(batch)
+            person = {**person, "enrollments": committed}
             self.client.upsert(
                 PEOPLE,
                 [models.PointStruct(id=point_id(f"person:{person['person_id']}"), vector={}, payload=person)],
             )
+
+    def commit_enrollment(self, person: dict[str, Any], batch: str) -> dict[str, Any]:
+        """Write the person record last: it lists `batch`, which makes that batch's prototypes count.
+        `person`: the new record, or for someone already known the fields to change (role)."""
+        with self._lock:
+            stored = self.person(person["person_id"])
+            record = {**stored, "role": person["role"]} if stored is not None else dict(person)
+            record["enrollments"] = [batch]  # save_person adds it to those already committed
+            self.save_person(record)
+            return self.person(person["person_id"]) or record
+
+    def sweep_uncommitted(self) -> int:
+        """Delete prototypes of enrollments that never committed (the process died mid-enrollment)."""
+        batched = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key="batch"))])
+        removed = 0
+        with self._lock:
+            records: dict[str, set[str]] = {}
+            for collection in self._every_space(PROTOTYPES):
+                orphans: dict[str, list[Any]] = {}
+                for point in self._scroll(collection, batched):
+                    payload = point.payload or {}
+                    pid = str(payload.get("person_id"))
+                    if pid not in records:
+                        person = self.person(pid)
+                        records[pid] = set((person or {}).get("enrollments") or [])
+                    if payload.get("batch") not in records[pid]:
+                        orphans.setdefault(pid, []).append(point.id)
+                for pid, ids in orphans.items():
+                    self.client.delete(collection, points_selector=models.PointIdsList(points=ids))
+                    removed += len(ids)
+                    log.warning(
+                        "memory: removed %d prototype(s) of %r from an enrollment that did not finish (the "
+                        "process stopped mid-way); enroll again to add them", len(ids), pid,
+                    )
+        return removed
+
+    def discard_batch(self, batch: str) -> None:
+        """Delete the prototypes of an enrollment that failed before it committed."""
+        flt = models.Filter(must=[_match("batch", batch)])
+        with self._lock:
+            self.client.delete(self._c(PROTOTYPES), points_selector=models.FilterSelector(filter=flt))
 
     def people(self, include_strangers: bool = False) -> list[dict[str, Any]]:
         flt = None if include_strangers else models.Filter(must_not=[_match("role", "stranger")])
@@ -171,7 +346,7 @@ class Memory:
             person.update(person_id=new, name=new)
             self.save_person(person)
             self.client.delete(PEOPLE, [point_id(f"person:{old}")])
-            for collection in (PROTOTYPES, SIGHTINGS):
+            for collection in (*self._every_space(PROTOTYPES), *self._every_space(SIGHTINGS)):
                 for point in self._scroll(collection, models.Filter(must=[_match("person_id", old)])):
                     self.client.set_payload(collection, {"person_id": new, "name": new}, points=[point.id])
             return person
@@ -181,11 +356,11 @@ class Memory:
         with self._lock:
             self.require_person(person_id)
             by_person = models.Filter(must=[_match("person_id", person_id)])
-            prototypes = self.client.count(PROTOTYPES, count_filter=by_person).count
-            sightings = list(self._scroll(SIGHTINGS, by_person))
-            crops = sum(self._remove_crop((s.payload or {}).get("crop")) for s in sightings)
-            self.client.delete(PROTOTYPES, points_selector=models.FilterSelector(filter=by_person))
-            self.client.delete(SIGHTINGS, points_selector=models.FilterSelector(filter=by_person))
+            prototypes = self.client.count(self._c(PROTOTYPES), count_filter=by_person).count
+            sightings = list(self._scroll(self._c(SIGHTINGS), by_person))
+            crops = self._remove_crops(self._every_space(SIGHTINGS), by_person)
+            for collection in (*self._every_space(PROTOTYPES), *self._every_space(SIGHTINGS)):
+                self.client.delete(collection, points_selector=models.FilterSelector(filter=by_person))
             self.client.delete(PEOPLE, [point_id(f"person:{person_id}")])
         return {"prototypes": prototypes, "sightings": len(sightings), "crops": crops}
 
@@ -203,8 +378,10 @@ class Memory:
         sighting_id: str | None = None,
         shape: list[float] | None = None,
         learned_at: float | None = None,
+        batch: str | None = None,
     ) -> str:
-        """Store one prototype (one or more named vectors, or only a gait shape); returns its key."""
+        """Store one prototype (one or more named vectors, or only a gait shape); returns its key.
+        batch: the enrollment it belongs to; it counts once `commit_enrollment` lists that batch."""
         key = f"proto:{person_id}:{uuid.uuid4().hex}"
         payload = {
             "key": key,
@@ -217,11 +394,12 @@ class Memory:
             "camera": camera,
             "sighting_id": sighting_id,
             "shape": shape,
+            **({"batch": batch} if batch is not None else {}),
         }
         vector = {name: np.asarray(v, dtype=np.float32).ravel().tolist() for name, v in vectors.items()}
         with self._lock:
             self.client.upsert(
-                PROTOTYPES, [models.PointStruct(id=point_id(key), vector=vector, payload=payload)]
+                self._c(PROTOTYPES), [models.PointStruct(id=point_id(key), vector=vector, payload=payload)]
             )
         return key
 
@@ -229,15 +407,16 @@ class Memory:
         """Delete the prototypes a person learned from one sighting (a corrected stranger sighting)."""
         flt = models.Filter(must=[_match("person_id", person_id), _match("sighting_id", sighting_id)])
         with self._lock:
-            count = self.client.count(PROTOTYPES, count_filter=flt).count
-            self.client.delete(PROTOTYPES, points_selector=models.FilterSelector(filter=flt))
+            count = self.client.count(self._c(PROTOTYPES), count_filter=flt).count
+            for collection in self._every_space(PROTOTYPES):
+                self.client.delete(collection, points_selector=models.FilterSelector(filter=flt))
         return count
 
     def prototypes(self, person_id: str | None = None, now: float | None = None) -> list[Hit]:
         """Every live prototype (of one person), with vectors."""
         must = [_match("person_id", person_id)] if person_id is not None else []
         flt = models.Filter(must=must, must_not=_not_expired(now).must_not if now is not None else None)
-        return [self._hit(p) for p in self._scroll(PROTOTYPES, flt, vectors=True)]
+        return [self._hit(p) for p in self._scroll(self._c(PROTOTYPES), flt, vectors=True)]
 
     def search(
         self, collection: str, using: str, vector: np.ndarray, now: float, limit: int = 64
@@ -245,7 +424,7 @@ class Memory:
         """Nearest live points by one named vector (a candidate set: the matcher re-scores it)."""
         with self._lock:
             result = self.client.query_points(
-                collection,
+                self._c(collection),
                 query=np.asarray(vector, dtype=np.float32).ravel().tolist(),
                 using=using,
                 query_filter=_not_expired(now),
@@ -261,7 +440,7 @@ class Memory:
             must=[models.FieldCondition(key="modalities", match=models.MatchAny(any=[modality]))],
             must_not=[*(_not_expired(now).must_not or []), _match("negative", True)],
         )
-        return {str((p.payload or {}).get("person_id")) for p in self._scroll(PROTOTYPES, flt)}
+        return {str((p.payload or {}).get("person_id")) for p in self._scroll(self._c(PROTOTYPES), flt)}
 
     def shapes(self, now: float) -> list[Hit]:
         """Prototypes that carry a gait/body-shape signature (a payload, compared in Python)."""
@@ -269,7 +448,7 @@ class Memory:
             must=[models.FieldCondition(key="modalities", match=models.MatchAny(any=["shape"]))],
             must_not=_not_expired(now).must_not,
         )
-        return [self._hit(p) for p in self._scroll(PROTOTYPES, flt)]
+        return [self._hit(p) for p in self._scroll(self._c(PROTOTYPES), flt)]
 
     # -- sightings ---------------------------------------------------------------------------------
 
@@ -278,14 +457,17 @@ class Memory:
         payload = {**payload, "sighting_id": sighting_id}
         with self._lock:
             self.client.upsert(
-                SIGHTINGS,
+                self._c(SIGHTINGS),
                 [models.PointStruct(id=point_id(f"sighting:{sighting_id}"), vector=vector, payload=payload)],
             )
 
     def sighting(self, sighting_id: str) -> Hit:
         with self._lock:
             found = self.client.retrieve(
-                SIGHTINGS, [point_id(f"sighting:{sighting_id}")], with_payload=True, with_vectors=True
+                self._c(SIGHTINGS),
+                [point_id(f"sighting:{sighting_id}")],
+                with_payload=True,
+                with_vectors=True,
             )
         if not found:
             raise UnknownPersonError(
@@ -296,16 +478,41 @@ class Memory:
     def update_sighting(self, sighting_id: str, payload: dict[str, Any]) -> None:
         self.sighting(sighting_id)
         with self._lock:
-            self.client.set_payload(SIGHTINGS, payload, points=[point_id(f"sighting:{sighting_id}")])
+            self.client.set_payload(self._c(SIGHTINGS), payload, points=[point_id(f"sighting:{sighting_id}")])
 
     def sightings(self, person_id: str | None = None) -> list[dict[str, Any]]:
         flt = models.Filter(must=[_match("person_id", person_id)]) if person_id is not None else None
-        rows = [p.payload or {} for p in self._scroll(SIGHTINGS, flt)]
+        rows = [p.payload or {} for p in self._scroll(self._c(SIGHTINGS), flt)]
         return sorted(rows, key=lambda s: s.get("end_time") or 0.0)
+
+    def sighting_hits(self, person_id: str) -> list[Hit]:
+        """A person's sightings in the body space in use, with their vectors, oldest first."""
+        flt = models.Filter(must=[_match("person_id", person_id)])
+        hits = [self._hit(p) for p in self._scroll(self._c(SIGHTINGS), flt, vectors=True)]
+        return sorted(hits, key=lambda h: h.payload.get("end_time") or 0.0)
+
+    def everything_of(self, person_id: str) -> dict[str, list[tuple[str, Hit]]]:
+        """Every prototype and sighting of a person in every body space, as (collection, hit): the
+        export of everything stored about them. A point copied into a newer space is listed once,
+        from the space in use."""
+        flt = models.Filter(must=[_match("person_id", person_id)])
+        out: dict[str, list[tuple[str, Hit]]] = {}
+        for logical in (PROTOTYPES, SIGHTINGS):
+            current = self._c(logical)
+            seen: set[str] = set()
+            rows: list[tuple[str, Hit]] = []
+            for collection in sorted(self._every_space(logical), key=lambda c: c != current):
+                for point in self._scroll(collection, flt, vectors=True):
+                    hit = self._hit(point)
+                    if hit.key not in seen:
+                        seen.add(hit.key)
+                        rows.append((collection, hit))
+            out[logical] = rows
+        return out
 
     def count_sightings(self) -> int:
         with self._lock:
-            return self.client.count(SIGHTINGS).count
+            return self.client.count(self._c(SIGHTINGS)).count
 
     # -- retention ---------------------------------------------------------------------------------
 
@@ -315,12 +522,11 @@ class Memory:
         expired = models.Filter(must=[models.FieldCondition(key="expires_at", range=models.Range(lt=now))])
         counts: dict[str, int] = {}
         with self._lock:
-            sightings = list(self._scroll(SIGHTINGS, expired))
-            counts["crops"] = sum(self._remove_crop((s.payload or {}).get("crop")) for s in sightings)
-            counts["sightings"] = len(sightings)
-            counts["prototypes"] = self.client.count(PROTOTYPES, count_filter=expired).count
+            counts["crops"] = self._remove_crops(self._every_space(SIGHTINGS), expired)
+            counts["sightings"] = self.client.count(self._c(SIGHTINGS), count_filter=expired).count
+            counts["prototypes"] = self.client.count(self._c(PROTOTYPES), count_filter=expired).count
             counts["people"] = self.client.count(PEOPLE, count_filter=expired).count
-            for collection in (SIGHTINGS, PROTOTYPES, PEOPLE):
+            for collection in (*self._every_space(SIGHTINGS), *self._every_space(PROTOTYPES), PEOPLE):
                 self.client.delete(collection, points_selector=models.FilterSelector(filter=expired))
         if any(counts.values()):
             log.info("memory prune: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -341,7 +547,7 @@ class Memory:
 
     def counts(self) -> dict[str, int]:
         with self._lock:
-            return {c: self.client.count(c).count for c in (PEOPLE, PROTOTYPES, SIGHTINGS)}
+            return {c: self.client.count(self._c(c)).count for c in (PEOPLE, PROTOTYPES, SIGHTINGS)}
 
     def close(self) -> None:
         with self._lock:
@@ -375,6 +581,11 @@ class Memory:
             payload,
             vectors,
         )
+
+    def _remove_crops(self, collections: list[str], flt: models.Filter) -> int:
+        """Delete the crop files of the matching sightings of every body space (each file once)."""
+        crops = {(s.payload or {}).get("crop") for c in collections for s in self._scroll(c, flt)}
+        return sum(self._remove_crop(crop) for crop in crops)
 
     def _remove_crop(self, crop: str | None) -> int:
         if not crop:

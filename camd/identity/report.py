@@ -6,6 +6,8 @@
 - the real matcher on reid/train: half the people enrolled from camera 1 (one prototype per person, their
   mean), every person's camera 2 crops as one track: accepted / wrong / false-accept rates at the
   configured thresholds, and the per-track decision latency (Qdrant search + scoring);
+- strangers on reid/train: how often a new stranger would merge into one of 30 in memory, and how often a
+  returning one is re-linked, at the stranger_body_* settings (evaluate.stranger_figures);
 - embed ms per crop for each model.
 """
 
@@ -54,6 +56,7 @@ def run_eval(data: Path, models_dir: Path) -> dict[str, Any]:
             "per_track_raw": folds["colour_0.1"].get("tar_per_track"),
         }
         result["matcher"] = matcher_on_reid(reid, body, colour, models_dir)
+        result["strangers"] = ev.stranger_figures(reid, body, colour)
         crops = reid.query[:64]
         pose = MoveNetPose(paths.movenet)
         vehicle = VehicleAppearanceEmbedder(paths.appearance_onnx)

@@ -9,8 +9,10 @@ evidence suffices (TrackEvents.refresh), and finalises each track when it ends: 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +25,7 @@ import numpy as np
 
 from camd.config.models import Config
 from camd.identity.evidence._crops import crop_box
-from camd.identity.evidence.body import BodyAppearanceEmbedder
+from camd.identity.evidence.body import BodyEmbedder, body_dim, body_space, load_body_embedder
 from camd.identity.evidence.centring import RunningMean
 from camd.identity.evidence.colour import ClothingColourDescriptor
 from camd.identity.evidence.face import FaceEmbedder
@@ -31,7 +33,7 @@ from camd.identity.evidence.gait import PoseSample
 from camd.identity.evidence.pose import MoveNetPose
 from camd.identity.evidence.quality import crop_quality
 from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
-from camd.identity.matcher import Decision, Matcher, TrackVectors, shape_list
+from camd.identity.matcher import Decision, Matcher, TrackSpan, TrackVectors, shape_list
 from camd.identity.memory import Memory, UnknownPersonError
 from camd.identity.models import IdentityModelPaths
 from camd.identity.track import (
@@ -43,6 +45,7 @@ from camd.identity.track import (
     KeptCrop,
     TrackEvidence,
 )
+from camd.outage import OutageLog
 from camd.types import PERSON, Frame, TrackedObject
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ class Models:
     """The loaded extractors; None where a modality is disabled. One lock: LiteRT and dlib are not
     thread-safe, and two cameras embedding at once would only fight for the same 2 cores."""
 
-    body: BodyAppearanceEmbedder | None
+    body: BodyEmbedder | None
     colour: ClothingColourDescriptor | None
     vehicle: VehicleAppearanceEmbedder | None
     face: FaceEmbedder | None
@@ -76,7 +79,7 @@ class Models:
         ident = config.identity
         paths = IdentityModelPaths.prepare(config.models_path)
         return cls(
-            body=BodyAppearanceEmbedder(paths.appearance_onnx) if ident.body else None,
+            body=load_body_embedder(ident, config.models_path) if ident.body else None,
             colour=ClothingColourDescriptor() if ident.body else None,
             vehicle=VehicleAppearanceEmbedder(paths.appearance_onnx) if ident.vehicle else None,
             face=FaceEmbedder(paths.face_shape, paths.face_resnet) if ident.face else None,
@@ -100,15 +103,27 @@ class IdentityService:
         self.enabled = config.identity.enabled
         self._models = models
         self._models_lock = threading.Lock()
-        state = self.memory.load_state(CROWD_KEY)
+        # One crowd mean per body space: a mean of another backbone's vectors has another length.
+        space = body_space(config.identity)
+        self.crowd_key = CROWD_KEY if space == "mobilenetv2" else f"{CROWD_KEY}:{space}"
+        state = self.memory.load_state(self.crowd_key)
         self.crowd = (
-            RunningMean.from_state(state, CROWD_MIN_COUNT) if state else RunningMean(1280, CROWD_MIN_COUNT)
+            RunningMean.from_state(state, CROWD_MIN_COUNT)
+            if state
+            else RunningMean(body_dim(config.identity), CROWD_MIN_COUNT)
         )
         self.matcher = Matcher(self.memory, config.identity, self.crowd)
         self._sightings_since_save = 0
         self._last_prune = 0.0
         self._write_lock = threading.Lock()
         self._recent_crops: OrderedDict[str, str] = OrderedDict()  # sighting id -> crop file
+        self.crop_outage = OutageLog(
+            log, f"saving crops in {config.crops_path}", "sightings are stored without their crop"
+        )
+        self.store_outage = OutageLog(
+            log, f"writing sightings to the memory ({config.store.url or config.store_path})",
+            "events still carry their identity, but these sightings are not remembered",
+        )
         if load_models and self.enabled:
             self.models  # noqa: B018  (loads them)
 
@@ -136,7 +151,10 @@ class IdentityService:
         return self.memory.prune(now)
 
     def close(self) -> None:
-        self.memory.save_state(CROWD_KEY, self.crowd.state())
+        try:
+            self.memory.save_state(self.crowd_key, self.crowd.state())
+        except STORE_WRITE_ERRORS as exc:  # a full disk: the crowd mean is learned again
+            log.error("memory: could not save the crowd mean at stop (%s); it will be relearned", exc)
         self.memory.close()
 
     # -- evidence from images --------------------------------------------------------------------
@@ -173,19 +191,26 @@ class IdentityService:
     def finalise(self, evidence: TrackEvidence | None, after: dict[str, Any], now: float) -> Decision | None:
         """Decide a finished track, store its sighting and learn from it. `after` is its last snapshot."""
         vectors = evidence.vectors() if evidence is not None else TrackVectors(kind=_kind(after["label"]))
-        decision = self._final_decision(vectors, now) if self.enabled and evidence is not None else None
+        decision = None
+        if self.enabled and evidence is not None:
+            decision = self._final_decision(vectors, now, _span(after))
         with self._write_lock:
-            if decision is not None:
-                self._assign_stranger(decision, vectors, after, now)
-            self._store_sighting(evidence, vectors, decision, after, now)
-            if decision is not None:
-                self._learn(decision, vectors, after, now)
+            try:
+                if decision is not None:
+                    self._assign_stranger(decision, vectors, after, now)
+                self._store_sighting(evidence, vectors, decision, after, now)
+                if decision is not None:
+                    self._learn(decision, vectors, after, now)
+            except STORE_WRITE_ERRORS as exc:  # a full disk, a Qdrant server away: the event goes on
+                self.store_outage.failed(exc)
+                return decision
+        self.store_outage.ok()
         return decision
 
-    def _final_decision(self, vectors: TrackVectors, now: float) -> Decision | None:
+    def _final_decision(self, vectors: TrackVectors, now: float, span: TrackSpan | None) -> Decision | None:
         if vectors.body is None and vectors.vehicle is None and not vectors.faces.size:
             return None  # nothing to decide on: leave the identity fields null
-        return self.matcher.decide(vectors, now)
+        return self.matcher.decide(vectors, now, span)
 
     def _assign_stranger(
         self, decision: Decision, vectors: TrackVectors, after: dict[str, Any], now: float
@@ -257,12 +282,7 @@ class IdentityService:
         stored = vectors.stored_vectors()
         appearance = {k: v for k, v in stored.items() if k in ("body", "colour", "vehicle")}
         if decision.name is None:
-            # A stranger is remembered by this track (until retention ends), so the next sighting matches.
-            if stored:
-                self.memory.add_prototype(
-                    pid, stored, source="stranger", camera=after["camera"], sighting_id=str(after["id"]),
-                    expires_at=now + self._retention_s(), shape=_shape(vectors),
-                )  # fmt: skip
+            self._learn_stranger(pid, vectors, after, now)
         elif (
             decision.confidence >= self.config.identity.learn_confidence
             and appearance
@@ -277,35 +297,69 @@ class IdentityService:
             self.crowd.update(vectors.body[None])
             self._sightings_since_save += 1
             if self._sightings_since_save >= CROWD_SAVE_EVERY:
-                self.memory.save_state(CROWD_KEY, self.crowd.state())
+                self.memory.save_state(self.crowd_key, self.crowd.state())
                 self._sightings_since_save = 0
+
+    def _learn_stranger(self, pid: str, vectors: TrackVectors, after: dict[str, Any], now: float) -> None:
+        """Remember a stranger by this track so that a later sighting can be linked (matcher.py says when).
+
+        A face is kept for the retention period. A person's body look is kept for `same_day_hours` only:
+        clothes change, and every stranger kept is one more candidate for a wrong merge. A track of fewer
+        than `stranger_min_crops` crops teaches no look at all: too noisy to link to later."""
+        ident = self.config.identity
+        stored = vectors.stored_vectors()
+        retention = now + self._retention_s()
+        sighting = {"source": "stranger", "camera": after["camera"], "sighting_id": str(after["id"])}
+        if "face" in stored:
+            self.memory.add_prototype(pid, {"face": stored["face"]}, expires_at=retention, **sighting)
+        if vectors.body_crops < ident.stranger_min_crops:
+            return
+        look = {k: v for k, v in stored.items() if k in ("body", "colour", "vehicle")}
+        if look:
+            same_day = now + ident.same_day_hours * 3600.0
+            lasts = retention if vectors.kind == "vehicle" else min(retention, same_day)
+            self.memory.add_prototype(pid, look, expires_at=lasts, shape=_shape(vectors), **sighting)
 
     def _retention_s(self) -> float:
         return self.config.identity.retention_days * 86400.0
 
     def _save_crop(self, sighting_id: str, image: np.ndarray, now: float) -> str | None:
+        """The sighting's small JPEG, or None when it cannot be written (a full disk: logged once per
+        outage, see OutageLog; the sighting is stored without it and the next crop tries again)."""
         folder = self.config.crops_path / time.strftime("%Y-%m-%d", time.localtime(now))
+        scale = min(1.0, CROP_HEIGHT / max(1, image.shape[0]))
+        small = (
+            cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+        )
+        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if not ok:
+            return None
+        path = folder / f"{_safe(sighting_id)}.jpg"
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.config.crops_path, 0o700)
             os.chmod(folder, 0o700)
-            scale = min(1.0, CROP_HEIGHT / max(1, image.shape[0]))
-            small = (
-                cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-                if scale < 1
-                else image
-            )
-            ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
-            if not ok:
-                return None
-            path = folder / f"{_safe(sighting_id)}.jpg"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(data.tobytes())
-            return str(path)
-        except OSError:
-            log.exception("could not save the crop of sighting %s", sighting_id)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # no half-written JPEG left behind
+                path.unlink()
+            self.crop_outage.failed(exc)
             return None
+        self.crop_outage.ok()
+        return str(path)
+
+
+def _store_write_errors() -> tuple[type[BaseException], ...]:
+    """What a failing store raises: SQLite (the embedded store: "database or disk is full"), OS
+    errors, and qdrant-client's errors for a server that does not answer or refuses."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    return (sqlite3.Error, OSError, ResponseHandlingException, UnexpectedResponse)
+
+
+STORE_WRITE_ERRORS = _store_write_errors()
 
 
 class CameraIdentity:
@@ -410,6 +464,15 @@ def gather(
     if face is not None:
         evidence.faces.append(face)
         evidence.changed = True
+
+
+def _span(after: dict[str, Any]) -> TrackSpan | None:
+    """A finished track's camera, times and last box, from its last snapshot."""
+    start, end = after.get("start_time"), after.get("end_time") or after.get("frame_time")
+    if start is None or end is None:
+        return None
+    box = after.get("box")
+    return TrackSpan(str(after["camera"]), float(start), float(end), tuple(box) if box else None)  # type: ignore[arg-type]
 
 
 def _kind(label: str) -> str:

@@ -108,6 +108,12 @@ class StateTopics:
     def occupancy(self, camera: str, kind: str) -> str:
         return f"{self.prefix}/cameras/{camera}/{kind}/occupancy"
 
+    def detect_set(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/detect/set"  # Frigate's layout: <prefix>/<camera>/detect/set
+
+    def detect_state(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/detect/state"
+
     def crop(self, camera: str) -> str:
         return f"{self.prefix}/cameras/{camera}/crop"
 
@@ -123,7 +129,7 @@ class StateTopics:
     def camera_retained(self, camera: str) -> list[str]:
         """Retained state topics camd owns for a camera (cleared when the camera goes away)."""
         return [*(self.occupancy(camera, k) for k in OCCUPANCY_KINDS), self.crop(camera),
-                self.crop_attributes(camera)]
+                self.crop_attributes(camera), self.detect_state(camera)]
 
     def person_retained(self, slug: str) -> list[str]:
         return [self.last_seen(slug), self.presence(slug)]
@@ -133,7 +139,7 @@ class StateTopics:
 class Component:
     """One Home Assistant entity: its platform, the id it is known by, and its own config keys."""
 
-    platform: str  # event, binary_sensor, image, sensor, device_tracker
+    platform: str  # event, binary_sensor, image, sensor, switch, device_tracker
     object_id: str  # unique within the node; the discovery topic's <object_id> level
     config: dict[str, Any]
 
@@ -171,20 +177,17 @@ class Catalog:
         }
         return Component(platform, object_id, {**base, **config})
 
+    def _device(self, key: str, name: str, model: str, state_topics: list[str]) -> Device:
+        """One Home Assistant device of this camd node (a camera or an enrolled person)."""
+        device_id = f"{self.node}_{key}"
+        info = {"identifiers": [device_id], "name": f"{self.node} {name}", "manufacturer": "camd",
+                "model": model, "sw_version": __version__}
+        return Device(device_id=device_id, info=info, state_topics=state_topics)
+
     def camera(self, camera: str) -> Device:
         t = self.topics
         title = camera.replace("_", " ")
-        device = Device(
-            device_id=f"{self.node}_camera_{camera}",
-            info={
-                "identifiers": [f"{self.node}_camera_{camera}"],
-                "name": f"{self.node} {title}",
-                "manufacturer": "camd",
-                "model": "Camera",
-                "sw_version": __version__,
-            },
-            state_topics=t.camera_retained(camera),
-        )
+        device = self._device(f"camera_{camera}", title, "Camera", t.camera_retained(camera))
         object_prefix = camera
         device.components = [
             self._entity(
@@ -221,22 +224,20 @@ class Catalog:
                 unit_of_measurement="fps", state_class="measurement", entity_category="diagnostic",
                 suggested_display_precision=1, icon="mdi:speedometer",
             ),
+            # Frigate's detect switch: OFF pauses detection on this camera (camd.publish.commands).
+            self._entity(
+                "switch", f"{object_prefix}_detect", "Detect",
+                command_topic=t.detect_set(camera), state_topic=t.detect_state(camera),
+                payload_on="ON", payload_off="OFF", state_on="ON", state_off="OFF", qos=1,
+                entity_category="config", icon="mdi:motion-sensor",
+            ),
         ]
         return device
 
     def person(self, person: Person, slug: str) -> Device:
         t = self.topics
-        device = Device(
-            device_id=f"{self.node}_person_{slug}",
-            info={
-                "identifiers": [f"{self.node}_person_{slug}"],
-                "name": f"{self.node} {person.name}",
-                "manufacturer": "camd",
-                "model": "Enrolled vehicle" if person.kind == "vehicle" else "Enrolled person",
-                "sw_version": __version__,
-            },
-            state_topics=t.person_retained(slug),
-        )
+        model = "Enrolled vehicle" if person.kind == "vehicle" else "Enrolled person"
+        device = self._device(f"person_{slug}", person.name, model, t.person_retained(slug))
         icon = "mdi:car" if person.kind == "vehicle" else "mdi:account"
         device.components = [
             self._entity(

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import queue
+import sqlite3
 import ssl
 import sys
 import threading
@@ -30,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from camd.config.models import MqttConfig
+from camd.outage import OutageLog
 from camd.publish.outbox import Outbox, OutboxError
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,10 @@ class MqttPublisher:
         self.available_topic = f"{self.prefix}/available"
         self._client = self._make_client()  # first: a config error must not leave the outbox locked
         self.outbox = Outbox(outbox_path, max_items=config.outbox_max_events)
+        self.outbox_outage = OutageLog(
+            log, f"MQTT outbox: writing to {outbox_path}",
+            "events are sent straight to the broker while it answers and lost while it does not",
+        )
         self._connected = threading.Event()
         self._connect_generation = 0  # +1 on every CONNACK; the sender watches it to detect reconnects
         self._ever_connected = False
@@ -177,7 +183,14 @@ class MqttPublisher:
         """`publish` to a full topic, e.g. Home Assistant's discovery prefix outside camd's own."""
         data = encode_payload(payload)
         if durable:
-            self.outbox.put(topic, data, qos=qos, retain=retain)
+            try:
+                self.outbox.put(topic, data, qos=qos, retain=retain)
+            except (sqlite3.Error, OSError) as exc:  # a full disk: better sent now than not at all
+                self.outbox_outage.failed(exc)
+                if self.connected:
+                    self._client.publish(topic, data, qos=qos, retain=retain)
+                return
+            self.outbox_outage.ok()
             self._wake.set()
             return
         # Under the lock so that a value set while a CONNACK is being handled is sent exactly by one side.
@@ -370,7 +383,10 @@ class MqttPublisher:
             seq = self._inflight.pop(mid, None)
             if seq is not None:  # other mids are our online/state messages
                 if not self.outbox.closed:
-                    self.outbox.ack(seq)
+                    try:
+                        self.outbox.ack(seq)
+                    except sqlite3.Error as exc:  # a full disk: it is sent again after a restart
+                        self.outbox_outage.failed(exc)
                 self._delivered += 1
         if not self._inflight:
             self._inflight_empty.set()

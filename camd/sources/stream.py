@@ -161,12 +161,11 @@ class CameraSource:
         self._stop = stop
         self._on_status = on_status
         self._raw_url = config.url.get_secret_value()
-        self._password = urlsplit(self._raw_url).password
         self.target = resolve_target(self._raw_url)
         self._status = CameraStatus(camera=name)
         self._lock = threading.Lock()
         self._closed = threading.Event()  # the consumer left frames(): the reader must end too
-        size = LIVE_QUEUE_FRAMES if self._drops_when_behind else FILE_QUEUE_FRAMES
+        size = LIVE_QUEUE_FRAMES if self.drops_when_behind else FILE_QUEUE_FRAMES
         self._queue: queue.Queue[_Sampled | None] = queue.Queue(maxsize=size)
         self._thread: threading.Thread | None = None
         self._reached_end = False  # the file played to its end (not looping)
@@ -185,8 +184,15 @@ class CameraSource:
             return self._status.snapshot()
 
     @property
-    def _drops_when_behind(self) -> bool:
+    def drops_when_behind(self) -> bool:
+        """A live camera (or a file played in real time) cannot wait: late frames are dropped."""
         return self.target.live or self.config.realtime
+
+    @property
+    def clock_origin(self) -> float | None:
+        """A file's frame timestamps are this wall-clock time plus media seconds (None before the
+        first open); a live camera's are the wall-clock time each frame arrived."""
+        return None if self.target.live else self._wall_base
 
     def frames(self) -> Iterator[Frame]:
         """Blocks and yields sampled frames; returns when stopped or when a file has ended."""
@@ -283,20 +289,7 @@ class CameraSource:
             self._finish_queue()
 
     def _open(self) -> av.container.InputContainer:
-        timeout_us = str(int(self.config.open_timeout_s * 1_000_000))
-        options: dict[str, str] = {}
-        if self.target.live:
-            # The stream's parameters come from the SDP / first keyframe; probing FFmpeg's default
-            # 5 s only delays the first frame.
-            options["analyzeduration"] = str(LIVE_ANALYZE_US)
-        if self.target.rtsp:
-            # `timeout` is the RTSP socket I/O timeout in microseconds (FFmpeg >= 5).
-            options |= {"rtsp_transport": self.config.rtsp_transport, "timeout": timeout_us}
-        elif self.target.live:
-            options["rw_timeout"] = timeout_us
-        # PyAV's own (open, read) timeout interrupts any blocking FFmpeg call, whatever the protocol.
-        timeout = (self.config.open_timeout_s, self.config.open_timeout_s)
-        return av.open(self.target.location, mode="r", options=options, timeout=timeout)
+        return open_container(self.target, self.config)
 
     def _pump(self, container: av.container.InputContainer, backoff: Backoff) -> tuple[_Outcome, bool]:
         if not container.streams.video:
@@ -352,7 +345,7 @@ class CameraSource:
 
     def _deliver(self, item: _Sampled) -> bool:
         """Queue a frame. False when halted while waiting for room."""
-        if self._drops_when_behind:
+        if self.drops_when_behind:
             while True:
                 try:
                     self._queue.put_nowait(item)
@@ -457,12 +450,35 @@ class CameraSource:
             log.exception("camera %s: status callback failed", self.name)
 
     def _describe(self, exc: BaseException) -> str:
-        """The error text with the URL's password masked (FFmpeg errors quote the full URL)."""
-        text = f"{type(exc).__name__}: {exc}"
-        text = text.replace(self._raw_url, self.target.shown)
-        if self._password:
-            text = text.replace(self._password, MASK).replace(unquote(self._password), MASK)
-        return text
+        return describe_error(exc, self._raw_url, self.target.shown)
+
+
+def describe_error(exc: BaseException, raw_url: str, shown: str) -> str:
+    """The error text with the URL's password masked (FFmpeg errors quote the full URL)."""
+    text = f"{type(exc).__name__}: {exc}"
+    text = text.replace(raw_url, shown)
+    password = urlsplit(raw_url).password
+    if password:
+        text = text.replace(password, MASK).replace(unquote(password), MASK)
+    return text
+
+
+def open_container(target: SourceTarget, config: CameraConfig) -> av.container.InputContainer:
+    """av.open with the camera's timeouts and transport; every blocking call can time out."""
+    timeout_us = str(int(config.open_timeout_s * 1_000_000))
+    options: dict[str, str] = {}
+    if target.live:
+        # The stream's parameters come from the SDP / first keyframe; probing FFmpeg's default
+        # 5 s only delays the first frame.
+        options["analyzeduration"] = str(LIVE_ANALYZE_US)
+    if target.rtsp:
+        # `timeout` is the RTSP socket I/O timeout in microseconds (FFmpeg >= 5).
+        options |= {"rtsp_transport": config.rtsp_transport, "timeout": timeout_us}
+    elif target.live:
+        options["rw_timeout"] = timeout_us
+    # PyAV's own (open, read) timeout interrupts any blocking FFmpeg call, whatever the protocol.
+    timeout = (config.open_timeout_s, config.open_timeout_s)
+    return av.open(target.location, mode="r", options=options, timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)

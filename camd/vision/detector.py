@@ -82,6 +82,14 @@ def create_detector(
     )
 
 
+def detect_batch(detector: Detector, images: list[np.ndarray]) -> list[list[Detection]]:
+    """One list of detections per image: in one call when the backend batches, else one call each."""
+    batched = getattr(detector, "detect_batch", None)
+    if batched is not None:
+        return list(batched(images))
+    return [detector.detect(image) for image in images]
+
+
 def filter_detections(detections: list[Detection], objects: ObjectsConfig) -> list[Detection]:
     """Keep the labels the camera tracks and drop boxes below the label's min_area.
     Score is left alone: the tracker stage applies min_score after using the low boxes."""

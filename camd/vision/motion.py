@@ -88,41 +88,65 @@ def covered(region: tuple[int, int, int, int], boxes: list[Box], margin: float =
 class MotionGate:
     """Decides, frame by frame, whether the detector runs.
 
-    It runs when motion appears that no open track explains (someone new), at least every
-    `track_refresh_s` while tracks are open (the tracker's motion model bridges the frames between),
-    and at least every `refresh_s` in any case (people standing still). Skipping frames whose motion
-    is all tracked is where the gate saves most on a busy scene.
+    It runs when motion appears that nothing explains (someone new), at least every
+    `moving_refresh_s` while a tracked object moves (0: every frame), every `track_refresh_s`
+    while tracks are open or anything moves, and every `refresh_s` in any case (people standing
+    still).
+
+    Motion is explained by an open track's box (where the track is predicted to be now) or by a
+    region the detector has just looked at and found nothing in (`examined`, fed back by the
+    pipeline once the detections are known). The second matters on busy scenes: a far-away walker
+    too small to detect, swaying leaves or a shadow would otherwise wake the detector on every
+    frame although it just found nothing there. Until the next refresh the detector's last answer
+    about them counts.
     """
 
     def __init__(self, config: MotionConfig) -> None:
         self.config = config
         self.motion = MotionDetector(config)
         self._last_detect: float | None = None
+        self.last_regions: list[Box] = []  # motion regions of the frame last sent to the detector
+        self._examined: list[Box] = []  # regions the detector looked at and found nothing in
         self.frames = 0
         self.detected = 0
 
     def should_detect(self, image: np.ndarray, timestamp: float, track_boxes: list[Box]) -> bool:
         self.frames += 1
         if not self.config.enabled:
-            return self._run(timestamp)
+            return self._run(timestamp, [])
         result = self.motion.update(image)  # every frame: the background keeps learning
+        regions: list[Box] = [tuple(float(v) for v in region) for region in result.boxes]  # type: ignore[misc]
         if self._last_detect is None:
-            return self._run(timestamp)
+            return self._run(timestamp, regions)
         since = timestamp - self._last_detect + 1e-6  # frame times are sums of float steps
-        unexplained = any(not covered(region, track_boxes) for region in result.boxes)
+        known = list(track_boxes) + self._examined
+        unexplained = any(not covered(region, known) for region in result.boxes)
+        moving = any(covered(region, list(track_boxes)) for region in result.boxes)
         if (
             unexplained
             or since >= self.config.refresh_s
-            or (track_boxes and since >= self.config.track_refresh_s)
+            or ((track_boxes or result.boxes) and since >= self.config.track_refresh_s)
+            or (moving and since >= self.config.moving_refresh_s)
         ):
-            return self._run(timestamp)
+            return self._run(timestamp, regions)
         return False
 
-    def _run(self, timestamp: float) -> bool:
+    def examined(self, regions: list[Box], detections: list[Box]) -> None:
+        """The detector's answer for a frame whose motion `regions` it saw: the regions where it
+        found nothing explain their motion until the next refresh."""
+        self._examined = [r for r in regions if not any(_overlaps(r, box) for box in detections)]
+
+    def _run(self, timestamp: float, regions: list[Box]) -> bool:
         self._last_detect = timestamp
+        self.last_regions = regions
+        self._examined = []  # until the detector's answer comes back, nothing counts as examined
         self.detected += 1
         return True
 
     @property
     def skipped(self) -> int:
         return self.frames - self.detected
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])

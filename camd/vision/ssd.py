@@ -51,18 +51,24 @@ class SsdDetector:
         self.min_score = min_score
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        check_image(image)
-        height, width = image.shape[:2]
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Several frames (any sizes) in one forward pass; one list of detections per frame."""
+        for image in images:
+            check_image(image)
         # The graph normalizes pixels itself; OpenCV only resizes (no crop) and swaps BGR -> RGB.
-        blob = cv2.dnn.blobFromImage(image, size=(self._size, self._size), swapRB=True, crop=False)
+        blob = cv2.dnn.blobFromImages(images, size=(self._size, self._size), swapRB=True, crop=False)
         self._net.setInput(blob)
         rows = self._net.forward().reshape(-1, 7)  # [image, class, score, x1, y1, x2, y2], coords 0..1
-        detections = []
-        for _, class_id, score, x1, y1, x2, y2 in rows:
+        out: list[list[Detection]] = [[] for _ in images]
+        for image_id, class_id, score, x1, y1, x2, y2 in rows:
             label = COCO_TF_LABELS.get(int(class_id))
-            if label is None or score < self.min_score:
+            index = int(image_id)
+            if label is None or score < self.min_score or not 0 <= index < len(images):
                 continue
+            height, width = images[index].shape[:2]
             box = clip_box(x1 * width, y1 * height, x2 * width, y2 * height, width, height)
             if box[2] > box[0] and box[3] > box[1]:
-                detections.append(Detection(label=label, score=float(score), box=box))
-        return detections
+                out[index].append(Detection(label=label, score=float(score), box=box))
+        return out

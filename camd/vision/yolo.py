@@ -103,6 +103,8 @@ class YoloDetector:
         self._input_name = model_input.name
         self._dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
         self._size = self._input_size(path, model_input.shape, input_size)
+        # A model exported with dynamic=True takes several frames per call; a fixed batch of 1 does not.
+        self.batches = not isinstance(model_input.shape[0], int) if model_input.shape else False
 
         output = self._session.get_outputs()[0]
         channels = output.shape[1] if len(output.shape) == 3 else None
@@ -134,14 +136,34 @@ class YoloDetector:
         return fixed or wanted or DEFAULT_INPUT_SIZE
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """One call for all frames when the model has a dynamic batch axis, else one call each."""
+        prepared = [self._prepare(image) for image in images]
+        if self.batches and len(images) > 1:
+            blob = np.concatenate([blob for blob, *_ in prepared])
+            raw = self._session.run(None, {self._input_name: blob})[0]
+            outputs = [raw[i] for i in range(len(images))]
+        else:
+            outputs = [self._session.run(None, {self._input_name: blob})[0][0] for blob, *_ in prepared]
+        return [
+            self._parse(output, image.shape[1], image.shape[0], scale, pad_x, pad_y)
+            for output, image, (_, scale, pad_x, pad_y) in zip(outputs, images, prepared, strict=True)
+        ]
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, float, float]:
         check_image(image)
-        height, width = image.shape[:2]
         padded, scale, pad_x, pad_y = letterbox(image, self._size)
         blob = cv2.dnn.blobFromImage(padded, scalefactor=1 / 255.0, swapRB=True).astype(
             self._dtype, copy=False
         )
-        raw = self._session.run(None, {self._input_name: blob})[0]
-        rows = np.asarray(raw[0], dtype=np.float32).T  # (N, 4 + nc)
+        return blob, scale, pad_x, pad_y
+
+    def _parse(
+        self, output: np.ndarray, width: int, height: int, scale: float, pad_x: float, pad_y: float
+    ) -> list[Detection]:
+        rows = np.asarray(output, dtype=np.float32).T  # (N, 4 + nc)
 
         scores_all = rows[:, 4:]
         class_ids = scores_all.argmax(axis=1)

@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -274,17 +275,23 @@ def walkers_clip(media_dir: Path) -> WalkerClip:
     return make_walker_clip(media_dir / "walkers.mp4", default_walker_scene())
 
 
-def transcode(source: Path, target: Path, gop: int = 10, max_frames: int | None = None) -> Path:
+def transcode(source: Path, target: Path, gop: int = 10, max_frames: int | None = None,
+              size: tuple[int, int] | None = None) -> Path:
     """Re-encode a real clip as H.264 with a short GOP, so an RTSP client joining mid-stream
-    decodes within a fraction of a second (real camera footage, camera-like stream)."""
+    decodes within a fraction of a second (real camera footage, camera-like stream). `size`
+    (width, height, even) rescales it: one clip as a camera's main stream and its substream."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
         video = reader.streams.video[0]
         fps = float(video.average_rate or 10)
-        stream = _add_video_stream(writer, fps, (video.codec_context.width, video.codec_context.height), gop)
+        out_size = size or (video.codec_context.width, video.codec_context.height)
+        stream = _add_video_stream(writer, fps, out_size, gop)
         for index, frame in enumerate(reader.decode(video)):
             if max_frames is not None and index >= max_frames:
                 break
-            _encode(writer, stream, frame.to_ndarray(format="bgr24"), index)
+            image = frame.to_ndarray(format="bgr24")
+            if size is not None:
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            _encode(writer, stream, image, index)
         writer.mux(stream.encode(None))
     return target

@@ -5,6 +5,7 @@ Imported by the service tests directly (no fixture registration needed).
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -106,7 +107,9 @@ class MemoryIdentity:
         with self._lock:
             return {"name": name, **self._get(name)}
 
-    def enroll_photos(self, name: str, photos: list[bytes], category: str) -> dict[str, Any]:
+    def enroll_photos(
+        self, name: str, photos: list[bytes], category: str, kind: str = "person"
+    ) -> dict[str, Any]:
         sizes = []
         for index, data in enumerate(photos):
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -144,6 +147,45 @@ class MemoryIdentity:
             self._get(name)
             del self.people[name]
             return {"forgotten": name, "sightings_deleted": 0}
+
+    # camd.api.app.EnrollmentService and CorrectionService: the stand-in has no sightings and no
+    # tracker, but reads an uploaded clip for real.
+
+    def upload_dir(self) -> Path:
+        if not hasattr(self, "_uploads"):
+            import tempfile
+
+            self._uploads = Path(tempfile.mkdtemp(prefix="camd-standin-uploads-"))
+        return self._uploads
+
+    def enroll_sighting(
+        self, name: str, sighting_id: str, category: str, kind: str | None = None
+    ) -> dict[str, Any]:
+        raise LookupError(f"no sighting {sighting_id!r} (the stand-in records none)")
+
+    def enroll_clip(
+        self, name: str, clip: Path, category: str, kind: str = "person", track: int | None = None,
+        start_s: float = 0.0, end_s: float | None = None, clip_name: str = "clip",
+    ) -> dict[str, Any]:
+        capture = cv2.VideoCapture(str(clip))
+        ok = capture.isOpened() and capture.read()[0]
+        capture.release()
+        if not ok:
+            raise ValueError(f"{clip_name}: unreadable (not a video camd can decode)")
+        with self._lock:
+            person = self.people.setdefault(name, {"category": category, "photos": 0})
+            person["clips"] = person.get("clips", 0) + 1
+            return {"name": name, "clip": clip_name, "track": track}
+
+    def correct_not(self, sighting_id: str, not_name: str) -> dict[str, Any]:
+        with self._lock:
+            self._get(not_name)
+            self.corrections.append((sighting_id, f"not {not_name}"))
+            return {"sighting": sighting_id, "not": not_name}
+
+    def export_person(self, name: str) -> bytes:
+        with self._lock:
+            return json.dumps({"person": name, **self._get(name)}).encode()
 
     def sightings(self, name: str | None, camera: str | None, limit: int) -> dict[str, Any]:
         with self._lock:

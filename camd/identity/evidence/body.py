@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 
 from camd.identity.evidence._crops import check_crops, l2_normalise, require_file
+
+if TYPE_CHECKING:
+    from camd.config.models import IdentityConfig
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -31,15 +35,17 @@ def _session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-class MobileNetV2Features:
-    """The MobileNetV2 feature map (N, C, H/32, W/32) of BGR crops, resized to the model's input."""
+class OnnxCropModel:
+    """An ONNX image model run on BGR crops, each resized to the model's fixed input (N, 3, H, W) and
+    ImageNet-normalised as RGB; returns the model's first output for the whole batch."""
 
-    def __init__(self, onnx_path: str | Path, threads: int = 2, batch_size: int = 16) -> None:
-        self.path = require_file(onnx_path, "MobileNetV2 ONNX feature extractor")
+    def __init__(self, onnx_path: str | Path, what: str, threads: int = 2, batch_size: int = 16) -> None:
+        self.path = require_file(onnx_path, what)
         self._session = _session(self.path, threads)
         shape = self._session.get_inputs()[0].shape
         self.input_hw = (int(shape[2]), int(shape[3]))
         self._input = self._session.get_inputs()[0].name
+        self.output_shape = self._session.get_outputs()[0].shape
         self.batch_size = batch_size
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -58,6 +64,13 @@ class MobileNetV2Features:
             batch = self.preprocess(crops[start : start + self.batch_size])
             outputs.append(self._session.run(None, {self._input: batch})[0])
         return np.concatenate(outputs, axis=0)
+
+
+class MobileNetV2Features(OnnxCropModel):
+    """The MobileNetV2 feature map (N, C, H/32, W/32) of BGR crops, resized to the model's input."""
+
+    def __init__(self, onnx_path: str | Path, threads: int = 2, batch_size: int = 16) -> None:
+        super().__init__(onnx_path, "MobileNetV2 ONNX feature extractor", threads, batch_size)
 
 
 def stripe_pool(features: np.ndarray, stripes: int) -> np.ndarray:
@@ -85,7 +98,7 @@ class BodyAppearanceEmbedder:
 
     def __init__(self, onnx_path: str | Path, threads: int = 2, stripes: int | None = None) -> None:
         self.features = MobileNetV2Features(onnx_path, threads=threads)
-        output = self.features._session.get_outputs()[0].shape
+        output = self.features.output_shape
         channels, rows = int(output[1]), int(output[2])
         self.stripes = rows if stripes is None else stripes
         if not 1 <= self.stripes <= rows:
@@ -99,3 +112,48 @@ class BodyAppearanceEmbedder:
         if not crops:
             return np.zeros((0, self.dim), dtype=np.float32)
         return stripe_pool(self.features(crops), self.stripes)
+
+
+# -- choosing the backbone (identity.body_model) ------------------------------------------------------
+
+MOBILENET_SPACE = "mobilenetv2"
+MOBILENET_DIM = 1280  # features.14: 160 channels x 8 rows
+
+
+class BodyEmbedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def body_space(identity: IdentityConfig) -> str:
+    """The vector space body embeddings of this config live in. Vectors of different backbones, or of
+    different weights of one backbone, are not comparable, so the memory keeps each space apart."""
+    if identity.body_model == "osnet":
+        from camd.identity.evidence.osnet.prepare import space_id
+
+        return space_id(identity.osnet)
+    return MOBILENET_SPACE
+
+
+def body_dim(identity: IdentityConfig) -> int:
+    if identity.body_model == "osnet":
+        from camd.identity.evidence.osnet import EMBEDDING_DIM
+
+        return EMBEDDING_DIM
+    return MOBILENET_DIM
+
+
+def load_body_embedder(identity: IdentityConfig, models_dir: Path, threads: int = 2) -> BodyEmbedder:
+    """The configured body embedder, its model prepared first if needed (OSNet: download + convert once)."""
+    if identity.body_model == "osnet":
+        from camd.identity.evidence.osnet.embedder import OSNetEmbedder
+        from camd.identity.evidence.osnet.prepare import prepare_osnet
+
+        return OSNetEmbedder(
+            prepare_osnet(identity.osnet, models_dir), threads=threads, name=body_space(identity)
+        )
+    from camd.identity.models import model_file
+
+    return BodyAppearanceEmbedder(model_file(models_dir, "appearance_onnx"), threads=threads)

@@ -105,7 +105,31 @@ def export_mobilenet_v2_onnx(weights: Path, onnx_path: Path, input_hw: tuple[int
         # The TorchScript exporter is deprecated but needs no extra packages (the new one wants onnxscript).
         warnings.simplefilter("ignore", DeprecationWarning)
         _export(torch, trunk, dummy, onnx_path)
+    check_onnx_matches(torch, trunk, onnx_path, input_hw)
     return onnx_path
+
+
+# The ONNX file's bytes differ between CPUs (constant folding rounds floats differently), so the
+# export is verified by what it computes: the same features as torch on a fixed pseudo-random batch.
+MAX_ABS_DIFF = 1e-3
+
+
+def check_onnx_matches(torch: Any, module: Any, onnx_path: Path, input_hw: tuple[int, int]) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(20261122)
+    batch = rng.standard_normal((2, 3, *input_hw)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(batch)).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: batch})
+    worst = float(np.abs(got - expected).max())
+    if got.shape != expected.shape or worst > MAX_ABS_DIFF:
+        raise RuntimeError(
+            f"the exported ONNX disagrees with the torch model (shape {got.shape} vs {expected.shape}, "
+            f"max abs diff {worst:.2e} > {MAX_ABS_DIFF}); the export is broken, report it"
+        )
 
 
 def _export(torch: Any, trunk: Any, dummy: Any, onnx_path: Path) -> None:
