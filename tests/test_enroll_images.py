@@ -229,7 +229,12 @@ def test_random_bytes_never_escape_as_anything_but_a_clear_error(
         outcomes["read"] += 1
 
     read()
-    assert outcomes["refused"] > 100 and outcomes["read"] > 0, outcomes
+    assert outcomes["refused"] > 100, outcomes
+    # The reader was not refusing everything: each intact photo reads (whether any damaged one still
+    # decodes is up to hypothesis's draw, so that is not asserted).
+    for photo in small_photos:
+        path.write_bytes(photo)
+        assert read_photo(path).shape == (96, 96, 3)
 
 
 def assert_skipped(output: str, refused: dict[str, tuple[Path, str]]) -> None:
