@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, default=None, help="default: vtest.avi or the demo clip")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples")
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
+    parser.add_argument("--max-strangers", type=int, default=IdentityConfig().max_strangers,
+                        help="identity.max_strangers: strangers remembered at once (the RAM they hold)")
     parser.add_argument("--no-identity", dest="identity", action="store_false",
                         help="detection and tracking only (identity is on by default)")
     args = parser.parse_args()
@@ -69,7 +71,7 @@ def main() -> None:
         state_dir=state,
         models_dir=args.models_dir,
         mqtt=MqttConfig(enabled=use_mqtt, topic_prefix="camdsoak", client_id="camd-soak"),
-        identity=IdentityConfig(enabled=args.identity),
+        identity=IdentityConfig(enabled=args.identity, max_strangers=args.max_strangers),
         cameras={
             f"cam{i}": CameraConfig(url=str(clip), loop=True, realtime=True) for i in range(args.cameras)
         },
@@ -85,11 +87,14 @@ def main() -> None:
         dropped = sum(s.dropped for s in daemon.statuses.values()) + sum(
             p.stats.dropped for p in daemon.pipelines.values()
         )  # in the stream readers and in the inference queues
-        sightings = daemon.identity.memory.count_sightings() if daemon.identity is not None else 0
+        memory = daemon.identity.memory if daemon.identity is not None else None
+        sightings = memory.count_sightings() if memory is not None else 0
+        strangers = sum(p["role"] == "stranger" for p in memory.people(True)) if memory is not None else 0
         sample = {"t_s": round(time.monotonic() - started), "rss_mb": round(rss_mb(), 1),
                   "fds": open_fds(), "threads": threading.active_count(), "frames": frames,
-                  "dropped": dropped, "sightings": sightings,
+                  "dropped": dropped, "sightings": sightings, "strangers": strangers,
                   "store_mb": round(folder_mb(config.store_path), 2),
+                  "log_mb": round(sum(p.stat().st_size for p in state.glob("sightings.sqlite3*")) / 1e6, 2),
                   "crops_mb": round(folder_mb(config.crops_path), 2)}
         samples.append(sample)
         print(json.dumps(sample), flush=True)
@@ -103,6 +108,7 @@ def main() -> None:
     fds_trend = slope_per_hour([(s["t_s"], s["fds"]) for s in fitted])
     print(json.dumps({
         "cameras": args.cameras, "minutes": args.minutes, "clip": str(clip), "identity": args.identity,
+        "max_strangers": args.max_strangers,
         "samples": len(samples), "trend_over": window,
         "rss_start_mb": samples[0]["rss_mb"] if samples else None,
         "rss_end_mb": samples[-1]["rss_mb"] if samples else None,

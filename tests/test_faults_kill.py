@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from camd.config.models import Config
-from camd.identity.memory import PEOPLE, PROTOTYPES, SIGHTINGS, Memory
+from camd.identity.memory import PEOPLE, PROTOTYPES, Memory
 from camd.publish.outbox import Outbox
 from tests.support.broker import BrokerAddress, MqttRecorder, free_port
 from tests.support.daemon import unique_prefix
@@ -40,13 +40,14 @@ def collection_db(state: Path, collection: str) -> Path:
     return state / "qdrant" / "collection" / collection / "storage.sqlite"
 
 
-def rows(db: Path) -> int:
-    """Rows committed so far, read by a second process's reader as the writer goes (SQLite allows it)."""
+def rows(db: Path, table: str = "points") -> int:
+    """Rows committed so far, read by a second process's reader as the writer goes (SQLite allows it).
+    `points`: a Qdrant collection's table; `sightings`: the sighting log's."""
     if not db.exists():
         return 0
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM points").fetchone()[0])
+            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
     except sqlite3.OperationalError:  # locked for the instant of a commit, or not created yet
         return -1
 
@@ -58,11 +59,15 @@ def hot_journals(state: Path) -> list[str]:
 
 
 def integrity(state: Path) -> dict[str, str]:
-    """SQLite's own check of every collection (opening read-write rolls a hot journal back first)."""
+    """SQLite's own check of every collection and of the sighting log (opening read-write rolls a hot
+    journal back first)."""
     out = {}
-    for db in (state / "qdrant" / "collection").glob("*/storage.sqlite"):
-        with sqlite3.connect(db) as conn:
-            out[db.parent.name] = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    for db in [*(state / "qdrant" / "collection").glob("*/storage.sqlite"), state / "sightings.sqlite3"]:
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                out[db.parent.name if db.name == "storage.sqlite" else db.name] = conn.execute(
+                    "PRAGMA integrity_check"
+                ).fetchone()[0]
     return out
 
 
@@ -190,18 +195,19 @@ def test_daemon_killed_while_storing_sightings_restarts_intact_and_delivers_its_
     prefix = unique_prefix()
     nowhere = BrokerAddress("127.0.0.1", free_port())  # no broker: every event waits in the outbox
     offline = daemon_yaml(tmp_path, models_dir, nowhere, prefix)
-    sightings_db = collection_db(state, SIGHTINGS)
+    sightings_db = config.sightings_path
     rng = random.Random(11)
     seen = before["sightings"]
     queued: list[str] = []
     for attempt in range(3):
-        baseline = rows(sightings_db)
+        baseline = rows(sightings_db, "sightings")
         process = camd("run", "--config", str(offline))
         try:
             # Right after a sighting row lands, the rest of that track's writes (person, prototypes,
             # meta) are under way; the last attempt kills later, anywhere in the run.
             delay = rng.uniform(0.0, 0.02) if attempt < 2 else rng.uniform(0.2, 1.5)
-            killed = kill_when(process, lambda b=baseline: rows(sightings_db) > b + 1, delay, 180)
+            landed = lambda b=baseline: rows(sightings_db, "sightings") > b + 1  # noqa: E731
+            killed = kill_when(process, landed, delay, 180)
         finally:
             if process.poll() is None:
                 process.kill()
@@ -226,7 +232,7 @@ def test_daemon_killed_while_storing_sightings_restarts_intact_and_delivers_its_
                 "every event queued before the kills",
             )
             wait_until_more = time.monotonic() + 60
-            while rows(sightings_db) <= seen + 1 and time.monotonic() < wait_until_more:
+            while rows(sightings_db, "sightings") <= seen + 1 and time.monotonic() < wait_until_more:
                 time.sleep(0.2)
             process.send_signal(signal.SIGTERM)
             output, _ = process.communicate(timeout=30)

@@ -11,7 +11,7 @@ import pytest
 from qdrant_client import models as qm
 
 from camd.identity import enroll
-from camd.identity.memory import PEOPLE, PROTOTYPES, SIGHTINGS, Memory, MemoryLockedError, UnknownPersonError
+from camd.identity.memory import PEOPLE, PROTOTYPES, Memory, MemoryLockedError, UnknownPersonError
 from camd.identity.models import face_photo
 from tests.support.identity_data import after_for, read_image, track_from_image
 
@@ -45,13 +45,14 @@ def test_forget_removes_every_vector_and_crop(tmp_path: Path, models_dir: Path, 
     service.finalise(track_from_image(service, again), after_for("ev-2", at=NOW), NOW)
     enroll.correct(service, "ev-2", not_name="obama")  # a negative prototype must go too
     assert any(h.payload["negative"] for h in service.memory.prototypes("obama"))
-    assert _points(service.memory, PROTOTYPES, "obama") and _points(service.memory, SIGHTINGS, "obama")
+    assert _points(service.memory, PROTOTYPES, "obama") and service.memory.sightings("obama")
 
     result = enroll.forget(service, "obama")
 
     assert result["prototypes"] >= 5 and result["crops"] == 1
-    for collection in (PEOPLE, PROTOTYPES, SIGHTINGS):
+    for collection in (PEOPLE, PROTOTYPES):
         assert _points(service.memory, collection, "obama") == [], collection
+    assert service.memory.sightings("obama") == []
     face = service.models.face.faces(photo)[0].embedding  # type: ignore[union-attr]
     assert all(h.person_id != "obama" for h in service.memory.search(PROTOTYPES, "face", face, NOW))
     assert not crop.exists()
@@ -142,7 +143,9 @@ def test_retention_prunes_strangers_and_their_crops_but_keeps_family(
     assert crop.is_file()
 
     # A day later only biden's same-day prototype (12 h) has expired; the stranger is kept 2 days.
-    assert service.prune(NOW + 86400) == {"crops": 0, "sightings": 0, "prototypes": 1, "people": 0}
+    assert service.prune(NOW + 86400) == {
+        "crops": 0, "sightings": 0, "prototypes": 1, "people": 0, "strangers_forgotten": 0
+    }
     counts = service.prune(NOW + 3 * 86400)
 
     assert counts["sightings"] == 1 and counts["crops"] == 1 and counts["people"] == 1
@@ -172,6 +175,8 @@ def test_store_and_crops_are_owner_only_and_the_store_is_locked_while_open(
     service.close()
     for path in service.config.store_path.rglob("*"):
         assert stat.S_IMODE(path.stat().st_mode) in (0o600, 0o700), path
+    for path in service.config.state_dir.glob("sightings.sqlite3*"):  # the sighting log and its WAL
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     reopened = Memory(service.config)  # and it all survives a restart
     try:
         assert reopened.sighting("p").vectors["face"].shape == (128,)

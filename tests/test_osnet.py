@@ -36,7 +36,7 @@ from camd.identity.memory import PROTOTYPES, SIGHTINGS
 from camd.identity.models import face_photo
 from camd.identity.service import IdentityService, Models
 from camd.vision.detector import create_detector
-from tests.support.identity_data import identity_config, read_image
+from tests.support.identity_data import after_for, identity_config, read_image, track_from_image
 
 pytest_plugins = ["tests.support.identity"]
 
@@ -469,6 +469,10 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
     enroll.enroll_photos(before, "obama", "family", photos)
     old_protos = before.memory.prototypes("obama")
     assert any("body" in h.vectors for h in old_protos) and any("face" in h.vectors for h in old_protos)
+    seen = read_image(face_photo(models_dir, "obama3.jpg"))
+    decision = before.finalise(track_from_image(before, seen), after_for("ev-old"), now=1_000_000.0)
+    assert decision is not None and decision.name == "obama"
+    assert before.memory.sighting("ev-old").vectors["body"].shape == (1280,)
     before.close()
 
     settings = {"body_model": "osnet", "osnet": osnet.model_dump(mode="json")}
@@ -485,7 +489,11 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
         carried = after.memory.prototypes("obama")
         assert carried and all("body" not in h.vectors for h in carried)  # 1280-d vectors stay behind
         assert {h.key for h in carried} == {h.key for h in old_protos if "face" in h.vectors}
-        assert after.memory.sightings() == []  # enrolling from photos records no sighting
+        # The sighting log keeps each body vector under its space: the old one is not offered here.
+        old_sighting = after.memory.sighting("ev-old")
+        assert "body" not in old_sighting.vectors and "face" in old_sighting.vectors
+        exported = dict(after.memory.everything_of("obama")[SIGHTINGS])[SIGHTINGS]
+        assert exported.vectors["body@mobilenetv2"].shape == (1280,)
 
         enroll.enroll_photos(after, "obama", "family", photos)  # re-enrolled: 512-d body prototypes now
         bodies = [h.vectors["body"] for h in after.memory.prototypes("obama") if "body" in h.vectors]
@@ -496,7 +504,8 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
 
         assert after.memory.client.count(PROTOTYPES).count > 0  # the 1280-d space stays, for switching back
         enroll.forget(after, "obama")  # forgetting reaches every body space
-        for collection in (PROTOTYPES, f"{PROTOTYPES}_{space}", SIGHTINGS, f"{SIGHTINGS}_{space}"):
+        for collection in (PROTOTYPES, f"{PROTOTYPES}_{space}"):
             assert after.memory.client.count(collection).count == 0, collection
+        assert after.memory.sightings("obama") == [] and after.memory.count_sightings() == 0
     finally:
         after.close()

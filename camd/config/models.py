@@ -394,6 +394,11 @@ class IdentityConfig(Strict):
     best_crops: Annotated[int, Field(ge=1, le=20)] = 5  # crops per track that are embedded and kept
     retention_days: Annotated[float, Field(gt=0.0)] = 30.0  # strangers' sightings and crops
     same_day_hours: Annotated[float, Field(gt=0.0, le=72.0)] = 12.0  # life of a same-day prototype
+    # Strangers remembered at once (their record and the faces and looks that link them). Each costs
+    # ~22 KB of RAM in the embedded store; beyond the cap the least recently seen are forgotten first
+    # (their sightings stay in the log until retention_days). Checked hourly and whenever a tenth of
+    # the cap has been added since.
+    max_strangers: Annotated[int, Field(ge=10)] = 2000
     learn_confidence: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9  # confidence that adds one
     save_crops: bool = True  # a small JPEG per sighting in crops_dir (owner-only)
     # Where the crops go; None: <state_dir>/crops. A full disk there costs crops, never sightings.
@@ -469,6 +474,14 @@ class Config(Strict):
     @property
     def store_path(self) -> Path:
         return self.store.path or self.state_dir / "qdrant"
+
+    @property
+    def sightings_path(self) -> Path:
+        """The sighting log (identity/sightings.py), beside the embedded store; with a Qdrant server it
+        stays on this machine, in state_dir."""
+        if self.store.path is not None:
+            return self.store.path.with_name(f"{self.store.path.name}-sightings.sqlite3")
+        return self.state_dir / "sightings.sqlite3"
 
     @property
     def crops_path(self) -> Path:

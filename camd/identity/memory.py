@@ -1,24 +1,31 @@
 """The household memory in Qdrant: embedded at a local path by default, a server when a URL is set.
 
-Four collections (names carry a schema version, so a later layout can live beside this one):
+Three collections (names carry a schema version, so a later layout can live beside this one):
 - people: one point per person or vehicle (name, role, kind, created, last seen, seen count); strangers
   are people too (`unknown-N`, role "stranger"), and expire with their sightings;
 - prototypes: vectors a person is recognised by, several per person per modality, each with when, where
   and how it was learned; negative ones (from "not NAME") and short-lived same-day ones (`expires_at`);
-- sightings: one per finished track (time, camera, label, the track's vectors, the decision, a crop path);
 - meta: small state (the crowd mean used for centring, the stranger counters).
+Sightings, one per finished track (time, camera, label, the track's vectors, the decision, a crop path),
+are history rather than something searched by vector: they go to the sighting log (sightings.py, SQLite
+on disk), so that memory does not grow with every track. Stores made before that keep their sightings:
+they are moved into the log on open.
+
+The embedded (local) mode keeps every point in RAM, deleted ones too, until the client is reopened.
+Strangers and same-day prototypes come and go all day, so after `COMPACT_AFTER` deletions the prune
+reopens the local client, which loads only the live points.
 
 Vectors are named: "face" (128-d dlib, Euclidean), "body" (1280-d raw MobileNetV2 rows, or 512-d OSNet),
 "colour" (72-d clothing colour), "vehicle" (196-d). A point holds only the names it has. Body vectors are
 stored raw: centring on the crowd mean happens at comparison time, so prototypes never go stale as the mean
 moves.
 
-Body vectors of different backbones (or of different OSNet weights) are not comparable, so prototypes and
-sightings live in one pair of collections per body space (`identity.body_model`): the default MobileNetV2
-keeps the plain names above, OSNet adds its space, e.g. `camd_prototypes_v1_osnet_x1_0_<sha256[:12]>`.
-Switching spaces copies everything but the body appearance (faces, vehicles, gait shapes, the sighting
-history) into the new pair once and logs who needs re-enrolling; the old pair stays (switching back finds
-it), and forgetting, renaming and retention act on every pair.
+Body vectors of different backbones (or of different OSNet weights) are not comparable, so prototypes
+live in one collection per body space (`identity.body_model`): the default MobileNetV2 keeps the plain
+name above, OSNet adds its space, e.g. `camd_prototypes_v1_osnet_x1_0_<sha256[:12]>` (the sighting log
+keeps each body vector under its space). Switching spaces copies every prototype but the body appearance
+(faces, vehicles, gait shapes) into the new collection once and logs who needs re-enrolling; the old one
+stays (switching back finds it), and forgetting, renaming and retention act on every space.
 
 Enrollment is all or nothing, though the embedded store commits one point at a time: an enrollment's
 prototypes carry its batch id, and the person's record, written last, lists the batches it committed
@@ -44,13 +51,14 @@ from qdrant_client import QdrantClient, models
 
 from camd.config.models import Config
 from camd.identity.evidence.body import MOBILENET_SPACE, body_dim, body_space
+from camd.identity.sightings import SightingLog
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "v1"
 PEOPLE = f"camd_people_{SCHEMA}"
 PROTOTYPES = f"camd_prototypes_{SCHEMA}"
-SIGHTINGS = f"camd_sightings_{SCHEMA}"
+SIGHTINGS = f"camd_sightings_{SCHEMA}"  # the sighting log; a Qdrant collection in stores made before it
 META = f"camd_meta_{SCHEMA}"
 
 VECTORS: dict[str, tuple[int, models.Distance]] = {
@@ -64,6 +72,7 @@ BODY_SPACE_KEY = "body_space"  # meta: the space the store was last opened with
 ROLES = ("family", "visitor")
 KINDS = ("person", "vehicle")
 SCROLL_PAGE = 256
+COMPACT_AFTER = 2000  # deleted points an embedded store holds in RAM before the prune reopens it
 
 
 class MemoryLockedError(RuntimeError):
@@ -94,7 +103,8 @@ def open_client(config: Config) -> QdrantClient:
 
 
 def body_collections(space: str) -> dict[str, str]:
-    """Logical collection name -> the collection that holds it for a body space."""
+    """Logical collection name -> the collection that holds it for a body space (SIGHTINGS: only in
+    stores made before the sighting log)."""
     if space == MOBILENET_SPACE:  # the names stores had before body spaces existed
         return {PROTOTYPES: PROTOTYPES, SIGHTINGS: SIGHTINGS}
     return {PROTOTYPES: f"{PROTOTYPES}_{space}", SIGHTINGS: f"{SIGHTINGS}_{space}"}
@@ -135,13 +145,19 @@ def _match(key: str, value: Any) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
+def _match_any(key: str, values: list[str]) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key=key, match=models.MatchAny(any=values))])
+
+
 class Memory:
     """People, prototypes and sightings; every method is thread-safe (one lock around the client)."""
 
     def __init__(self, config: Config) -> None:
+        self.config = config
         self.client = open_client(config)
         self._lock = threading.RLock()
         self._path = None if config.store.url else config.store_path
+        self._deleted_since_open = 0
         self.crops_dir = config.crops_path
         self.body_space = body_space(config.identity)
         self._names = {PEOPLE: PEOPLE, META: META, **body_collections(self.body_space)}
@@ -149,7 +165,7 @@ class Memory:
         named = {
             name: models.VectorParams(size=dims[name], distance=dist) for name, (_, dist) in VECTORS.items()
         }
-        for collection, vectors in ((PEOPLE, {}), (PROTOTYPES, named), (SIGHTINGS, named), (META, {})):
+        for collection, vectors in ((PEOPLE, {}), (PROTOTYPES, named), (META, {})):
             physical = self._names[collection]
             if not self.client.collection_exists(physical):
                 self.client.create_collection(physical, vectors_config=vectors)
@@ -157,6 +173,8 @@ class Memory:
                     for field in ("person_id", "expires_at", "name"):
                         self.client.create_payload_index(physical, field, _index_type(field))
         self._check_body_size(dims["body"])
+        self.log = SightingLog(config.sightings_path)
+        self._move_sightings_to_log()
         self._switch_body_space()
         if self._path is not None:
             restrict(self._path)
@@ -174,15 +192,33 @@ class Memory:
         return sorted({self._c(collection), *spaces})
 
     def _check_body_size(self, dim: int) -> None:
-        for logical in (PROTOTYPES, SIGHTINGS):
+        with self._lock:
+            params = self.client.get_collection(self._c(PROTOTYPES)).config.params.vectors
+        size = params["body"].size if isinstance(params, dict) and "body" in params else None
+        if size != dim:
+            raise RuntimeError(
+                f"memory collection {self._c(PROTOTYPES)} holds {size}-d body vectors, but body space "
+                f"{self.body_space} makes {dim}-d ones; this store was not made by this camd version"
+            )
+
+    def _move_sightings_to_log(self) -> None:
+        """Stores made before the sighting log kept sightings in Qdrant collections (one per body space):
+        copy them into the log, then drop those collections. An interrupted move resumes (merge keeps what
+        is there), and a collection is dropped only once all of it is in the log."""
+        for collection in self._every_space(SIGHTINGS):
             with self._lock:
-                params = self.client.get_collection(self._c(logical)).config.params.vectors
-            size = params["body"].size if isinstance(params, dict) and "body" in params else None
-            if size != dim:
-                raise RuntimeError(
-                    f"memory collection {self._c(logical)} holds {size}-d body vectors, but body space "
-                    f"{self.body_space} makes {dim}-d ones; this store was not made by this camd version"
-                )
+                if not self.client.collection_exists(collection):
+                    continue
+            space = MOBILENET_SPACE if collection == SIGHTINGS else collection[len(SIGHTINGS) + 1 :]
+            moved = 0
+            for page in self._pages(collection):
+                for point in page:
+                    hit = self._hit(point)
+                    self.log.merge(hit.key or str(point.id), hit.vectors, hit.payload, space)
+                    moved += 1
+            with self._lock:
+                self.client.delete_collection(collection)
+            log.info("memory: moved %d sightings from collection %s into the sighting log", moved, collection)
 
     def _switch_body_space(self) -> None:
         """When the body backbone changed since the store was last opened, carry the rest over once."""
@@ -196,49 +232,48 @@ class Memory:
         self.save_state(BODY_SPACE_KEY, {"space": self.body_space})
 
     def _carry_over(self, previous: str) -> None:
-        """Copy what does not depend on the body backbone from the previous space's collections: faces,
-        vehicles, gait shapes, the sighting history. Body vectors cannot be converted between backbones, so
-        body prototypes (and the clothing colour fused with them) stay behind; points already here (from an
-        earlier time in this space) are kept as they are. Idempotent: an interrupted copy resumes."""
+        """Copy the prototypes that do not depend on the body backbone from the previous space's collection:
+        faces, vehicles, gait shapes. Body vectors cannot be converted between backbones, so body prototypes
+        (and the clothing colour fused with them) stay behind; points already here (from an earlier time in
+        this space) are kept as they are. Idempotent: an interrupted copy resumes. The sighting log keeps
+        each sighting's body vectors per space, so sightings need no copy."""
         source = body_collections(previous)
         if not self.client.collection_exists(source[PROTOTYPES]):
             return
-        copied: dict[str, int] = {}
+        copied = 0
         lost_body: set[str] = set()
-        for logical, dropped in ((PROTOTYPES, {"body", "colour"}), (SIGHTINGS, set(BODY_VECTORS))):
-            target = self._c(logical)
-            present = {point.id for point in self._scroll(target, None)}
-            copied[logical] = 0
-            for page in self._pages(source[logical]):
-                points = []
-                for point in page:
-                    if point.id in present:
-                        continue
-                    raw = point.vector if isinstance(point.vector, dict) else {}
-                    vectors = {k: v for k, v in raw.items() if k not in dropped and v is not None}
-                    payload = dict(point.payload or {})
-                    if logical == PROTOTYPES:
-                        if "body" in raw:
-                            lost_body.add(str(payload.get("person_id")))
-                        payload["modalities"] = [m for m in payload.get("modalities", []) if m not in dropped]
-                        if not payload["modalities"]:
-                            continue  # it held body appearance only
-                    points.append(models.PointStruct(id=point.id, vector=vectors, payload=payload))
-                if points:
-                    with self._lock:
-                        self.client.upsert(target, points)
-                    copied[logical] += len(points)
+        dropped = {*BODY_VECTORS, "colour"}
+        target = self._c(PROTOTYPES)
+        present = {point.id for point in self._scroll(target, None)}
+        for page in self._pages(source[PROTOTYPES]):
+            points = []
+            for point in page:
+                if point.id in present:
+                    continue
+                raw = point.vector if isinstance(point.vector, dict) else {}
+                vectors = {k: v for k, v in raw.items() if k not in dropped and v is not None}
+                payload = dict(point.payload or {})
+                if "body" in raw:
+                    lost_body.add(str(payload.get("person_id")))
+                payload["modalities"] = [m for m in payload.get("modalities", []) if m not in dropped]
+                if not payload["modalities"]:
+                    continue  # it held body appearance only
+                points.append(models.PointStruct(id=point.id, vector=vectors, payload=payload))
+            if points:
+                with self._lock:
+                    self.client.upsert(target, points)
+                copied += len(points)
         roles = {p["person_id"]: p.get("role") for p in self.people(include_strangers=True)}
         needing = lost_body - self.people_with("body", time.time())
         enrolled = sorted(pid for pid in needing if roles.get(pid) in ROLES)
         strangers = sum(1 for pid in needing if roles.get(pid) == "stranger")
         log.warning(
             "identity.body_model changed (body space %s -> %s): body vectors of different backbones are not "
-            "comparable. Copied %d prototypes (faces, vehicles, gait shapes) and %d sightings without their "
-            "body appearance; the old collections stay, for switching back. No body prototypes any more for "
+            "comparable. Copied %d prototypes (faces, vehicles, gait shapes) without their body appearance; "
+            "the old collection stays, for switching back. No body prototypes any more for "
             "%s: re-enroll them (camd enroll NAME --photos DIR, or --clip FILE) to recognise them from "
             "behind again. %d strangers will get new unknown-N ids.",
-            previous, self.body_space, copied[PROTOTYPES], copied[SIGHTINGS],
+            previous, self.body_space, copied,
             ", ".join(enrolled) or "nobody enrolled", strangers,
         )  # fmt: skip
 
@@ -346,9 +381,10 @@ class Memory:
             person.update(person_id=new, name=new)
             self.save_person(person)
             self.client.delete(PEOPLE, [point_id(f"person:{old}")])
-            for collection in (*self._every_space(PROTOTYPES), *self._every_space(SIGHTINGS)):
+            for collection in self._every_space(PROTOTYPES):
                 for point in self._scroll(collection, models.Filter(must=[_match("person_id", old)])):
                     self.client.set_payload(collection, {"person_id": new, "name": new}, points=[point.id])
+            self.log.rename(old, new)
             return person
 
     def forget(self, person_id: str) -> dict[str, int]:
@@ -357,11 +393,12 @@ class Memory:
             self.require_person(person_id)
             by_person = models.Filter(must=[_match("person_id", person_id)])
             prototypes = self.client.count(self._c(PROTOTYPES), count_filter=by_person).count
-            sightings = list(self._scroll(self._c(SIGHTINGS), by_person))
-            crops = self._remove_crops(self._every_space(SIGHTINGS), by_person)
-            for collection in (*self._every_space(PROTOTYPES), *self._every_space(SIGHTINGS)):
+            sightings = self.log.delete_person(person_id)
+            crops = self._remove_crops(sightings)
+            for collection in self._every_space(PROTOTYPES):
                 self.client.delete(collection, points_selector=models.FilterSelector(filter=by_person))
             self.client.delete(PEOPLE, [point_id(f"person:{person_id}")])
+            self._deleted_since_open += prototypes + 1
         return {"prototypes": prototypes, "sightings": len(sightings), "crops": crops}
 
     # -- prototypes --------------------------------------------------------------------------------
@@ -450,87 +487,111 @@ class Memory:
         )
         return [self._hit(p) for p in self._scroll(self._c(PROTOTYPES), flt)]
 
-    # -- sightings ---------------------------------------------------------------------------------
+    # -- sightings (the log, sightings.py) ---------------------------------------------------------
 
     def add_sighting(self, sighting_id: str, vectors: dict[str, np.ndarray], payload: dict[str, Any]) -> None:
-        vector = {name: np.asarray(v, dtype=np.float32).ravel().tolist() for name, v in vectors.items()}
-        payload = {**payload, "sighting_id": sighting_id}
-        with self._lock:
-            self.client.upsert(
-                self._c(SIGHTINGS),
-                [models.PointStruct(id=point_id(f"sighting:{sighting_id}"), vector=vector, payload=payload)],
-            )
+        self.log.add(sighting_id, vectors, payload, self.body_space)
 
     def sighting(self, sighting_id: str) -> Hit:
-        with self._lock:
-            found = self.client.retrieve(
-                self._c(SIGHTINGS),
-                [point_id(f"sighting:{sighting_id}")],
-                with_payload=True,
-                with_vectors=True,
-            )
-        if not found:
+        """A sighting with its vectors of the body space in use."""
+        found = self.log.get(sighting_id, self.body_space)
+        if found is None:
             raise UnknownPersonError(
                 f"no sighting {sighting_id!r} in the memory (see `camd people show NAME`)"
             )
-        return self._hit(found[0])
+        payload, vectors = found
+        return Hit(sighting_id, payload.get("person_id") or "", payload, vectors)
 
     def update_sighting(self, sighting_id: str, payload: dict[str, Any]) -> None:
-        self.sighting(sighting_id)
-        with self._lock:
-            self.client.set_payload(self._c(SIGHTINGS), payload, points=[point_id(f"sighting:{sighting_id}")])
+        if not self.log.update(sighting_id, payload):
+            self.sighting(sighting_id)  # raises the readable error
 
     def sightings(self, person_id: str | None = None) -> list[dict[str, Any]]:
-        flt = models.Filter(must=[_match("person_id", person_id)]) if person_id is not None else None
-        rows = [p.payload or {} for p in self._scroll(self._c(SIGHTINGS), flt)]
-        return sorted(rows, key=lambda s: s.get("end_time") or 0.0)
+        """Payloads of a person's sightings (everyone's when None), oldest first."""
+        return self.log.of_person(person_id)
 
     def sighting_hits(self, person_id: str) -> list[Hit]:
-        """A person's sightings in the body space in use, with their vectors, oldest first."""
-        flt = models.Filter(must=[_match("person_id", person_id)])
-        hits = [self._hit(p) for p in self._scroll(self._c(SIGHTINGS), flt, vectors=True)]
-        return sorted(hits, key=lambda h: h.payload.get("end_time") or 0.0)
+        """A person's sightings with their vectors of the body space in use, oldest first."""
+        return [
+            Hit(str(payload.get("sighting_id")), person_id, payload, vectors)
+            for payload, vectors in self.log.of_person_with_vectors(person_id, self.body_space)
+        ]
 
     def everything_of(self, person_id: str) -> dict[str, list[tuple[str, Hit]]]:
         """Every prototype and sighting of a person in every body space, as (collection, hit): the
-        export of everything stored about them. A point copied into a newer space is listed once,
-        from the space in use."""
+        export of everything stored about them. A prototype copied into a newer space is listed once,
+        from the space in use; a sighting's body vectors of other spaces are named `body@SPACE`."""
         flt = models.Filter(must=[_match("person_id", person_id)])
-        out: dict[str, list[tuple[str, Hit]]] = {}
-        for logical in (PROTOTYPES, SIGHTINGS):
-            current = self._c(logical)
-            seen: set[str] = set()
-            rows: list[tuple[str, Hit]] = []
-            for collection in sorted(self._every_space(logical), key=lambda c: c != current):
-                for point in self._scroll(collection, flt, vectors=True):
-                    hit = self._hit(point)
-                    if hit.key not in seen:
-                        seen.add(hit.key)
-                        rows.append((collection, hit))
-            out[logical] = rows
-        return out
+        current = self._c(PROTOTYPES)
+        seen: set[str] = set()
+        prototypes: list[tuple[str, Hit]] = []
+        for collection in sorted(self._every_space(PROTOTYPES), key=lambda c: c != current):
+            for point in self._scroll(collection, flt, vectors=True):
+                hit = self._hit(point)
+                if hit.key not in seen:
+                    seen.add(hit.key)
+                    prototypes.append((collection, hit))
+        logged = self.log.of_person_with_vectors(person_id, self.body_space, every_space=True)
+        sightings = [
+            (SIGHTINGS, Hit(str(payload.get("sighting_id")), person_id, payload, vectors))
+            for payload, vectors in logged
+        ]
+        return {PROTOTYPES: prototypes, SIGHTINGS: sightings}
 
     def count_sightings(self) -> int:
-        with self._lock:
-            return self.client.count(self._c(SIGHTINGS)).count
+        return self.log.count()
 
     # -- retention ---------------------------------------------------------------------------------
 
-    def prune(self, now: float | None = None) -> dict[str, int]:
-        """Delete what has expired: strangers' sightings, crops and people, same-day prototypes."""
+    def prune(self, now: float | None = None, max_strangers: int | None = None) -> dict[str, int]:
+        """Delete what has expired: strangers' sightings, crops and people, same-day prototypes; then,
+        beyond `max_strangers`, the least recently seen strangers (record and prototypes)."""
         now = time.time() if now is None else now
         expired = models.Filter(must=[models.FieldCondition(key="expires_at", range=models.Range(lt=now))])
         counts: dict[str, int] = {}
         with self._lock:
-            counts["crops"] = self._remove_crops(self._every_space(SIGHTINGS), expired)
-            counts["sightings"] = self.client.count(self._c(SIGHTINGS), count_filter=expired).count
+            sightings = self.log.delete_expired(now)
+            counts["sightings"] = len(sightings)
+            counts["crops"] = self._remove_crops(sightings)
             counts["prototypes"] = self.client.count(self._c(PROTOTYPES), count_filter=expired).count
             counts["people"] = self.client.count(PEOPLE, count_filter=expired).count
-            for collection in (*self._every_space(SIGHTINGS), *self._every_space(PROTOTYPES), PEOPLE):
+            for collection in (*self._every_space(PROTOTYPES), PEOPLE):
                 self.client.delete(collection, points_selector=models.FilterSelector(filter=expired))
+            self._deleted_since_open += counts["prototypes"] + counts["people"]
+            if max_strangers is not None:
+                counts["strangers_forgotten"] = self._forget_oldest_strangers(max_strangers)
+            if self._path is not None and self._deleted_since_open >= COMPACT_AFTER:
+                self._reopen()
         if any(counts.values()):
             log.info("memory prune: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
         return counts
+
+    def _forget_oldest_strangers(self, keep: int) -> int:
+        """Forget the least recently seen strangers beyond `keep`: their record and prototypes (a stranger
+        forgotten is one a later track can no longer be linked to). Their sightings stay in the log."""
+        is_stranger = models.Filter(must=[_match("role", "stranger")])
+        strangers = [p.payload or {} for p in self._scroll(PEOPLE, is_stranger)]
+        if len(strangers) <= keep:
+            return 0
+        strangers.sort(key=lambda p: (p.get("last_seen") or p.get("created") or 0.0, p.get("person_id", "")))
+        oldest = [str(p["person_id"]) for p in strangers[: len(strangers) - keep]]
+        for start in range(0, len(oldest), SCROLL_PAGE):
+            chunk = oldest[start : start + SCROLL_PAGE]
+            theirs = _match_any("person_id", chunk)
+            for collection in self._every_space(PROTOTYPES):
+                self._deleted_since_open += self.client.count(collection, count_filter=theirs).count
+                self.client.delete(collection, points_selector=models.FilterSelector(filter=theirs))
+            self.client.delete(PEOPLE, points_selector=models.PointIdsList(
+                points=[point_id(f"person:{pid}") for pid in chunk]))  # fmt: skip
+        self._deleted_since_open += len(oldest)
+        return len(oldest)
+
+    def _reopen(self) -> None:
+        """Reopen the embedded store: it loads only live points, freeing the RAM deleted ones held."""
+        self.client.close()
+        self.client = open_client(self.config)
+        log.info("memory: reopened the embedded store to free %d deleted points", self._deleted_since_open)
+        self._deleted_since_open = 0
 
     # -- meta --------------------------------------------------------------------------------------
 
@@ -547,11 +608,13 @@ class Memory:
 
     def counts(self) -> dict[str, int]:
         with self._lock:
-            return {c: self.client.count(self._c(c)).count for c in (PEOPLE, PROTOTYPES, SIGHTINGS)}
+            counts = {c: self.client.count(self._c(c)).count for c in (PEOPLE, PROTOTYPES)}
+        return {**counts, SIGHTINGS: self.log.count()}
 
     def close(self) -> None:
         with self._lock:
             self.client.close()
+            self.log.close()
         if self._path is not None:
             restrict(self._path)
 
@@ -582,10 +645,9 @@ class Memory:
             vectors,
         )
 
-    def _remove_crops(self, collections: list[str], flt: models.Filter) -> int:
-        """Delete the crop files of the matching sightings of every body space (each file once)."""
-        crops = {(s.payload or {}).get("crop") for c in collections for s in self._scroll(c, flt)}
-        return sum(self._remove_crop(crop) for crop in crops)
+    def _remove_crops(self, sightings: list[dict[str, Any]]) -> int:
+        """Delete the crop files of these (deleted) sightings."""
+        return sum(self._remove_crop(crop) for crop in {s.get("crop") for s in sightings})
 
     def _remove_crop(self, crop: str | None) -> int:
         if not crop:

@@ -115,6 +115,7 @@ class IdentityService:
         self.matcher = Matcher(self.memory, config.identity, self.crowd)
         self._sightings_since_save = 0
         self._last_prune = 0.0
+        self._strangers_since_prune = 0  # new unknown-N ids since the last prune
         self._write_lock = threading.Lock()
         self._recent_crops: OrderedDict[str, str] = OrderedDict()  # sighting id -> crop file
         self.crop_outage = OutageLog(
@@ -140,15 +141,20 @@ class IdentityService:
     # -- run-time upkeep -------------------------------------------------------------------------
 
     def maybe_prune(self, now: float | None = None) -> dict[str, int] | None:
-        """Prune at most once an hour; the daemon calls this from its main loop."""
+        """Prune once an hour, or sooner when a tenth of `max_strangers` new strangers came since the
+        last prune (a busy street must not outgrow the cap by an hour's worth); the daemon calls this
+        from its main loop."""
         now = time.time() if now is None else now
-        if now - self._last_prune < PRUNE_EVERY_S:
+        busy = self._strangers_since_prune >= max(1, self.config.identity.max_strangers // 10)
+        if now - self._last_prune < PRUNE_EVERY_S and not busy:
             return None
-        self._last_prune = now
         return self.prune(now)
 
     def prune(self, now: float | None = None) -> dict[str, int]:
-        return self.memory.prune(now)
+        now = time.time() if now is None else now
+        self._last_prune = now
+        self._strangers_since_prune = 0
+        return self.memory.prune(now, max_strangers=self.config.identity.max_strangers)
 
     def close(self) -> None:
         try:
@@ -219,6 +225,7 @@ class IdentityService:
             return
         kind = vectors.kind
         new_id = self.memory.next_unknown_id(kind)
+        self._strangers_since_prune += 1
         self.memory.save_person({
             "person_id": new_id, "name": new_id, "role": "stranger", "kind": kind, "created": now,
             "last_seen": now, "last_camera": after["camera"], "seen_count": 0,

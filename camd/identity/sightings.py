@@ -1,0 +1,242 @@
+"""The sighting log: one row per finished track, on disk in SQLite beside the Qdrant store.
+
+Sightings are history, not something the matcher searches by vector: they are read by id (enroll
+from a sighting, correct it), by person (people show, export, the same-time check for strangers) and
+by expiry (retention). So they live in an indexed SQLite file, not in Qdrant: Qdrant's embedded mode
+keeps every point it ever held in RAM until the process restarts (deleted points included), and a
+daemon writes thousands of sightings a day. Here memory stays flat however long camd runs, and a
+sighting costs its bytes on disk only.
+
+Vectors are kept as float16 (half the bytes of float32; a sighting's vectors become prototypes only
+through enrollment or a correction, where 3 significant digits are far below the spread of real
+embeddings). Body vectors depend on the body backbone, so each is stored under its body space;
+the other vectors (face, colour, vehicle) under "" (any space).
+
+Durability: WAL journal, a transaction per write; a process killed mid-write leaves the previous
+state (SQLite's own guarantee). The file is owner-only (biometric data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ANY_SPACE = ""  # vectors that do not depend on the body backbone
+SPACE_DEPENDENT = frozenset({"body"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sightings (
+    id TEXT PRIMARY KEY,
+    person_id TEXT,
+    end_time REAL,
+    expires_at REAL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sightings_person ON sightings (person_id, end_time);
+CREATE INDEX IF NOT EXISTS sightings_expiry ON sightings (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sighting_vectors (
+    sighting_id TEXT NOT NULL REFERENCES sightings (id) ON DELETE CASCADE,
+    space TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (sighting_id, space, name)
+);
+"""
+
+
+def _encode(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f2").ravel().tobytes()
+
+
+def _decode(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f2").astype(np.float32)
+
+
+class SightingLog:
+    """Sightings by id, by person and by expiry; thread-safe (one connection behind a lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # owner-only before the first byte
+        os.close(fd)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL: durable across a process kill (the WAL is in the OS); fsync only at checkpoints.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        for suffix in ("-wal", "-shm"):
+            sidecar = Path(f"{self.path}{suffix}")
+            if sidecar.exists():
+                os.chmod(sidecar, 0o600)
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def add(
+        self, sighting_id: str, vectors: dict[str, np.ndarray], payload: dict[str, Any], space: str
+    ) -> None:
+        """Store (or replace) a sighting: its payload and each vector, body ones under `space`."""
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM sightings WHERE id = ?", (sighting_id,))
+            self._insert("INSERT", sighting_id, vectors, payload, space)
+
+    def update(self, sighting_id: str, changes: dict[str, Any]) -> bool:
+        """Merge `changes` into a sighting's payload; False when there is no such sighting."""
+        with self._lock, self._transaction():
+            found = self._db.execute("SELECT payload FROM sightings WHERE id = ?", (sighting_id,)).fetchone()
+            if found is None:
+                return False
+            payload = {**json.loads(found[0]), **changes}
+            self._db.execute(
+                "UPDATE sightings SET person_id = ?, end_time = ?, expires_at = ?, payload = ? WHERE id = ?",
+                (payload.get("person_id"), _number(payload.get("end_time")),
+                 _number(payload.get("expires_at")), json.dumps(payload, default=_plain), sighting_id),
+            )  # fmt: skip
+            return True
+
+    def rename(self, old: str, new: str) -> int:
+        """Every sighting of `old` now names `new`; returns how many."""
+        with self._lock, self._transaction():
+            cursor = self._db.execute(
+                "UPDATE sightings SET person_id = ?, "
+                "payload = json_set(payload, '$.person_id', ?, '$.name', ?) WHERE person_id = ?",
+                (new, new, new, old),
+            )
+            return cursor.rowcount
+
+    def merge(
+        self, sighting_id: str, vectors: dict[str, np.ndarray], payload: dict[str, Any], space: str
+    ) -> None:
+        """Add what is missing of a sighting, keeping what is there (moving an older store's sightings
+        in: the same sighting may come from several body spaces' collections)."""
+        with self._lock, self._transaction():
+            self._insert("INSERT OR IGNORE", sighting_id, vectors, payload, space)
+
+    def _insert(
+        self, verb: str, sighting_id: str, vectors: dict[str, np.ndarray], payload: dict[str, Any], space: str
+    ) -> None:
+        payload = {**payload, "sighting_id": sighting_id}
+        self._db.execute(
+            f"{verb} INTO sightings (id, person_id, end_time, expires_at, payload) VALUES (?, ?, ?, ?, ?)",
+            (sighting_id, payload.get("person_id"), _number(payload.get("end_time")),
+             _number(payload.get("expires_at")), json.dumps(payload, default=_plain)),
+        )  # fmt: skip
+        self._db.executemany(
+            f"{verb} INTO sighting_vectors VALUES (?, ?, ?, ?)",
+            [(sighting_id, space if name in SPACE_DEPENDENT else ANY_SPACE, name, _encode(vector))
+             for name, vector in vectors.items()],
+        )  # fmt: skip
+
+    def delete_person(self, person_id: str) -> list[dict[str, Any]]:
+        """Delete every sighting of a person; returns their payloads (for their crops)."""
+        return self._delete("person_id = ?", (person_id,))
+
+    def delete_expired(self, now: float) -> list[dict[str, Any]]:
+        """Delete every sighting whose retention ended before `now`; returns their payloads."""
+        return self._delete("expires_at IS NOT NULL AND expires_at < ?", (now,))
+
+    def _delete(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        with self._lock, self._transaction():
+            rows = self._db.execute(f"SELECT payload FROM sightings WHERE {where}", args)
+            gone = [json.loads(row[0]) for row in rows]
+            self._db.execute(f"DELETE FROM sightings WHERE {where}", args)
+        return gone
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, sighting_id: str, space: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """A sighting's payload and its vectors usable in body space `space`, or None."""
+        with self._lock:
+            found = self._db.execute("SELECT payload FROM sightings WHERE id = ?", (sighting_id,)).fetchone()
+            if found is None:
+                return None
+            return json.loads(found[0]), self._vectors([sighting_id], space)[sighting_id]
+
+    def of_person(self, person_id: str | None = None) -> list[dict[str, Any]]:
+        """Payloads of a person's sightings (everyone's when None), oldest first."""
+        where, args = ("WHERE person_id = ?", (person_id,)) if person_id is not None else ("", ())
+        with self._lock:
+            rows = self._db.execute(f"SELECT payload FROM sightings {where} ORDER BY end_time, id", args)
+            return [json.loads(r[0]) for r in rows]
+
+    def of_person_with_vectors(
+        self, person_id: str, space: str, every_space: bool = False
+    ) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+        """A person's sightings, oldest first, with their vectors usable in body space `space`; with
+        `every_space`, body vectors of other spaces too, named `body@SPACE` (an export)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, payload FROM sightings WHERE person_id = ? ORDER BY end_time, id", (person_id,)
+            ).fetchall()
+            vectors = self._vectors([r[0] for r in rows], space, every_space)
+        return [(json.loads(payload), vectors[sighting_id]) for sighting_id, payload in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM sightings").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _vectors(
+        self, ids: Iterable[str], space: str, every_space: bool = False
+    ) -> dict[str, dict[str, np.ndarray]]:
+        out: dict[str, dict[str, np.ndarray]] = {sighting_id: {} for sighting_id in ids}
+        for chunk in _chunks(list(out), 500):  # SQLite's limit on bound parameters
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT sighting_id, space, name, data FROM sighting_vectors WHERE sighting_id IN ({marks})",
+                chunk,
+            )
+            for sighting_id, row_space, name, data in rows:
+                if row_space in (ANY_SPACE, space):
+                    out[sighting_id][name] = _decode(data)
+                elif every_space:
+                    out[sighting_id][f"{name}@{row_space}"] = _decode(data)
+        return out
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception (autocommit connection)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars and arrays in a payload."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a sighting")
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
