@@ -16,6 +16,7 @@ from typing import Any
 from camd.config import Config
 from camd.identity.api import IdentityApi
 from camd.identity.service import IdentityService
+from camd.malloc import give_back, tune_allocator
 from camd.pipeline import CameraPipeline, EventSink
 from camd.publish.commands import CameraSwitches
 from camd.publish.hass import HassBridge
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # Camera threads get this long to notice the stop flag before shutdown moves on without them.
 JOIN_TIMEOUT_S = 3.0
+TRIM_EVERY_S = 60.0  # hand freed heap memory back to the system (camd/malloc.py)
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Daemon:
         self.statuses: dict[str, CameraStatus] = {}
         self._sink_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._trimmed_at = time.monotonic()
         self.sightings_stored = 0
         self.services: DaemonServices | None = None  # systemd notify, watchdog, control API
         self.switches = CameraSwitches(  # per-camera detect ON/OFF, commanded over MQTT
@@ -95,11 +98,15 @@ class Daemon:
             while not self.stop_event.is_set() and any(t.is_alive() for t in self._threads):
                 self.stop_event.wait(0.2)
                 self._guard("prune", lambda: self.identity.maybe_prune())  # type: ignore[union-attr]
+                if time.monotonic() - self._trimmed_at >= TRIM_EVERY_S:
+                    give_back()
+                    self._trimmed_at = time.monotonic()
         finally:
             self.shutdown()
         return self.summary(time.monotonic() - started)
 
     def start(self) -> None:
+        tune_allocator()  # before the camera threads allocate their first frames
         self.services = DaemonServices(self)
         self.services.open()
         self.pool = InferencePool.from_config(self.config.detector, self.config.models_path)

@@ -376,7 +376,6 @@ class CameraIdentity:
         self.service, self.camera = service, camera
         self.tracks: dict[int, TrackEvidence] = {}
         self.stats = {"embeds": 0, "face_tries": 0, "poses": 0, "decisions": 0, "early": 0}
-        self.decide_ms: list[float] = []
 
     def observe(self, frame: Frame, tracked: list[TrackedObject], states: dict[int, Any]) -> list[Any]:
         """Gather evidence from this frame; return the TrackStates whose identity changed (to refresh)."""
@@ -403,9 +402,7 @@ class CameraIdentity:
     def _decide_early(self, evidence: TrackEvidence, state: Any, now: float) -> bool:
         evidence.changed = False
         evidence.last_decision_at = now
-        started = time.perf_counter()
         decision = self.service.matcher.decide(evidence.vectors(with_shape=False), time.time())
-        self.decide_ms.append((time.perf_counter() - started) * 1000.0)
         self.stats["decisions"] += 1
         if not decision.early or state.identity.name == decision.name:
             return False

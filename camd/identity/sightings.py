@@ -18,6 +18,7 @@ state (SQLite's own guarantee). The file is owner-only (biometric data).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -72,6 +73,10 @@ class SightingLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: durable across a process kill (the WAL is in the OS); fsync only at checkpoints.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Each sighting rewrites a few 4 KB pages; checkpoint every 200 pages (not SQLite's 1000) and
+        # truncate the WAL after, so it stays well under 1 MB instead of sitting at 4 MB.
+        self._db.execute("PRAGMA wal_autocheckpoint=200")
+        self._db.execute("PRAGMA journal_size_limit=1048576")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         for suffix in ("-wal", "-shm"):
@@ -186,6 +191,8 @@ class SightingLog:
 
     def close(self) -> None:
         with self._lock:
+            with contextlib.suppress(sqlite3.Error):  # a full disk: the WAL stays, SQLite replays it
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
     # -- helpers -----------------------------------------------------------------------------------
