@@ -3,6 +3,7 @@ their body space, and the embedded store gives back the RAM of what retention de
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ def test_vectors_keep_their_body_space_and_survive_float16(tmp_path: Path) -> No
     assert [p["sighting_id"] for p in log.delete_expired(11.0)] == ["ev-1"]
     assert log.get("ev-1", "mobilenetv2") is None and log.count() == 1
     log.close()
+    with sqlite3.connect(tmp_path / "log.sqlite3") as db:  # pages that pack float16 body vectors
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 16384
     reopened = SightingLog(tmp_path / "log.sqlite3")  # on disk, not in RAM
     assert reopened.count() == 1 and reopened.get("ev-0", "")[0]["person_id"] == "ann"  # type: ignore[index]
     reopened.close()

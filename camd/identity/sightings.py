@@ -70,6 +70,9 @@ class SightingLog:
         os.close(fd)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        # 16 KB pages: a sighting's body vector (2.6 KB as float16) fills most of a 4 KB page, leaving
+        # the rest unused; larger pages pack them (4.1 instead of 5.1 KB a sighting). New files only.
+        self._db.execute("PRAGMA page_size=16384")
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: durable across a process kill (the WAL is in the OS); fsync only at checkpoints.
         self._db.execute("PRAGMA synchronous=NORMAL")
