@@ -22,7 +22,7 @@ from pathlib import Path
 
 from camd.bench import rss_mb
 from camd.config import CameraConfig, Config, MqttConfig
-from camd.config.models import IdentityConfig
+from camd.config.models import ApiConfig, IdentityConfig
 from camd.daemon import Daemon
 from camd.demo import broker_answers, default_footage
 
@@ -72,6 +72,7 @@ def main() -> None:
         models_dir=args.models_dir,
         mqtt=MqttConfig(enabled=use_mqtt, topic_prefix="camdsoak", client_id="camd-soak"),
         identity=IdentityConfig(enabled=args.identity, max_strangers=args.max_strangers),
+        api=ApiConfig(enabled=False),  # a daemon running beside it keeps its port
         cameras={
             f"cam{i}": CameraConfig(url=str(clip), loop=True, realtime=True) for i in range(args.cameras)
         },

@@ -192,7 +192,7 @@ class Daemon:
     def _set_detect(self, camera: str, on: bool) -> None:
         pipeline = self.pipelines.get(camera)
         if pipeline is not None:
-            pipeline.detect_enabled = on
+            pipeline.set_detect(on)
 
     def _announce_people(self) -> None:
         """Home Assistant gets a last-seen sensor and a presence tracker per enrolled person."""

@@ -135,7 +135,7 @@ class CameraPipeline:
             name, config.detector.queue_frames, drop_oldest=self.source.drops_when_behind
         )
         self.stats = CameraStats(lane=self.lane)
-        self.detect_enabled = True  # the camera's detect switch (MQTT <prefix>/<camera>/detect/set)
+        self.detect_enabled = True  # the detect switch (MQTT <prefix>/<camera>/detect/set), see set_detect
         self.on_frame: FrameObserver | None = None
         # Written by the consumer, read by the camera thread (replaced whole, never mutated).
         self._gate_tracks: tuple[_TrackMotion, ...] = ()
@@ -162,6 +162,12 @@ class CameraPipeline:
             if self._own_pool:
                 self.pool.stop()
             self.stats.finished_at = time.monotonic()
+
+    def set_detect(self, on: bool) -> None:
+        """The detect switch. Off: frames queued before it are not detected either."""
+        self.detect_enabled = on
+        if not on:
+            self.lane.skip_waiting()
 
     def process(self, frame: Frame) -> bool:
         """Gate one frame and queue it for the consumer. False when the pipeline is closing."""

@@ -220,3 +220,27 @@ def test_yolo_with_a_fixed_batch_of_one_runs_a_batch_frame_by_frame(
     assert any(batched), "the cyclists are people"
     for got, image in zip(batched, images, strict=True):
         assert same_detections(got, yolo.detect(image), tolerance_px=0.01)
+
+
+def test_frames_queued_when_detection_is_switched_off_are_not_detected(
+    ssd: Detector, clip_frames: list[np.ndarray]
+) -> None:
+    """The camera's detect switch goes off while frames wait behind a slow one: those pass through
+    undetected, in order; only the frame already in the detector finishes."""
+    slow = RecordingDetector(ssd, delay_s=0.3)
+    pool = InferencePool([slow])
+    lane = pool.lane("door", capacity=4, drop_oldest=False)
+    for index in range(4):
+        assert lane.submit(Frame("door", index, float(index), clip_frames[index]), detect=True)
+    deadline = time.monotonic() + 10
+    while not slow.seen and time.monotonic() < deadline:  # the first frame is in the detector
+        time.sleep(0.01)
+    assert lane.skip_waiting() == 3
+    taken: list[LaneItem] = []
+    consumer = consume(lane, taken)
+    lane.close()
+    consumer.join(timeout=30)
+    pool.stop()
+    assert [item.frame.index for item in taken] == [0, 1, 2, 3]
+    assert [item.detect for item in taken] == [True, False, False, False]
+    assert len(slow.seen) == 1, "only the frame already in the detector was detected"

@@ -118,6 +118,16 @@ class CameraLane:
             "another hub (docs/scaling.md)"
         )
 
+    def skip_waiting(self) -> int:
+        """Frames still waiting for the detector are passed through undetected (the camera's detect
+        switch went off: nothing queued before it is detected after it); returns how many."""
+        with self.pool.cond:
+            waiting = [item for item in self.items if item.state == "waiting"]
+            for item in waiting:
+                item.detect, item.state = False, "done"
+            self.pool.cond.notify_all()
+        return len(waiting)
+
     def close(self, discard: bool = False) -> None:
         """No more frames. discard: forget those still waiting for the detector (shutdown)."""
         with self.pool.cond:
