@@ -13,6 +13,7 @@ Settings a user exported (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_) win. Off gli
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 
@@ -26,6 +27,7 @@ ARENA_MAX = 2
 MMAP_THRESHOLD = 128 * 1024  # glibc's starting value, kept fixed
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL("libc.so.6")

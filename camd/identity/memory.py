@@ -510,13 +510,6 @@ class Memory:
         """Payloads of a person's sightings (everyone's when None), oldest first."""
         return self.log.of_person(person_id)
 
-    def sighting_hits(self, person_id: str) -> list[Hit]:
-        """A person's sightings with their vectors of the body space in use, oldest first."""
-        return [
-            Hit(str(payload.get("sighting_id")), person_id, payload, vectors)
-            for payload, vectors in self.log.of_person_with_vectors(person_id, self.body_space)
-        ]
-
     def everything_of(self, person_id: str) -> dict[str, list[tuple[str, Hit]]]:
         """Every prototype and sighting of a person in every body space, as (collection, hit): the
         export of everything stored about them. A prototype copied into a newer space is listed once,

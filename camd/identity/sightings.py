@@ -106,9 +106,8 @@ class SightingLog:
             payload = {**json.loads(found[0]), **changes}
             self._db.execute(
                 "UPDATE sightings SET person_id = ?, end_time = ?, expires_at = ?, payload = ? WHERE id = ?",
-                (payload.get("person_id"), _number(payload.get("end_time")),
-                 _number(payload.get("expires_at")), json.dumps(payload, default=_plain), sighting_id),
-            )  # fmt: skip
+                (*_columns(payload), sighting_id),
+            )
             return True
 
     def rename(self, old: str, new: str) -> int:
@@ -135,9 +134,8 @@ class SightingLog:
         payload = {**payload, "sighting_id": sighting_id}
         self._db.execute(
             f"{verb} INTO sightings (id, person_id, end_time, expires_at, payload) VALUES (?, ?, ?, ?, ?)",
-            (sighting_id, payload.get("person_id"), _number(payload.get("end_time")),
-             _number(payload.get("expires_at")), json.dumps(payload, default=_plain)),
-        )  # fmt: skip
+            (sighting_id, *_columns(payload)),
+        )
         self._db.executemany(
             f"{verb} INTO sighting_vectors VALUES (?, ?, ?, ?)",
             [(sighting_id, space if name in SPACE_DEPENDENT else ANY_SPACE, name, _encode(vector))
@@ -232,6 +230,12 @@ class _Transaction:
 
     def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _columns(payload: dict[str, Any]) -> tuple[Any, ...]:
+    """The indexed columns and the JSON of a payload: person_id, end_time, expires_at, payload."""
+    return (payload.get("person_id"), _number(payload.get("end_time")), _number(payload.get("expires_at")),
+            json.dumps(payload, default=_plain))  # fmt: skip
 
 
 def _number(value: Any) -> float | None:
