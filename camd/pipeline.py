@@ -28,6 +28,7 @@ from camd.sources.status import CameraStatus
 from camd.sources.stream import CameraSource
 from camd.types import Box, Detection, Frame, TrackedObject
 from camd.vision.detector import Detector, filter_detections
+from camd.vision.flow import BoxFlow
 from camd.vision.motion import MotionGate
 from camd.vision.pool import CameraLane, InferencePool, LaneItem, SharedDetector
 from camd.vision.tracker import ObjectTracker
@@ -131,6 +132,9 @@ class CameraPipeline:
             on_close=self.identity.close if self.identity is not None else None,
         )  # fmt: skip
         self.gate = MotionGate(camera.motion)
+        # Between detections, tracked boxes follow the picture (optical flow), see camd/vision/flow.py.
+        self.flow = BoxFlow() if camera.motion.enabled and camera.motion.follow else None
+        self._followed: dict[int, Detection] = {}  # the last detected frame's detections, by index
         self.lane = self.pool.lane(
             name, config.detector.queue_frames, drop_oldest=self.source.drops_when_behind
         )
@@ -218,13 +222,18 @@ class CameraPipeline:
                 self.stats.skipped += 1
             if not self.detect_enabled:  # switched off: nothing is detected, open tracks run out and end
                 self._publish(self.track_events.update(self.tracker.update([], frame.timestamp), frame))
+            if not item.failed and self.detect_enabled:
+                self._follow(frame)
             self._observe(frame, detected=False)
             return
-        if item.context:  # the motion the detector looked at: where it found nothing is explained
-            self.gate.examined(item.context, [det.box for det in item.detections])
+        if item.context is not None:  # the motion the detector looked at is explained now
+            self.gate.examined(item.context)
         detections = filter_detections(item.detections, self._objects)
         tracked = self.tracker.update(detections, frame.timestamp)
         self._publish(self.track_events.update(tracked, frame))
+        if self.flow is not None:  # all of them: a new track needs several frames to be confirmed
+            self._followed = dict(enumerate(detections))
+            self.flow.reset(frame.image, {i: det.box for i, det in self._followed.items()})
         # The gate (on the camera thread) sees the new tracks before identity's slower work here.
         self._last_detect_at = frame.timestamp
         self._remember_motion(frame.timestamp)
@@ -235,6 +244,20 @@ class CameraPipeline:
         self.stats.detect_ms.append(item.elapsed_ms)
         self.stats.latency_s.append(max(0.0, time.time() - frame.timestamp))
         self._observe(frame, detected=True)
+
+    def _follow(self, frame: Frame) -> None:
+        """A frame the detector skipped: move the boxes it last saw along the optical flow and feed
+        them to the tracker as that frame's detections."""
+        if self.flow is None:
+            return
+        moved = self.flow.follow(frame.image)
+        followed = [
+            Detection(self._followed[i].label, self._followed[i].score, box) for i, box in moved.items()
+        ]
+        if not followed:
+            return
+        self._publish(self.track_events.update(self.tracker.update(followed, frame.timestamp), frame))
+        self._remember_motion(frame.timestamp)
 
     def _remember_motion(self, now: float) -> None:
         """Per open track, its box and velocity: the gate checks motion against where each
@@ -258,13 +281,15 @@ class CameraPipeline:
     def _observe(self, frame: Frame, detected: bool) -> None:
         if self.on_frame is None:
             return
-        if detected:
-            seen = [(tid, s.box) for tid, s in self.track_events.states.items()
-                    if s.announced and s.last_seen == frame.timestamp]
-        else:  # between detections the pipeline believes its tracks are where they move to
-            seen = [(tid, self._motion[tid].box_at(frame.timestamp))
-                    for tid, s in self.track_events.states.items()
-                    if s.announced and s.last_seen == self._last_detect_at and tid in self._motion]
+        seen = []
+        for tid, s in self.track_events.states.items():
+            if not s.announced:
+                continue
+            if s.last_seen == frame.timestamp:  # detected, or followed by the flow, in this frame
+                seen.append((tid, s.box))
+            elif not detected and s.last_seen == self._last_detect_at and tid in self._motion:
+                # Between detections the pipeline believes its tracks are where they move to.
+                seen.append((tid, self._motion[tid].box_at(frame.timestamp)))
         self.on_frame(frame, detected, seen)
 
     def _identity_view(

@@ -6,15 +6,12 @@ import random
 import threading
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from camd.config import CameraConfig, DetectorConfig, TrackerConfig
 from camd.sources.stream import CameraSource
 from camd.types import Detection
 from camd.vision.detector import create_detector
 from camd.vision.tracker import ObjectTracker
-from tests.support.media import make_clip
+from tests.support.media import make_photo_walkers
 
 FPS = 5.0
 
@@ -87,47 +84,21 @@ def test_a_track_lost_longer_than_the_buffer_gets_a_new_id() -> None:
 
 
 def test_real_people_walking_a_generated_clip_keep_one_id_each(models_dir: Path, tmp_path: Path) -> None:
-    """Two real people (cut from the ultralytics bus photo) walk known straight paths in an H.264
-    clip; the real detector and tracker must give each one a single id that follows its path."""
-    photo = cv2.imread(str(models_dir / "sample_photos" / "bus.jpg"))
-    people = {  # hand-checked boxes of two full-length people in bus.jpg, scaled to 45%
-        "beige": cv2.resize(photo[400:898, 52:243], None, fx=0.45, fy=0.45),
-        "black": cv2.resize(photo[407:857, 225:343], None, fx=0.45, fy=0.45),
-    }
-    width, height, frames, fps = 640, 480, 50, 10.0
-    rng = np.random.default_rng(3)
-    background = cv2.GaussianBlur(rng.integers(90, 170, (height, width, 3), dtype=np.uint8), (0, 0), 3)
-    lanes = {"beige": ((10, 20), (430, 40)), "black": ((560, 260), (120, 250))}  # top-left start, end
-
-    def top_left(name: str, index: int) -> tuple[int, int]:
-        (x0, y0), (x1, y1) = lanes[name]
-        p = index / (frames - 1)
-        return round(x0 + (x1 - x0) * p), round(y0 + (y1 - y0) * p)
-
-    def truth(name: str, index: int) -> tuple[float, float, float, float]:
-        x, y = top_left(name, index)
-        h, w = people[name].shape[:2]
-        return (x, y, x + w, y + h)
-
-    def draw(index: int) -> np.ndarray:
-        image = background.copy()
-        for name, crop in people.items():
-            x, y = top_left(name, index)
-            image[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
-        return image
-
-    clip = make_clip(tmp_path / "walkers.mp4", frames, fps, (width, height), draw=draw, gop=10)
+    """Two real people walk known straight paths in an H.264 clip; the real detector and tracker
+    must give each one a single id that follows its path."""
+    walkers = make_photo_walkers(models_dir, tmp_path / "walkers.mp4")
     detector = create_detector(DetectorConfig(backend="ssd"), models_dir)
-    tracker = ObjectTracker(TrackerConfig(), fps=fps)
-    source = CameraSource("test", CameraConfig(url=str(clip), detect_fps=fps), threading.Event())
+    tracker = ObjectTracker(TrackerConfig(), fps=walkers.fps)
+    camera = CameraConfig(url=str(walkers.path), detect_fps=walkers.fps)
+    source = CameraSource("test", camera, threading.Event())
     ids: dict[str, list[int]] = {"beige": [], "black": []}
     for frame in source.frames():
         for obj in tracker.update(detector.detect(frame.image), frame.timestamp):
             for name in ids:
-                if iou(obj.detection.box, truth(name, frame.index)) >= 0.5:
+                if iou(obj.detection.box, walkers.truth(name, frame.index)) >= 0.5:
                     ids[name].append(obj.track_id)
     for name, given in ids.items():
-        assert len(given) >= 0.8 * frames, f"{name} followed in only {len(given)} of {frames} frames"
+        assert len(given) >= 0.8 * walkers.frames, f"{name} seen in {len(given)} of {walkers.frames} frames"
         assert len(set(given)) == 1, f"{name} changed id: {given}"
     assert ids["beige"][0] != ids["black"][0]
 

@@ -225,6 +225,51 @@ def make_walker_clip(path: Path, scene: WalkerScene, gop: int = 10) -> WalkerCli
     return WalkerClip(path, scene)
 
 
+@dataclass(frozen=True)
+class PhotoWalkers:
+    """Two real people (cut from the ultralytics bus photo) walking known straight paths in an H.264
+    clip: what the real detector finds and the flow can follow (real texture, not flat colour)."""
+
+    path: Path
+    frames: int
+    fps: float
+    people: dict[str, np.ndarray]
+    lanes: dict[str, tuple[tuple[int, int], tuple[int, int]]]  # top-left start, end
+
+    def top_left(self, name: str, index: int) -> tuple[int, int]:
+        (x0, y0), (x1, y1) = self.lanes[name]
+        p = index / (self.frames - 1)
+        return round(x0 + (x1 - x0) * p), round(y0 + (y1 - y0) * p)
+
+    def truth(self, name: str, index: int) -> Box:
+        x, y = self.top_left(name, index)
+        h, w = self.people[name].shape[:2]
+        return (float(x), float(y), float(x + w), float(y + h))
+
+
+def make_photo_walkers(models_dir: Path, path: Path, frames: int = 50, fps: float = 10.0) -> PhotoWalkers:
+    photo = cv2.imread(str(models_dir / "sample_photos" / "bus.jpg"))
+    people = {  # hand-checked boxes of two full-length people in bus.jpg, scaled to 45%
+        "beige": cv2.resize(photo[400:898, 52:243], None, fx=0.45, fy=0.45),
+        "black": cv2.resize(photo[407:857, 225:343], None, fx=0.45, fy=0.45),
+    }
+    width, height = 640, 480
+    rng = np.random.default_rng(3)
+    background = cv2.GaussianBlur(rng.integers(90, 170, (height, width, 3), dtype=np.uint8), (0, 0), 3)
+    walkers = PhotoWalkers(path, frames, fps, people, {"beige": ((10, 20), (430, 40)),
+                                                       "black": ((560, 260), (120, 250))})
+
+    def draw(index: int) -> np.ndarray:
+        image = background.copy()
+        for name, crop in people.items():
+            x, y = walkers.top_left(name, index)
+            image[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
+        return image
+
+    make_clip(path, frames, fps, (width, height), draw=draw, gop=10)
+    return walkers
+
+
 # --- damaged copies ------------------------------------------------------------------------
 
 
