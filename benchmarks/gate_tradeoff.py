@@ -3,7 +3,8 @@
     PYTHONPATH=. .venv/bin/python benchmarks/gate_tradeoff.py [--clip PATH] [--moving 0 0.4 0.6 1.0]
 
 Runs the real pipeline (decode, gate, tracker, events; no identity) once with the gate off (the
-reference) and once per `motion.moving_refresh_s` value. The detector is the real SSD, but each
+reference) and once per `motion.moving_refresh_s` value, with and without `motion.follow` (boxes
+moved by optical flow between detections). The detector is the real SSD, but each
 distinct frame is detected once and its answer reused by the other runs (the frames are identical
 run to run), so the figures are exact and machine-independent: the fraction of frames the
 detector ran on and the track recall as `camd bench` defines it. Wall-clock speed-ups come from
@@ -61,7 +62,8 @@ def run(clip: str, motion: MotionConfig, detector: RememberingDetector, models_d
     started = time.perf_counter()
     pipeline.run()
     return {"trace": trace, "frames": pipeline.stats.frames, "calls": detector.calls - calls_before,
-            "seconds": time.perf_counter() - started, "tracks": pipeline.track_events.tracks_announced}
+            "seconds": time.perf_counter() - started, "tracks": pipeline.track_events.tracks_announced,
+            "reasons": dict(pipeline.gate.reasons)}
 
 
 def main() -> None:
@@ -81,16 +83,17 @@ def main() -> None:
     print(f"{clip}: {naive['frames']} frames at 5 fps, {naive['tracks']} tracks with the gate off; "
           f"detector p50 {detector_ms:.1f} ms")
     min_frames = max(2, round(RECALL_MIN_TRACK_S * 5.0))
-    for moving in args.moving:
-        gated = run(clip, MotionConfig(moving_refresh_s=moving), detector, args.models_dir)
+    for moving, follow in [(moving, follow) for moving in args.moving for follow in (False, True)]:
+        gated = run(clip, MotionConfig(moving_refresh_s=moving, follow=follow), detector, args.models_dir)
         fraction = gated["calls"] / max(1, gated["frames"])
         other_ms = gated["seconds"] * 1000.0 / max(1, gated["frames"])  # all detections were remembered
         recall, counted = track_recall(naive["trace"], gated["trace"], min_frames)
         expected = (detector_ms + other_ms) / (fraction * detector_ms + other_ms)
         shown = "n/a" if recall is None else f"{recall:.3f}"
-        print(f"  moving_refresh_s {moving:>4}: detector on {fraction:5.1%} of frames, recall {shown} of "
+        print(f"  moving_refresh_s {moving:>4}, follow {'on ' if follow else 'off'}: "
+              f"detector on {fraction:5.1%} of frames, recall {shown} of "
               f"{counted} tracks, {gated['tracks']} tracks, expected speed-up {expected:.2f}x "
-              f"(other work {other_ms:.1f} ms/frame)")
+              f"(other work {other_ms:.1f} ms/frame); detector ran for: {gated['reasons']}")
 
 
 if __name__ == "__main__":

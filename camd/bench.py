@@ -165,6 +165,7 @@ def pipeline_run(
         "tracks": pipeline.track_events.tracks_announced,
         "events": len(events),
         "detect_ms_p50": statistics.median(timings) if timings else None,
+        "reasons": dict(pipeline.gate.reasons),
         "trace": trace,
     }
 
@@ -415,6 +416,7 @@ def _measure(
         "motion_gate_speedup": round(speedup, 2) if speedup else None,
         "motion_gate_track_recall": round(recall, 3) if recall is not None else None,
         "recall_reference_tracks": reference_tracks,
+        "detector_ran_for": gated["reasons"],
         # (e)
         "latency_p50_s": _round(live["latency_p50_s"], 3),
         "latency_p95_s": _round(live["latency_p95_s"], 3),

@@ -7,6 +7,7 @@ with periodic refreshes so stationary people are not lost.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import cv2
@@ -21,6 +22,8 @@ class MotionResult:
     moving: bool
     fraction: float  # of the small frame's pixels that changed
     boxes: list[tuple[int, int, int, int]]  # moving regions, in full-frame pixels
+    mask: np.ndarray | None = None  # the small frame's changed pixels (1), before any dilation
+    scale: float = 1.0  # full-frame pixels per small-frame pixel
 
 
 class MotionDetector:
@@ -60,29 +63,29 @@ class MotionDetector:
         self._previous = grey
         fraction = float(mask.mean())
         if fraction < self.config.min_area:
-            return MotionResult(False, fraction, [])
-        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=2)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            return MotionResult(False, fraction, [], mask, self._scale)
+        grown = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=2)
+        contours, _ = cv2.findContours(grown, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         boxes = []
         for contour in contours:
             x, y, w, h = cv2.boundingRect(contour)
             s = self._scale
             boxes.append((int(x * s), int(y * s), int((x + w) * s), int((y + h) * s)))
-        return MotionResult(True, fraction, boxes)
+        return MotionResult(True, fraction, boxes, mask, self._scale)
 
 
-def covered(region: tuple[int, int, int, int], boxes: list[Box], margin: float = 0.5) -> bool:
-    """True when most of a moving region lies inside tracked boxes (each grown by `margin`)."""
-    x1, y1, x2, y2 = region
-    area = max(1, (x2 - x1) * (y2 - y1))
-    inside = 0.0
-    for bx1, by1, bx2, by2 in boxes:
-        grow_x, grow_y = (bx2 - bx1) * margin, (by2 - by1) * margin
-        ix = min(x2, bx2 + grow_x) - max(x1, bx1 - grow_x)
-        iy = min(y2, by2 + grow_y) - max(y1, by1 - grow_y)
-        if ix > 0 and iy > 0:
-            inside += ix * iy
-    return inside / area >= 0.7
+def moving_pixels_outside(result: MotionResult, boxes: list[Box], margin: float = 0.5) -> int:
+    """How many of the frame's changed pixels (small-frame pixels) lie outside every box, each box
+    grown by `margin` of its size on each side (limbs, shadows and the tracker's lag)."""
+    if result.mask is None:
+        return 0
+    inside = np.zeros_like(result.mask)
+    for x1, y1, x2, y2 in boxes:
+        grow_x, grow_y = (x2 - x1) * margin, (y2 - y1) * margin
+        corner1 = (int((x1 - grow_x) / result.scale), int((y1 - grow_y) / result.scale))
+        corner2 = (int((x2 + grow_x) / result.scale), int((y2 + grow_y) / result.scale))
+        cv2.rectangle(inside, corner1, corner2, 1, thickness=-1)
+    return int(np.count_nonzero(result.mask > inside))
 
 
 class MotionGate:
@@ -99,6 +102,11 @@ class MotionGate:
     too small to detect, swaying leaves or a shadow would otherwise wake the detector on every
     frame although it just found nothing there. Until the next refresh the detector's last answer
     about them counts.
+
+    Motion is judged pixel by pixel, not by the moving regions' rectangles: people walking close
+    together make one region whose rectangle their boxes never cover, although every moving pixel
+    in it is theirs. Motion outside them counts once it is as large as motion itself must be
+    (`min_area`).
     """
 
     def __init__(self, config: MotionConfig) -> None:
@@ -109,37 +117,49 @@ class MotionGate:
         self._examined: list[Box] = []  # regions the detector looked at and found nothing in
         self.frames = 0
         self.detected = 0
+        self.reasons: Counter[str] = Counter()  # why the detector ran (bench and status figures)
 
     def should_detect(self, image: np.ndarray, timestamp: float, track_boxes: list[Box]) -> bool:
         self.frames += 1
         if not self.config.enabled:
+            self.reasons["gate off"] += 1
             return self._run(timestamp, [])
         result = self.motion.update(image)  # every frame: the background keeps learning
         regions: list[Box] = [tuple(float(v) for v in region) for region in result.boxes]  # type: ignore[misc]
         if self._last_detect is None:
+            self.reasons["first frame"] += 1
             return self._run(timestamp, regions)
         since = timestamp - self._last_detect + 1e-6  # frame times are sums of float steps
-        known = list(track_boxes) + self._examined
-        unexplained = any(not covered(region, known) for region in result.boxes)
-        moving = any(covered(region, list(track_boxes)) for region in result.boxes)
-        if (
-            unexplained
-            or since >= self.config.refresh_s
-            or ((track_boxes or result.boxes) and since >= self.config.track_refresh_s)
-            or (moving and since >= self.config.moving_refresh_s)
-        ):
-            return self._run(timestamp, regions)
-        return False
+        enough = self.config.min_area * (result.mask.size if result.mask is not None else 0)
+        outside = moving_pixels_outside(result, [*track_boxes, *self._examined])
+        unexplained = result.moving and outside >= enough
+        moving = result.moving and bool(track_boxes) and (
+            moving_pixels_outside(result, list(track_boxes)) < np.count_nonzero(result.mask)
+        )
+        if unexplained:
+            reason = "new motion"
+        elif since >= self.config.refresh_s:
+            reason = "refresh"
+        elif (track_boxes or result.boxes) and since >= self.config.track_refresh_s:
+            reason = "tracks open"
+        elif moving and since >= self.config.moving_refresh_s:
+            reason = "tracked object moving"
+        else:
+            return False
+        self.reasons[reason] += 1
+        return self._run(timestamp, regions)
 
-    def examined(self, regions: list[Box], detections: list[Box]) -> None:
-        """The detector's answer for a frame whose motion `regions` it saw: the regions where it
-        found nothing explain their motion until the next refresh."""
-        self._examined = [r for r in regions if not any(_overlaps(r, box) for box in detections)]
+    def examined(self, regions: list[Box]) -> None:
+        """The detector has answered for a frame whose moving `regions` it saw. What it found is
+        tracked now; the rest (too small, leaves, shadows) it looked at and found nothing in: all of
+        that motion is explained until the next refresh."""
+        self._examined = list(regions)
 
     def _run(self, timestamp: float, regions: list[Box]) -> bool:
+        # The last answer's regions still count until this frame's answer replaces them: when the
+        # camera thread runs ahead of the detector, clearing them would wake it on every frame.
         self._last_detect = timestamp
         self.last_regions = regions
-        self._examined = []  # until the detector's answer comes back, nothing counts as examined
         self.detected += 1
         return True
 
@@ -147,6 +167,3 @@ class MotionGate:
     def skipped(self) -> int:
         return self.frames - self.detected
 
-
-def _overlaps(a: Box, b: Box) -> bool:
-    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
