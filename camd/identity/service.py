@@ -39,9 +39,7 @@ from camd.identity.models import IdentityModelPaths
 from camd.identity.track import (
     ENOUGH_FACES,
     MAX_FACE_TRIES,
-    MAX_POSE_SAMPLES,
     MIN_POSE_HEIGHT,
-    POSE_INTERVAL_S,
     KeptCrop,
     TrackEvidence,
 )
@@ -50,8 +48,6 @@ from camd.types import PERSON, Frame, TrackedObject
 
 log = logging.getLogger(__name__)
 
-# Re-decide an open track at most this often (seconds of stream time) when new evidence arrived.
-DECIDE_EVERY_S = 1.0
 PRUNE_EVERY_S = 3600.0
 CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd mean
 CROP_HEIGHT = 128  # px: the stored JPEG is small on purpose
@@ -394,17 +390,17 @@ class CameraIdentity:
                 )
                 self.tracks[obj.track_id] = evidence
             gather(self.service, evidence, frame, obj, boxes, self.stats)
-            due = evidence.changed and frame.timestamp - evidence.last_decision_at >= DECIDE_EVERY_S
-            if due and self._decide_early(evidence, state, frame.timestamp):
+            now = frame.timestamp
+            if evidence.decision_due(now) and self._decide_early(evidence, state, now):
                 changed.append(state)
         return changed
 
     def _decide_early(self, evidence: TrackEvidence, state: Any, now: float) -> bool:
-        evidence.changed = False
-        evidence.last_decision_at = now
         decision = self.service.matcher.decide(evidence.vectors(with_shape=False), time.time())
         self.stats["decisions"] += 1
-        if not decision.early or state.identity.name == decision.name:
+        news = decision.early and state.identity.name != decision.name
+        evidence.decided(now, news)
+        if not news:
             return False
         state.identity = decision.identity()
         self.stats["early"] += 1
@@ -444,8 +440,7 @@ def gather(
     except ValueError:
         return  # a box with no pixels inside the frame
     person = evidence.kind == "person"
-    pose_due = not evidence.poses or frame.timestamp - evidence.poses[-1].timestamp >= POSE_INTERVAL_S
-    if person and service.config.identity.gait and pose_due and len(evidence.poses) < MAX_POSE_SAMPLES:
+    if person and service.config.identity.gait and evidence.pose_due(frame.timestamp):
         keypoints = service.pose(frame.image, box) if box[3] - box[1] >= MIN_POSE_HEIGHT else None
         if keypoints is not None:
             evidence.poses.append(PoseSample(frame.timestamp, box, keypoints))
@@ -467,7 +462,7 @@ def gather(
     face = service.face_in_person(frame.image, box)
     if face is not None:
         evidence.faces.append(face)
-        evidence.changed = True
+        evidence.changed = evidence.new_face = True
 
 
 def _span(after: dict[str, Any]) -> TrackSpan | None:

@@ -1,7 +1,8 @@
 """Per-track evidence, gathered frame by frame at a bounded cost.
 
 Every frame: a quality score for the track's box (0.4 ms); for people, MoveNet keypoints (~5-13 ms) every
-POSE_INTERVAL_S, up to MAX_POSE_SAMPLES per track. Only crops that enter the track's top-K by quality are
+POSE_INTERVAL_S for the first DENSE_POSE_SAMPLES, then every SPARSE_POSE_INTERVAL_S, up to MAX_POSE_SAMPLES
+per track. Only crops that enter the track's top-K by quality are
 embedded (body or vehicle appearance, ~5 ms each, at most MAX_EMBEDS per track), and only those are
 searched for a face
 (HOG + embedding ~120 ms when the head region is large enough, at most MAX_FACE_TRIES per track).
@@ -22,9 +23,16 @@ MAX_EMBEDS = 15
 MAX_FACE_TRIES = 6
 ENOUGH_FACES = 3
 # Body shape needs a few dozen confident frames, not every frame; cadence at home-camera frame rates was
-# noise (docs/identity.md), so pose is sampled sparsely: this bounds its cost to ~2 runs per second.
+# noise (docs/identity.md), so pose is sampled sparsely: densely while a track is young (a short visit
+# still gets a shape), then rarely (a long one keeps adding views at a third of the cost).
 MAX_POSE_SAMPLES = 40
+DENSE_POSE_SAMPLES = 12
 POSE_INTERVAL_S = 0.4
+SPARSE_POSE_INTERVAL_S = 1.2
+# Early decisions while a track is open: at most every DECIDE_EVERY_S, backing off (doubling up to
+# MAX_DECIDE_EVERY_S) while they change nothing; a new face decides at once.
+DECIDE_EVERY_S = 1.0
+MAX_DECIDE_EVERY_S = 8.0
 # A candidate crop must beat the worst kept crop by this factor to be embedded (no churn on noise).
 IMPROVEMENT = 1.15
 # People smaller than this (px high) give MoveNet nothing to measure.
@@ -52,7 +60,9 @@ class TrackEvidence:
     poses: list[PoseSample] = field(default_factory=list)
     frames: int = 0
     changed: bool = False  # new evidence since the last decision
+    new_face: bool = False  # a face since the last decision
     last_decision_at: float = 0.0
+    decide_every_s: float = DECIDE_EVERY_S
     camera: str = ""
 
     @classmethod
@@ -73,6 +83,27 @@ class TrackEvidence:
         del self.crops[self.best_k :]
         self.embeds += 1
         self.changed = True
+
+    def pose_due(self, now: float) -> bool:
+        if len(self.poses) >= MAX_POSE_SAMPLES:
+            return False
+        if not self.poses:
+            return True
+        interval = POSE_INTERVAL_S if len(self.poses) < DENSE_POSE_SAMPLES else SPARSE_POSE_INTERVAL_S
+        return now - self.poses[-1].timestamp >= interval
+
+    def decision_due(self, now: float) -> bool:
+        if self.new_face:
+            return True
+        return self.changed and now - self.last_decision_at >= self.decide_every_s
+
+    def decided(self, now: float, changed_identity: bool) -> None:
+        """An early decision was made: back off while decisions change nothing."""
+        self.changed = self.new_face = False
+        self.last_decision_at = now
+        self.decide_every_s = (
+            DECIDE_EVERY_S if changed_identity else min(MAX_DECIDE_EVERY_S, 2 * self.decide_every_s)
+        )
 
     def best_crop(self) -> KeptCrop | None:
         return self.crops[0] if self.crops else None
