@@ -109,11 +109,20 @@ class TrackEvents:
         """Open tracks by track id (a live view: do not modify)."""
         return self._open
 
-    def update(self, tracked: list[TrackedObject], frame: Frame) -> list[dict[str, Any]]:
+    def update(
+        self, tracked: list[TrackedObject], frame: Frame, followed: bool = False
+    ) -> list[dict[str, Any]]:
+        """`followed`: the boxes come from the optical flow, not the detector. They move open tracks
+        but neither open one nor count towards announcing it: only the detector's frames do."""
         now = frame.timestamp
         events: list[dict[str, Any]] = []
         for obj in tracked:
             state = self._open.get(obj.track_id)
+            if followed:
+                if state is not None:
+                    state.box, state.last_seen = obj.detection.box, now
+                    events.extend(self._maybe_announce(state, now))
+                continue
             if state is None:
                 state = TrackState(
                     event_id=f"{now:.6f}-{secrets.token_hex(3)}",

@@ -256,7 +256,8 @@ class CameraPipeline:
         ]
         if not followed:
             return
-        self._publish(self.track_events.update(self.tracker.update(followed, frame.timestamp), frame))
+        tracked = self.tracker.update(followed, frame.timestamp)
+        self._publish(self.track_events.update(tracked, frame, followed=True))
         self._remember_motion(frame.timestamp)
 
     def _remember_motion(self, now: float) -> None:

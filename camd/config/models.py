@@ -101,8 +101,8 @@ class MotionConfig(Strict):
     refresh_s: Annotated[float, Field(gt=0.0)] = 5.0  # detect at least this often with no motion
     track_refresh_s: Annotated[float, Field(gt=0.0)] = 0.6  # ... and this often while tracks are open
     # ... and this often while a tracked object moves (0: every sampled frame). Between detections
-    # `follow` moves the boxes along the picture; on vtest 0.4 s keeps 96% of the tracks of detecting
-    # every frame with the detector on 55% of frames, 0.6 s 89% with 42% (docs/performance.md).
+    # `follow` moves the boxes along the picture; on vtest 0.4 s keeps ~90-96% of the tracks of
+    # detecting every frame with the detector on about half of the frames (docs/performance.md).
     moving_refresh_s: Annotated[float, Field(ge=0.0)] = 0.4
     # Between detections, move the last detections' boxes along the picture's optical flow (~1-2 ms
     # a frame) so the tracker keeps walkers it sees only every few frames (camd/vision/flow.py).
