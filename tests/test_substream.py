@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camd.config import CameraConfig, Config, MqttConfig, ObjectFilter, ObjectsConfig
+from camd.config import CameraConfig, Config, MotionConfig, MqttConfig, ObjectFilter, ObjectsConfig
 from camd.identity.service import IdentityService
 from camd.pipeline import CameraPipeline
 from camd.sources.mainstream import MainStream
@@ -91,7 +91,9 @@ def test_identity_crops_come_from_the_main_stream(streams: tuple[Path, Path], tm
         state_dir=tmp_path / "state", models_dir=models_dir, mqtt=MqttConfig(enabled=False),
         # small boxes on a 320x136 frame: no area floor
         objects=ObjectsConfig(filters={label: ObjectFilter(min_score=0.5, min_area=0) for label in LABELS}),
-        cameras={"door": CameraConfig(url=str(main_path), detect_url=str(sub_path), detect_fps=5.0)},
+        # the gate off: every tracked frame is a detected one, which identity sees
+        cameras={"door": CameraConfig(url=str(main_path), detect_url=str(sub_path), detect_fps=5.0,
+                                      motion=MotionConfig(enabled=False))},
     )
     identity = IdentityService(config)
     events: list[dict[str, Any]] = []
