@@ -112,17 +112,14 @@ class TrackEvents:
     def update(
         self, tracked: list[TrackedObject], frame: Frame, followed: bool = False
     ) -> list[dict[str, Any]]:
-        """`followed`: the boxes come from the optical flow, not the detector. They move open tracks
-        but neither open one nor count towards announcing it: only the detector's frames do."""
+        """`followed`: the boxes come from the optical flow, not the detector. They move tracks and
+        count as frames, but their labels and scores are not evidence: a track is announced only
+        once the detector itself has seen it since it was confirmed (its top score comes only from
+        detected frames), so one stray detection carried by the flow never becomes an event."""
         now = frame.timestamp
         events: list[dict[str, Any]] = []
         for obj in tracked:
             state = self._open.get(obj.track_id)
-            if followed:
-                if state is not None:
-                    state.box, state.last_seen = obj.detection.box, now
-                    events.extend(self._maybe_announce(state, now))
-                continue
             if state is None:
                 state = TrackState(
                     event_id=f"{now:.6f}-{secrets.token_hex(3)}",
@@ -132,9 +129,12 @@ class TrackEvents:
                 )
                 self._open[obj.track_id] = state
             det = obj.detection
-            state.labels[det.label] += 1
-            state.score = det.score
-            state.top_score = max(state.top_score, det.score)
+            if followed:
+                state.labels.setdefault(det.label, 0)  # a label to file it under, not a vote
+            else:
+                state.labels[det.label] += 1
+                state.score = det.score
+                state.top_score = max(state.top_score, det.score)
             state.box = det.box
             state.frame_size = (frame.width, frame.height)
             state.last_seen = now

@@ -57,18 +57,21 @@ def test_a_flicker_below_min_frames_publishes_nothing() -> None:
     assert out == [] and events_of.open_tracks == []
 
 
-def test_boxes_followed_between_detections_move_a_track_but_never_announce_one() -> None:
+def test_a_track_only_the_flow_has_seen_is_announced_once_the_detector_sees_it() -> None:
+    """ByteTrack confirms a track on its second update, which may be a box the flow carried: that
+    track is not announced until the detector itself sees it (one stray detection never is)."""
     events_of = make()
-    out = events_of.update([obj(1, 10.0)], frame(0.0))  # one detection, then only the flow
-    for step in range(1, 8):
-        out += events_of.update([obj(1, 10.0 + step), obj(2, 200.0)], frame(step / 10), followed=True)
-    assert out == [], "a single detection followed by the flow is still a flicker"
-    assert [t.track_id for t in events_of.open_tracks] == [1], "the flow opens no track"
-    assert events_of.open_tracks[0].box[0] == 17.0 and events_of.open_tracks[0].frames == 1
-    out += events_of.update([obj(1, 20.0)], frame(0.8))  # the detector sees it again: announced
+    out = []
+    for step in range(8):
+        out += events_of.update([obj(1, 10.0 + step)], frame(step / 10), followed=True)
+    assert out == [], "a track only the flow carried is never announced"
+    assert events_of.open_tracks[0].box[0] == 17.0 and events_of.open_tracks[0].frames == 8
+    out += events_of.update([obj(1, 20.0, score=0.7)], frame(0.8))  # the detector sees it: announced
     assert [e["type"] for e in out] == ["new"] and out[0]["after"]["box"][0] == 20.0
-    out += events_of.update([obj(1, 80.0)], frame(2.0), followed=True)  # followed far: an update
+    assert out[0]["after"]["top_score"] == 0.7 and out[0]["after"]["label"] == "person"
+    out += events_of.update([obj(1, 80.0, score=0.9)], frame(2.0), followed=True)  # moved far: an update
     assert [e["type"] for e in out] == ["new", "update"]
+    assert out[-1]["after"]["top_score"] == 0.7, "scores carried by the flow are not evidence"
 
 
 def test_low_scores_never_announce_the_track() -> None:
