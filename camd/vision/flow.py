@@ -85,10 +85,21 @@ class BoxFlow:
             dx, dy = np.median(after - before, axis=0)
             x1, y1, x2, y2 = self._boxes[track_id].box
             box: Box = (x1 + float(dx), y1 + float(dy), x2 + float(dx), y2 + float(dy))
-            out[track_id] = box
+            inside = _clip(box, grey.shape)
+            if inside is None:
+                continue  # walked out of the picture
+            out[track_id] = inside
             kept[track_id] = _Followed(box, after.reshape(-1, 1, 2).astype(np.float32))
         self._boxes = kept
         return out
+
+
+def _clip(box: Box, shape: tuple[int, ...]) -> Box | None:
+    """The part of `box` inside a picture of `shape`; None when less than 2 px of it is."""
+    height, width = shape[:2]
+    x1, y1 = max(0.0, box[0]), max(0.0, box[1])
+    x2, y2 = min(float(width), box[2]), min(float(height), box[3])
+    return (x1, y1, x2, y2) if x2 - x1 >= 2 and y2 - y1 >= 2 else None
 
 
 def _corners(grey: np.ndarray, box: Box) -> np.ndarray | None:
