@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
+import camd.vision.flow as flow_module
 from camd.config import CameraConfig, Config, DetectorConfig, MotionConfig, MqttConfig
 from camd.pipeline import CameraPipeline
 from camd.sources.stream import CameraSource
@@ -14,7 +17,12 @@ from tests.support.media import make_photo_walkers
 from tests.test_tracker import iou
 
 
-def test_flow_follows_walking_people_between_detections(models_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_width", [800, 320], ids=["full-size", "half-size"])
+def test_flow_follows_walking_people_between_detections(
+    models_dir: Path, tmp_path: Path, max_width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the 640 px clip at full size, and followed at half size as a wide frame would be."""
+    monkeypatch.setattr(flow_module, "MAX_WIDTH", max_width)
     walkers = make_photo_walkers(models_dir, tmp_path / "walkers.mp4")
     source = CameraSource("f", CameraConfig(url=str(walkers.path), detect_fps=walkers.fps), threading.Event())
     flow = BoxFlow()

@@ -35,8 +35,21 @@ class _Followed:
     points: np.ndarray  # (N, 1, 2) float32, in frame pixels
 
 
-def grey_of(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+# Frames wider than this are followed at half resolution or less (a 720p crowd cost ~5 ms a frame
+# at full size); people big enough to detect keep plenty of corners.
+MAX_WIDTH = 800
+
+
+def grey_of(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The grey picture the flow runs on, and its scale (frame pixels per flow pixel)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    factor = 1
+    while grey.shape[1] // factor > MAX_WIDTH:
+        factor *= 2
+    if factor == 1:
+        return grey, 1.0
+    size = (grey.shape[1] // factor, grey.shape[0] // factor)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA), float(factor)
 
 
 class BoxFlow:
@@ -45,22 +58,23 @@ class BoxFlow:
 
     def __init__(self) -> None:
         self._grey: np.ndarray | None = None
-        self._boxes: dict[int, _Followed] = {}
+        self._scale = 1.0
+        self._boxes: dict[int, _Followed] = {}  # boxes in frame pixels, points in flow pixels
 
     def reset(self, image: np.ndarray, boxes: dict[int, Box]) -> None:
         """The detector's boxes for this frame, by any key (track id, detection index): follow these
         from here on."""
-        grey = grey_of(image)
+        grey, self._scale = grey_of(image)
         self._grey = grey
         self._boxes = {}
         for track_id, box in boxes.items():
-            points = _corners(grey, box)
+            points = _corners(grey, tuple(v / self._scale for v in box))  # type: ignore[arg-type]
             if points is not None:
                 self._boxes[track_id] = _Followed(box, points)
 
     def follow(self, image: np.ndarray) -> dict[int, Box]:
         """Where each followed box is in this frame (boxes whose points were lost are dropped)."""
-        grey = grey_of(image)
+        grey, _scale = grey_of(image)
         previous, self._grey = self._grey, grey
         if previous is None or previous.shape != grey.shape or not self._boxes:
             self._boxes = {}
@@ -82,10 +96,10 @@ class BoxFlow:
             if int(ok.sum()) < MIN_POINTS:
                 continue
             before, after = points[part][ok].reshape(-1, 2), moved[part][ok].reshape(-1, 2)
-            dx, dy = np.median(after - before, axis=0)
+            dx, dy = np.median(after - before, axis=0) * self._scale
             x1, y1, x2, y2 = self._boxes[track_id].box
             box: Box = (x1 + float(dx), y1 + float(dy), x2 + float(dx), y2 + float(dy))
-            inside = _clip(box, grey.shape)
+            inside = _clip(box, image.shape)
             if inside is None:
                 continue  # walked out of the picture
             out[track_id] = inside
