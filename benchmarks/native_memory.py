@@ -17,6 +17,9 @@ the daemon loads it, and called with realistic varying shapes:
             on varying sizes), then the face ResNet on a head crop of varying size
   decode    the whole clip decoded to BGR with PyAV, reopened on every loop (what a looping camera does)
   identity  the daemon's per-box identity calls through IdentityService: pose, embedding, face
+  memory    one stranger a call in the embedded store and the sighting log (record, prototype, sighting;
+            vectors of real crops), pruned every 50 with the soak's cap of 500 (Qdrant reopened after
+            2,000 deletions, as the daemon's prune does)
 
 The process sets the allocator up as the daemon does (camd/malloc.py) and trims every minute, unless
 --no-tune. RSS (VmRSS) is sampled after a warm-up and then every --sample-every seconds; the slope is a
@@ -58,13 +61,13 @@ from camd.config.models import IdentityConfig
 from camd.malloc import give_back, heap_stats, tune_allocator
 from camd.types import Box
 
-COMPONENTS = ("detector", "body", "vehicle", "pose", "face", "decode", "identity")
+COMPONENTS = ("detector", "body", "vehicle", "pose", "face", "decode", "identity", "memory")
 # Calls an hour in the 4-camera soak on vtest (benchmarks/soak.py's counts over 2.5 minutes), to turn a
 # slope into MB/hour: detector frames; body embeddings (one crop a call in the daemon: use --batches 1);
 # poses; face tries (vtest's people are too small for most); loops of the 80 s clip by 4 cameras; the
 # identity path (one call: pose + embedding + face try of a box) at the embedding rate.
 SOAK_CALLS_PER_HOUR = {"detector": 26_000, "body": 53_000, "pose": 41_000, "face": 50, "decode": 180,
-                       "identity": 53_000}
+                       "identity": 53_000, "memory": 8_700}
 FRAME_STEP = 10  # every 10th frame of the clip (1 a second on vtest)
 
 
@@ -192,6 +195,35 @@ def build(component: str, args: argparse.Namespace, frames: list[np.ndarray],
                     service.face_in_person(frame, box))
 
         return one_box
+    if component == "memory":
+        from camd.identity.evidence.body import load_body_embedder
+        from camd.identity.evidence.colour import ClothingColourDescriptor
+        from camd.identity.memory import Memory
+
+        config = Config(state_dir=Path(tempfile.mkdtemp(prefix="camd-native-")), models_dir=args.models_dir,
+                        cameras={"probe": CameraConfig(url=str(args.clip))})
+        memory = Memory(config)
+        chosen = [rng.choice(crops) for _ in range(64)]
+        looks = [{"body": b, "colour": c} for b, c in zip(
+            load_body_embedder(IdentityConfig(), args.models_dir).embed(chosen),
+            ClothingColourDescriptor().embed(chosen), strict=True)]
+        made = 0
+
+        def one_stranger() -> object:
+            nonlocal made
+            made += 1
+            now, pid, look = time.time(), memory.next_unknown_id("person"), rng.choice(looks)
+            memory.save_person({"person_id": pid, "name": pid, "role": "stranger", "kind": "person",
+                                "created": now, "last_seen": now, "last_camera": "probe", "seen_count": 1,
+                                "expires_at": now + 86400.0})
+            memory.add_prototype(pid, look, source="stranger", expires_at=now + 3600.0, camera="probe",
+                                 sighting_id=f"s{made}")
+            memory.add_sighting(f"s{made}", look, {"camera": "probe", "label": "person", "person_id": pid,
+                                                   "start_time": now, "end_time": now,
+                                                   "expires_at": now + 86400.0})
+            return memory.prune(now, max_strangers=500) if made % 50 == 0 else None
+
+        return one_stranger
     raise ValueError(f"unknown component {component!r}")
 
 
@@ -229,7 +261,7 @@ def run(component: str, args: argparse.Namespace) -> dict[str, Any]:
 
     for _ in range(args.warmup):
         one()
-    warm_rss = rss_mb()
+    warm_rss, warm_heap = rss_mb(), heap_stats()
     stop = threading.Event()
     budget = args.calls
 
@@ -266,7 +298,8 @@ def run(component: str, args: argparse.Namespace) -> dict[str, Any]:
         "ms_per_call_mean": round(statistics.fmean(durations) * 1000, 2) if durations else None,
         "rss_warm_mb": round(warm_rss, 1), "rss_end_mb": round(samples[-1][1], 1),
         "rss_max_mb": round(max(v for _, v in samples), 1),
-        **{f"heap_{k}_mb": round(v, 1) for k, v in heap_stats().items()},
+        **{f"heap_{k}_warm_mb": round(v, 1) for k, v in warm_heap.items()},
+        **{f"heap_{k}_end_mb": round(v, 1) for k, v in heap_stats().items()},
         "slope_mb_per_1000_calls": round(per_1000, 3),
         "samples": len(samples),
     }
