@@ -25,6 +25,7 @@ from camd.config import CameraConfig, Config, MqttConfig
 from camd.config.models import ApiConfig, IdentityConfig
 from camd.daemon import Daemon
 from camd.demo import broker_answers, default_footage
+from camd.malloc import heap_stats
 
 
 def open_fds() -> int:
@@ -91,9 +92,12 @@ def main() -> None:
         memory = daemon.identity.memory if daemon.identity is not None else None
         sightings = memory.count_sightings() if memory is not None else 0
         strangers = sum(p["role"] == "stranger" for p in memory.people(True)) if memory is not None else 0
-        sample = {"t_s": round(time.monotonic() - started), "rss_mb": round(rss_mb(), 1),
+        calls = {k: sum(p.identity.stats.get(k, 0) for p in daemon.pipelines.values() if p.identity)
+                 for k in ("embeds", "poses", "face_tries")}  # identity model calls so far
+        heap = {f"heap_{k}_mb": round(v, 1) for k, v in heap_stats().items()}  # glibc's view (malloc.py)
+        sample = {"t_s": round(time.monotonic() - started), "rss_mb": round(rss_mb(), 1), **heap,
                   "fds": open_fds(), "threads": threading.active_count(), "frames": frames,
-                  "dropped": dropped, "sightings": sightings, "strangers": strangers,
+                  "dropped": dropped, **calls, "sightings": sightings, "strangers": strangers,
                   "store_mb": round(folder_mb(config.store_path), 2),
                   "log_mb": round(sum(p.stat().st_size for p in state.glob("sightings.sqlite3*")) / 1e6, 2),
                   "crops_mb": round(folder_mb(config.crops_path), 2)}

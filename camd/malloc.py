@@ -54,6 +54,27 @@ def tune_allocator() -> dict[str, int]:
     return applied
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost",
+    )]  # fmt: skip
+
+
+def heap_stats() -> dict[str, float]:
+    """glibc's own account, all arenas (MB): heap in use, heap free but held, mmapped blocks; {} off glibc.
+
+    RSS growing with `held_free` is fragmentation; with `in_use` it is memory something keeps; with
+    neither, memory not taken through malloc at all.
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return {}
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return {"in_use": info.uordblks / 1e6, "held_free": info.fordblks / 1e6, "mmapped": info.hblkhd / 1e6}
+
+
 def give_back() -> None:
     """Return free heap memory at the top of each arena to the system (malloc_trim)."""
     libc = _libc()

@@ -83,6 +83,11 @@ def test_body_embedding_is_unit_length_and_batch_independent(body: BodyAppearanc
     assert body.embed([]).shape == (0, body.dim)
 
 
+def test_body_sessions_cache_no_memory_pattern_per_batch_size(body: BodyAppearanceEmbedder) -> None:
+    # Batches of 1..16 crops: a pattern per batch size held ~80 MB more RSS (docs/performance.md "Soak").
+    assert body.features._session.get_session_options().enable_mem_pattern is False
+
+
 def test_colour_descriptor_separates_people_on_the_same_camera(reid) -> None:
     colour = ClothingColourDescriptor()
     vectors = colour.embed(reid.query)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from camd.malloc import ARENA_MAX, MMAP_THRESHOLD, _libc
+from camd.malloc import ARENA_MAX, MMAP_THRESHOLD, _libc, heap_stats
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = (
@@ -37,3 +37,13 @@ def test_the_daemon_settings_are_applied_on_glibc() -> None:
 def test_a_users_own_malloc_settings_win() -> None:
     assert _applied({"MALLOC_ARENA_MAX": "4"}) == {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD}
     assert _applied({"MALLOC_ARENA_MAX": "4", "MALLOC_MMAP_THRESHOLD_": "65536"}) == {}
+
+
+def test_heap_stats_account_for_a_block_while_it_lives() -> None:
+    before = heap_stats()
+    block = bytearray(64 * 1024 * 1024)  # far above any mmap threshold: one mmapped block
+    during = heap_stats()
+    del block
+    assert set(before) == {"in_use", "held_free", "mmapped"}
+    assert during["mmapped"] - before["mmapped"] >= 64.0
+    assert heap_stats()["mmapped"] < during["mmapped"]

@@ -32,6 +32,9 @@ def _session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
     options.inter_op_num_threads = 1
     # Idle worker threads must not spin: the detector runs right after on the same 2 cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Batches of 1..16 crops: a memory pattern cached per batch shape held ~80 MB more RSS, for no speed
+    # (benchmarks/native_memory.py, docs/performance.md "Soak").
+    options.enable_mem_pattern = False
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
