@@ -71,7 +71,9 @@ def main() -> None:
     config = Config(
         state_dir=state,
         models_dir=args.models_dir,
-        mqtt=MqttConfig(enabled=use_mqtt, topic_prefix="camdsoak", client_id="camd-soak"),
+        # Per process: two soaks side by side (an allocator A/B) must not take each other's session.
+        mqtt=MqttConfig(enabled=use_mqtt, topic_prefix=f"camdsoak{os.getpid()}",
+                        client_id=f"camd-soak-{os.getpid()}"),
         identity=IdentityConfig(enabled=args.identity, max_strangers=args.max_strangers),
         api=ApiConfig(enabled=False),  # a daemon running beside it keeps its port
         cameras={
