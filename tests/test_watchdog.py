@@ -246,6 +246,9 @@ def test_camd_run_sends_ready_watchdog_and_stopping(
         seen = under_systemd.wait_for("READY=1", timeout=60)
         assert any(line.startswith("STATUS=") for line in seen)
         under_systemd.wait_for("WATCHDOG=1", timeout=10)
+        # Past the dead camera's 1 s open timeout: its first failure is logged before the stop
+        # (a fast machine sent SIGTERM before the attempt had ended, with nothing yet to log).
+        assert any("WATCHDOG=1" in field for field in under_systemd.collect(2.5)), "fed while running"
         process.send_signal(signal.SIGTERM)
         under_systemd.wait_for("STOPPING=1", timeout=10)
         output, _ = process.communicate(timeout=30)
