@@ -15,8 +15,8 @@
 
 Track recall (no ground truth ships): the naive run is the reference. A naive track lasting at
 least RECALL_MIN_TRACK_S is recalled when one gated track overlaps it (IoU >= 0.5) on at least
-half of its frames; between detections the gated pipeline's boxes are where it predicts its
-tracks to be.
+half of its frames; between detections the gated pipeline's boxes are where the optical flow
+carried them (motion.follow), or else where it predicts its tracks to be.
 """
 
 from __future__ import annotations
