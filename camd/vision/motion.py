@@ -97,11 +97,11 @@ class MotionGate:
     still).
 
     Motion is explained by an open track's box (where the track is predicted to be now) or by a
-    region the detector has just looked at and found nothing in (`examined`, fed back by the
-    pipeline once the detections are known). The second matters on busy scenes: a far-away walker
-    too small to detect, swaying leaves or a shadow would otherwise wake the detector on every
-    frame although it just found nothing there. Until the next refresh the detector's last answer
-    about them counts.
+    moving region the detector has just looked at (`examined`, fed back by the pipeline once the
+    detections are known): what it found there is tracked now, and the rest matters on busy
+    scenes: a far-away walker too small to detect, swaying leaves or a shadow would otherwise wake
+    the detector on every frame although it just found nothing there. Until the next refresh the
+    detector's last answer about them counts.
 
     Motion is judged pixel by pixel, not by the moving regions' rectangles: people walking close
     together make one region whose rectangle their boxes never cover, although every moving pixel
@@ -114,7 +114,7 @@ class MotionGate:
         self.motion = MotionDetector(config)
         self._last_detect: float | None = None
         self.last_regions: list[Box] = []  # motion regions of the frame last sent to the detector
-        self._examined: list[Box] = []  # regions the detector looked at and found nothing in
+        self._examined: list[Box] = []  # moving regions of the frame the detector last answered for
         self.frames = 0
         self.detected = 0
         self.reasons: Counter[str] = Counter()  # why the detector ran (bench and status figures)
