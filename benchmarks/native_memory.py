@@ -55,9 +55,10 @@ import av
 import cv2
 import numpy as np
 
-from camd.bench import rss_mb
+from camd.bench import least_squares_slope, rss_mb
 from camd.config import CameraConfig, Config, DetectorConfig
 from camd.config.models import IdentityConfig
+from camd.identity.evidence._crops import crop_box
 from camd.malloc import give_back, heap_stats, tune_allocator
 from camd.types import Box
 
@@ -88,8 +89,8 @@ def person_boxes(detector: Any, frames: list[np.ndarray]) -> list[tuple[int, Box
 
 
 def crop(image: np.ndarray, box: Box) -> np.ndarray:
-    x1, y1, x2, y2 = (round(v) for v in box)
-    return np.ascontiguousarray(image[max(0, y1):y2, max(0, x1):x2])
+    """A contiguous copy of the box's pixels, as the daemon hands crops to the models."""
+    return np.ascontiguousarray(crop_box(image, box))
 
 
 def apply_ort_options(overrides: dict[str, str]) -> None:
@@ -227,15 +228,6 @@ def build(component: str, args: argparse.Namespace, frames: list[np.ndarray],
     raise ValueError(f"unknown component {component!r}")
 
 
-def slope(points: list[tuple[float, float]]) -> float:
-    n = len(points)
-    if n < 2:
-        return 0.0
-    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
-    var = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
-
-
 def run(component: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.ort:
         apply_ort_options(dict(kv.split(":", 1) for kv in args.ort.split(",")))
@@ -288,7 +280,7 @@ def run(component: str, args: argparse.Namespace) -> dict[str, Any]:
     for t in threads:
         t.join()
     samples.append((float(calls - base_calls), rss_mb()))
-    per_1000 = slope(samples) * 1000.0
+    per_1000 = least_squares_slope(samples) * 1000.0
     done = calls - base_calls
     elapsed = time.monotonic() - started
     result: dict[str, Any] = {

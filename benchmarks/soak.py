@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from camd.bench import rss_mb
+from camd.bench import least_squares_slope, rss_mb
 from camd.config import CameraConfig, Config, MqttConfig
 from camd.config.models import ApiConfig, IdentityConfig
 from camd.daemon import Daemon
@@ -42,14 +42,8 @@ def folder_mb(path: Path) -> float:
 
 
 def slope_per_hour(samples: list[tuple[float, float]]) -> float:
-    if len(samples) < 2:
-        return 0.0
-    n = len(samples)
-    mean_t = sum(t for t, _ in samples) / n
-    mean_v = sum(v for _, v in samples) / n
-    var = sum((t - mean_t) ** 2 for t, _ in samples)
-    cov = sum((t - mean_t) * (v - mean_v) for t, v in samples)
-    return cov / var * 3600.0 if var else 0.0
+    """Least-squares slope of (seconds, value) samples, per hour."""
+    return least_squares_slope(samples) * 3600.0
 
 
 def main() -> None:

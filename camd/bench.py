@@ -63,6 +63,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def least_squares_slope(points: list[tuple[float, float]]) -> float:
+    """Slope of the least-squares line through (x, y) points; 0 with fewer than two distinct x."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mean_x, mean_y = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    var = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / var if var else 0.0
+
+
 def rss_mb() -> float:
     """The process's resident memory now (VmRSS), for samples over time."""
     with open("/proc/self/status") as status:

@@ -27,13 +27,24 @@ ARENA_MAX = 2
 MMAP_THRESHOLD = 128 * 1024  # glibc's starting value, kept fixed
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost",
+    )]  # fmt: skip
+
+
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # musl, macOS: not glibc
         return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        return None
+    if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
 
 
 def tune_allocator() -> dict[str, int]:
@@ -54,13 +65,6 @@ def tune_allocator() -> dict[str, int]:
     return applied
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-        "keepcost",
-    )]  # fmt: skip
-
-
 def heap_stats() -> dict[str, float]:
     """glibc's own account, all arenas (MB): heap in use, heap free but held, mmapped blocks; {} off glibc.
 
@@ -70,7 +74,6 @@ def heap_stats() -> dict[str, float]:
     libc = _libc()
     if libc is None or not hasattr(libc, "mallinfo2"):
         return {}
-    libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
     return {"in_use": info.uordblks / 1e6, "held_free": info.fordblks / 1e6, "mmapped": info.hblkhd / 1e6}
 

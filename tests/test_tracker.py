@@ -6,6 +6,7 @@ import random
 import threading
 from pathlib import Path
 
+from camd.bench import iou
 from camd.config import CameraConfig, DetectorConfig, TrackerConfig
 from camd.sources.stream import CameraSource
 from camd.types import Detection
@@ -101,13 +102,6 @@ def test_real_people_walking_a_generated_clip_keep_one_id_each(models_dir: Path,
         assert len(given) >= 0.8 * walkers.frames, f"{name} seen in {len(given)} of {walkers.frames} frames"
         assert len(set(given)) == 1, f"{name} changed id: {given}"
     assert ids["beige"][0] != ids["black"][0]
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union if union else 0.0
 
 
 def test_ids_of_finished_tracks_are_forgotten() -> None:

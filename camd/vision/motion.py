@@ -74,18 +74,18 @@ class MotionDetector:
         return MotionResult(True, fraction, boxes, mask, self._scale)
 
 
-def moving_pixels_outside(result: MotionResult, boxes: list[Box], margin: float = 0.5) -> int:
-    """How many of the frame's changed pixels (small-frame pixels) lie outside every box, each box
-    grown by `margin` of its size on each side (limbs, shadows and the tracker's lag)."""
+def box_mask(result: MotionResult, boxes: list[Box], margin: float = 0.5) -> np.ndarray:
+    """The small frame's pixels inside any of `boxes` (1), each grown by `margin` of its size on each
+    side (limbs, shadows and the tracker's lag)."""
     if result.mask is None:
-        return 0
+        raise ValueError("box_mask needs a motion result with its mask")
     inside = np.zeros_like(result.mask)
     for x1, y1, x2, y2 in boxes:
         grow_x, grow_y = (x2 - x1) * margin, (y2 - y1) * margin
         corner1 = (int((x1 - grow_x) / result.scale), int((y1 - grow_y) / result.scale))
         corner2 = (int((x2 + grow_x) / result.scale), int((y2 + grow_y) / result.scale))
         cv2.rectangle(inside, corner1, corner2, 1, thickness=-1)
-    return int(np.count_nonzero(result.mask > inside))
+    return inside
 
 
 class MotionGate:
@@ -130,12 +130,12 @@ class MotionGate:
             self.reasons["first frame"] += 1
             return self._run(timestamp, regions)
         since = timestamp - self._last_detect + 1e-6  # frame times are sums of float steps
-        enough = self.config.min_area * (result.mask.size if result.mask is not None else 0)
-        outside = moving_pixels_outside(result, [*track_boxes, *self._examined])
-        unexplained = result.moving and outside >= enough
-        moving = result.moving and bool(track_boxes) and (
-            moving_pixels_outside(result, list(track_boxes)) < np.count_nonzero(result.mask)
-        )
+        unexplained = moving = False
+        if result.moving and result.mask is not None:
+            tracked = box_mask(result, list(track_boxes))  # rasterised once, used twice
+            explained = tracked | box_mask(result, self._examined)
+            unexplained = np.count_nonzero(result.mask > explained) >= self.config.min_area * result.mask.size
+            moving = bool(np.count_nonzero(result.mask & tracked))
         if unexplained:
             reason = "new motion"
         elif since >= self.config.refresh_s:
