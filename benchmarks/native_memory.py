@@ -17,9 +17,9 @@ the daemon loads it, and called with realistic varying shapes:
             on varying sizes), then the face ResNet on a head crop of varying size
   decode    the whole clip decoded to BGR with PyAV, reopened on every loop (what a looping camera does)
   identity  the daemon's per-box identity calls through IdentityService: pose, embedding, face
-  memory    one stranger a call in the embedded store and the sighting log (record, prototype, sighting;
-            vectors of real crops), pruned every 50 with the soak's cap of 500 (Qdrant reopened after
-            2,000 deletions, as the daemon's prune does)
+  memory    one stranger a call in the embedded store and the sighting log (record, sighting and its
+            look, as the daemon learns a stranger; vectors of real crops), pruned every 50 with the
+            soak's cap of 500 (Qdrant reopened after 2,000 deletions, as the daemon's prune does)
 
 The process sets the allocator up as the daemon does (camd/malloc.py) and trims every minute, unless
 --no-tune. RSS (VmRSS) is sampled after a warm-up and then every --sample-every seconds; the slope is a
@@ -217,11 +217,11 @@ def build(component: str, args: argparse.Namespace, frames: list[np.ndarray],
             memory.save_person({"person_id": pid, "name": pid, "role": "stranger", "kind": "person",
                                 "created": now, "last_seen": now, "last_camera": "probe", "seen_count": 1,
                                 "expires_at": now + 86400.0})
-            memory.add_prototype(pid, look, source="stranger", expires_at=now + 3600.0, camera="probe",
-                                 sighting_id=f"s{made}")
             memory.add_sighting(f"s{made}", look, {"camera": "probe", "label": "person", "person_id": pid,
                                                    "start_time": now, "end_time": now,
                                                    "expires_at": now + 86400.0})
+            memory.add_stranger_look(pid, f"s{made}", camera="probe", face_until=None,
+                                     look_until=now + 3600.0, learned_at=now)
             return memory.prune(now, max_strangers=500) if made % 50 == 0 else None
 
         return one_stranger

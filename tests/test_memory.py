@@ -149,6 +149,8 @@ def test_retention_prunes_strangers_and_their_crops_but_keeps_family(
     counts = service.prune(NOW + 3 * 86400)
 
     assert counts["sightings"] == 1 and counts["crops"] == 1 and counts["people"] == 1
+    assert counts["prototypes"] == 1  # the stranger's face stopped linking with its retention
+    assert not service.memory.prototypes("unknown-1")
     assert not crop.exists() and service.memory.person("unknown-1") is None
     with pytest.raises(UnknownPersonError):
         service.memory.sighting("s")

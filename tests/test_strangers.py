@@ -15,6 +15,7 @@ from camd.identity import evaluate as ev
 from camd.identity.evidence._crops import crop_box, l2_normalise
 from camd.identity.evidence.fusion import BODY_COLOUR_WEIGHT
 from camd.identity.matcher import TrackSpan
+from camd.identity.memory import PROTOTYPES, STRANGER_LOOKS
 from camd.identity.models import face_photo
 from camd.identity.service import IdentityService
 from camd.identity.track import KeptCrop, TrackEvidence
@@ -150,6 +151,72 @@ def test_a_face_links_a_stranger_and_a_different_face_does_not(
     assert first is not None and same is not None and other is not None
     assert first.global_id == same.global_id == "unknown-1"
     assert other.global_id == "unknown-2"
+
+
+def test_a_look_is_the_sightings_own_vectors_kept_once_and_links_after_a_restart(
+    models_dir: Path, service_factory: Any
+) -> None:
+    """A stranger's look is not copied into Qdrant (strangers.py): it is read back from the sighting log
+    when the memory opens, and a person's look stops linking after same_day_hours."""
+    service = service_factory()
+    image, boxes = _people(service, models_dir / "sample_photos" / "zidane.jpg")
+    first = service.finalise(
+        _track(service, "person", _jittered(image, boxes[0])), _after("a", T0, T0 + 3), T0 + 3
+    )
+    assert first is not None and first.global_id == "unknown-1"
+    memory = service.memory
+    assert memory.client.count(memory._c(PROTOTYPES)).count == 0, "no Qdrant point for a stranger"
+    (look,) = memory.prototypes("unknown-1")
+    assert look.payload["source"] == "stranger" and look.payload["sighting_id"] == "a"
+    assert look.payload["expires_at"] == pytest.approx(T0 + 3 + 12 * 3600), "same_day_hours"
+    logged = memory.sighting("a").vectors
+    assert np.array_equal(look.vectors["body"], logged["body"]), "the look is the logged sighting's vectors"
+    service.close()
+
+    reopened = service_factory()
+    again = reopened.finalise(
+        _track(reopened, "person", _jittered(image, boxes[0], 5)[1:]), _after("c", T0 + 60, T0 + 63), T0 + 63
+    )
+    assert again is not None and again.global_id == "unknown-1", "linked by the look read back from the log"
+    day_later = T0 + 86400
+    look_again = _track(reopened, "person", _jittered(image, boxes[0])).vectors()
+    assert reopened.matcher.decide(look_again, day_later, None).global_id is None, "expired before any prune"
+    assert reopened.prune(day_later)["prototypes"] == 2, "both looks (of a and c) stopped linking"
+    assert not reopened.memory.prototypes("unknown-1", now=day_later)
+    assert reopened.memory.counts()[STRANGER_LOOKS] == 0
+    new = reopened.finalise(
+        _track(reopened, "person", _jittered(image, boxes[0])), _after("d", day_later, day_later + 3),
+        day_later + 3,
+    )  # fmt: skip
+    assert new is not None and new.global_id == "unknown-2", "yesterday's clothes link nobody"
+    assert {s["sighting_id"] for s in reopened.memory.sightings("unknown-1")} == {"a", "c"}, "history stays"
+
+
+def test_a_strangers_face_links_for_the_retention_and_forgetting_removes_it(
+    models_dir: Path, service_factory: Any
+) -> None:
+    service = service_factory(retention_days=2)
+
+    def face_track(photo: str) -> Any:
+        image = read_image(face_photo(models_dir, photo))
+        faces = service.models.face.faces(image)  # type: ignore[union-attr]
+        return _track(service, "person", person_crops(service, image)[:1] or [image], [faces[0].embedding])
+
+    first = service.finalise(face_track("obama.jpg"), _after("a", T0, T0 + 3), T0 + 3)
+    assert first is not None and first.global_id == "unknown-1"
+    (face,) = service.memory.prototypes("unknown-1")
+    assert face.payload["modalities"] == ["face"], "one crop teaches no look, the face links alone"
+    day_later = T0 + 86400
+    assert service.prune(day_later)["prototypes"] == 0
+    same = service.finalise(face_track("obama2.jpg"), _after("b", day_later, day_later + 3), day_later + 3)
+    assert same is not None and same.global_id == "unknown-1"
+
+    assert service.memory.forget("unknown-1")["prototypes"] == 2
+    assert not service.memory.prototypes("unknown-1")
+    assert not service.memory.log.looks(service.memory.body_space, T0), "gone from the log too"
+    at = day_later + 63
+    other = service.finalise(face_track("obama2.jpg"), _after("c", day_later + 60, at), at)
+    assert other is not None and other.global_id == "unknown-2"
 
 
 def test_concurrent_vehicles_keep_their_own_ids(models_dir: Path, service_factory: Any) -> None:

@@ -399,9 +399,9 @@ class IdentityConfig(Strict):
     retention_days: Annotated[float, Field(gt=0.0)] = 30.0  # strangers' sightings and crops
     same_day_hours: Annotated[float, Field(gt=0.0, le=72.0)] = 12.0  # life of a same-day prototype
     # Strangers remembered at once (their record and the faces and looks that link them). Each costs
-    # ~22 KB of RAM in the embedded store; beyond the cap the least recently seen are forgotten first
-    # (their sightings stay in the log until retention_days). Checked hourly and whenever a tenth of
-    # the cap has been added since.
+    # ~6 KB of RAM (record and look, identity/strangers.py); beyond the cap the least recently seen are
+    # forgotten first (their sightings stay in the log until retention_days). Checked hourly and
+    # whenever a tenth of the cap has been added since.
     max_strangers: Annotated[int, Field(ge=10)] = 2000
     learn_confidence: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9  # confidence that adds one
     save_crops: bool = True  # a small JPEG per sighting in crops_dir (owner-only)

@@ -4,7 +4,9 @@ Three collections (names carry a schema version, so a later layout can live besi
 - people: one point per person or vehicle (name, role, kind, created, last seen, seen count); strangers
   are people too (`unknown-N`, role "stranger"), and expire with their sightings;
 - prototypes: vectors a person is recognised by, several per person per modality, each with when, where
-  and how it was learned; negative ones (from "not NAME") and short-lived same-day ones (`expires_at`);
+  and how it was learned; negative ones (from "not NAME") and short-lived same-day ones (`expires_at`).
+  Strangers' looks are not here: they are their sightings' own vectors in the sighting log, searched in
+  RAM (strangers.py), and the queries below return them beside the collection's prototypes;
 - meta: small state (the crowd mean used for centring, the stranger counters).
 Sightings, one per finished track (time, camera, label, the track's vectors, the decision, a crop path),
 are history rather than something searched by vector: they go to the sighting log (sightings.py, SQLite
@@ -42,7 +44,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ from qdrant_client import QdrantClient, models
 
 from camd.config.models import Config
 from camd.identity.evidence.body import MOBILENET_SPACE, body_dim, body_space
+from camd.identity.hit import Hit
 from camd.identity.sightings import SightingLog
+from camd.identity.strangers import Look, StrangerIndex
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ PEOPLE = f"camd_people_{SCHEMA}"
 PROTOTYPES = f"camd_prototypes_{SCHEMA}"
 SIGHTINGS = f"camd_sightings_{SCHEMA}"  # the sighting log; a Qdrant collection in stores made before it
 META = f"camd_meta_{SCHEMA}"
+STRANGER_LOOKS = "stranger_looks"  # strangers' looks: in the sighting log, not a Qdrant collection
 
 VECTORS: dict[str, tuple[int, models.Distance]] = {
     "face": (128, models.Distance.EUCLID),
@@ -127,16 +131,6 @@ def restrict(path: Path) -> None:
             os.chmod(os.path.join(root, name), 0o600)
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A stored prototype (or sighting) that a query found, with its vectors for re-scoring."""
-
-    key: str
-    person_id: str
-    payload: dict[str, Any]
-    vectors: dict[str, np.ndarray]
-
-
 def _not_expired(now: float) -> models.Filter:
     return models.Filter(must_not=[models.FieldCondition(key="expires_at", range=models.Range(lt=now))])
 
@@ -174,6 +168,7 @@ class Memory:
                         self.client.create_payload_index(physical, field, _index_type(field))
         self._check_body_size(dims["body"])
         self.log = SightingLog(config.sightings_path)
+        self.strangers = StrangerIndex(self.log.looks(self.body_space, time.time()))
         self._move_sightings_to_log()
         self._switch_body_space()
         if self._path is not None:
@@ -385,6 +380,7 @@ class Memory:
                 for point in self._scroll(collection, models.Filter(must=[_match("person_id", old)])):
                     self.client.set_payload(collection, {"person_id": new, "name": new}, points=[point.id])
             self.log.rename(old, new)
+            self.strangers.rename(old, new)
             return person
 
     def forget(self, person_id: str) -> dict[str, int]:
@@ -393,6 +389,8 @@ class Memory:
             self.require_person(person_id)
             by_person = models.Filter(must=[_match("person_id", person_id)])
             prototypes = self.client.count(self._c(PROTOTYPES), count_filter=by_person).count
+            prototypes += self.strangers.remove_people({person_id})
+            self.log.delete_looks_of([person_id])
             sightings = self.log.delete_person(person_id)
             crops = self._remove_crops(sightings)
             for collection in self._every_space(PROTOTYPES):
@@ -447,13 +445,34 @@ class Memory:
             count = self.client.count(self._c(PROTOTYPES), count_filter=flt).count
             for collection in self._every_space(PROTOTYPES):
                 self.client.delete(collection, points_selector=models.FilterSelector(filter=flt))
+            if self.log.delete_look(sighting_id):
+                count += self.strangers.remove(sighting_id)
         return count
+
+    def add_stranger_look(
+        self, person_id: str, sighting_id: str, *, camera: str | None, face_until: float | None,
+        look_until: float | None, shape: list[float] | None = None, learned_at: float | None = None,
+    ) -> None:
+        """Let a stored stranger sighting's own vectors link that stranger: its face until `face_until`,
+        its body or vehicle look (and gait shape) until `look_until` (strangers.py says why not Qdrant)."""
+        with self._lock:
+            found = self.log.get(sighting_id, self.body_space)
+            if found is None:
+                raise UnknownPersonError(f"no sighting {sighting_id!r} to learn stranger {person_id} from")
+            look = Look(
+                sighting_id, person_id, camera, time.time() if learned_at is None else learned_at,
+                face_until, look_until, list(shape) if shape is not None else None, found[1],
+            )  # fmt: skip
+            self.log.add_look(look)
+            self.strangers.add(look)
 
     def prototypes(self, person_id: str | None = None, now: float | None = None) -> list[Hit]:
         """Every live prototype (of one person), with vectors."""
         must = [_match("person_id", person_id)] if person_id is not None else []
         flt = models.Filter(must=must, must_not=_not_expired(now).must_not if now is not None else None)
-        return [self._hit(p) for p in self._scroll(self._c(PROTOTYPES), flt, vectors=True)]
+        stored = [self._hit(p) for p in self._scroll(self._c(PROTOTYPES), flt, vectors=True)]
+        with self._lock:
+            return stored + self.strangers.prototypes(person_id, now)
 
     def search(
         self, collection: str, using: str, vector: np.ndarray, now: float, limit: int = 64
@@ -469,7 +488,8 @@ class Memory:
                 with_payload=True,
                 with_vectors=True,
             )
-        return [self._hit(p) for p in result.points]
+            looks = self.strangers.search(using, vector, now, limit) if collection == PROTOTYPES else []
+        return [self._hit(p) for p in result.points] + looks
 
     def people_with(self, modality: str, now: float) -> set[str]:
         """Ids of people who have a live positive prototype of `modality`."""
@@ -477,7 +497,9 @@ class Memory:
             must=[models.FieldCondition(key="modalities", match=models.MatchAny(any=[modality]))],
             must_not=[*(_not_expired(now).must_not or []), _match("negative", True)],
         )
-        return {str((p.payload or {}).get("person_id")) for p in self._scroll(self._c(PROTOTYPES), flt)}
+        stored = {str((p.payload or {}).get("person_id")) for p in self._scroll(self._c(PROTOTYPES), flt)}
+        with self._lock:
+            return stored | self.strangers.people_with(modality, now)
 
     def shapes(self, now: float) -> list[Hit]:
         """Prototypes that carry a gait/body-shape signature (a payload, compared in Python)."""
@@ -485,7 +507,9 @@ class Memory:
             must=[models.FieldCondition(key="modalities", match=models.MatchAny(any=["shape"]))],
             must_not=_not_expired(now).must_not,
         )
-        return [self._hit(p) for p in self._scroll(self._c(PROTOTYPES), flt)]
+        stored = [self._hit(p) for p in self._scroll(self._c(PROTOTYPES), flt)]
+        with self._lock:
+            return stored + self.strangers.shapes(now)
 
     # -- sightings (the log, sightings.py) ---------------------------------------------------------
 
@@ -524,6 +548,8 @@ class Memory:
                 if hit.key not in seen:
                     seen.add(hit.key)
                     prototypes.append((collection, hit))
+        with self._lock:
+            prototypes += [(STRANGER_LOOKS, hit) for hit in self.strangers.prototypes(person_id)]
         logged = self.log.of_person_with_vectors(person_id, self.body_space, every_space=True)
         sightings = [
             (SIGHTINGS, Hit(str(payload.get("sighting_id")), person_id, payload, vectors))
@@ -551,6 +577,8 @@ class Memory:
             for collection in (*self._every_space(PROTOTYPES), PEOPLE):
                 self.client.delete(collection, points_selector=models.FilterSelector(filter=expired))
             self._deleted_since_open += counts["prototypes"] + counts["people"]
+            self.log.delete_expired_looks(now)
+            counts["prototypes"] += self.strangers.prune(now)  # strangers' faces, looks no longer linking
             if max_strangers is not None:
                 counts["strangers_forgotten"] = self._forget_oldest_strangers(max_strangers)
             if self._path is not None and self._deleted_since_open >= COMPACT_AFTER:
@@ -574,6 +602,8 @@ class Memory:
             for collection in self._every_space(PROTOTYPES):
                 self._deleted_since_open += self.client.count(collection, count_filter=theirs).count
                 self.client.delete(collection, points_selector=models.FilterSelector(filter=theirs))
+            self.log.delete_looks_of(chunk)
+            self.strangers.remove_people(set(chunk))
             self.client.delete(PEOPLE, points_selector=models.PointIdsList(
                 points=[point_id(f"person:{pid}") for pid in chunk]))  # fmt: skip
         self._deleted_since_open += len(oldest)
@@ -602,7 +632,7 @@ class Memory:
     def counts(self) -> dict[str, int]:
         with self._lock:
             counts = {c: self.client.count(self._c(c)).count for c in (PEOPLE, PROTOTYPES)}
-        return {**counts, SIGHTINGS: self.log.count()}
+            return {**counts, STRANGER_LOOKS: len(self.strangers), SIGHTINGS: self.log.count()}
 
     def close(self) -> None:
         with self._lock:

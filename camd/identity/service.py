@@ -312,16 +312,19 @@ class IdentityService:
         ident = self.config.identity
         stored = vectors.stored_vectors()
         retention = now + self._retention_s()
-        sighting = {"source": "stranger", "camera": after["camera"], "sighting_id": str(after["id"])}
-        if "face" in stored:
-            self.memory.add_prototype(pid, {"face": stored["face"]}, expires_at=retention, **sighting)
-        if vectors.body_crops < ident.stranger_min_crops:
-            return
-        look = {k: v for k, v in stored.items() if k in ("body", "colour", "vehicle")}
-        if look:
+        face_until = retention if "face" in stored else None
+        look_until = None
+        has_look = any(k in stored for k in ("body", "colour", "vehicle"))
+        if has_look and vectors.body_crops >= ident.stranger_min_crops:
             same_day = now + ident.same_day_hours * 3600.0
-            lasts = retention if vectors.kind == "vehicle" else min(retention, same_day)
-            self.memory.add_prototype(pid, look, expires_at=lasts, shape=_shape(vectors), **sighting)
+            look_until = retention if vectors.kind == "vehicle" else min(retention, same_day)
+        if face_until is None and look_until is None:
+            return
+        # The sighting just stored holds these vectors: the look only says they link, and until when.
+        self.memory.add_stranger_look(
+            pid, str(after["id"]), camera=after["camera"], face_until=face_until, look_until=look_until,
+            shape=_shape(vectors) if look_until is not None else None, learned_at=now,
+        )  # fmt: skip
 
     def _retention_s(self) -> float:
         return self.config.identity.retention_days * 86400.0

@@ -12,6 +12,9 @@ through enrollment or a correction, where 3 significant digits are far below the
 embeddings). Body vectors depend on the body backbone, so each is stored under its body space;
 the other vectors (face, colour, vehicle) under "" (any space).
 
+Strangers' looks (strangers.py) are rows here too: which sighting's vectors link which stranger, and
+until when; the memory reads the live ones into RAM when it opens.
+
 Durability: WAL journal, a transaction per write; a process killed mid-write leaves the previous
 state (SQLite's own guarantee). The file is owner-only (biometric data).
 """
@@ -28,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from camd.identity.strangers import Look
 
 ANY_SPACE = ""  # vectors that do not depend on the body backbone
 SPACE_DEPENDENT = frozenset({"body"})
@@ -49,6 +54,17 @@ CREATE TABLE IF NOT EXISTS sighting_vectors (
     data BLOB NOT NULL,
     PRIMARY KEY (sighting_id, space, name)
 );
+-- A stranger's look (strangers.py): whose sighting's vectors link a returning stranger, and until when.
+CREATE TABLE IF NOT EXISTS stranger_looks (
+    sighting_id TEXT PRIMARY KEY REFERENCES sightings (id) ON DELETE CASCADE,
+    person_id TEXT NOT NULL,
+    camera TEXT,
+    learned_at REAL NOT NULL,
+    face_until REAL,
+    look_until REAL,
+    shape TEXT
+);
+CREATE INDEX IF NOT EXISTS stranger_looks_person ON stranger_looks (person_id);
 """
 
 
@@ -118,6 +134,7 @@ class SightingLog:
                 "payload = json_set(payload, '$.person_id', ?, '$.name', ?) WHERE person_id = ?",
                 (new, new, new, old),
             )
+            self._db.execute("UPDATE stranger_looks SET person_id = ? WHERE person_id = ?", (new, old))
             return cursor.rowcount
 
     def merge(
@@ -156,6 +173,53 @@ class SightingLog:
             gone = [json.loads(row[0]) for row in rows]
             self._db.execute(f"DELETE FROM sightings WHERE {where}", args)
         return gone
+
+    # -- strangers' looks --------------------------------------------------------------------------
+
+    def add_look(self, look: Look) -> None:
+        """Say that a stored sighting's vectors link its stranger (the sighting must be in the log)."""
+        with self._lock, self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO stranger_looks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (look.sighting_id, look.person_id, look.camera, look.learned_at, look.face_until,
+                 look.look_until, None if look.shape is None else json.dumps(look.shape)),
+            )  # fmt: skip
+
+    def looks(self, space: str, now: float) -> list[Look]:
+        """Every look still linking at `now`, with its sighting's vectors usable in body space `space`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sighting_id, person_id, camera, learned_at, face_until, look_until, shape "
+                "FROM stranger_looks WHERE MAX(COALESCE(face_until, 0), COALESCE(look_until, 0)) >= ?",
+                (now,),
+            ).fetchall()
+            vectors = self._vectors([r[0] for r in rows], space)
+        return [
+            Look(sid, pid, camera, learned, face, look, json.loads(shape) if shape else None, vectors[sid])
+            for sid, pid, camera, learned, face, look, shape in rows
+        ]
+
+    def delete_look(self, sighting_id: str) -> bool:
+        with self._lock, self._transaction():
+            gone = self._db.execute("DELETE FROM stranger_looks WHERE sighting_id = ?", (sighting_id,))
+            return gone.rowcount > 0
+
+    def delete_looks_of(self, person_ids: list[str]) -> int:
+        with self._lock, self._transaction():
+            return sum(
+                self._db.execute(
+                    f"DELETE FROM stranger_looks WHERE person_id IN ({','.join('?' * len(chunk))})", chunk
+                ).rowcount
+                for chunk in _chunks(person_ids, 500)
+            )
+
+    def delete_expired_looks(self, now: float) -> int:
+        """Delete the looks neither part of which links any more (their sightings stay)."""
+        with self._lock, self._transaction():
+            return self._db.execute(
+                "DELETE FROM stranger_looks WHERE MAX(COALESCE(face_until, 0), COALESCE(look_until, 0)) < ?",
+                (now,),
+            ).rowcount
 
     # -- reading -----------------------------------------------------------------------------------
 
