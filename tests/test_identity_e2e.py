@@ -135,3 +135,37 @@ def test_a_confident_identity_is_published_before_the_track_ends(
     assert service.memory.sighting(end["id"]).payload["identity"] == "obama"
 
 
+
+
+def test_a_crowd_gets_at_most_the_pose_budget_each_frame_and_every_person_a_turn(
+    models_dir: Path, service_factory: Any
+) -> None:
+    """Ten people cut from bus.jpg side by side: MoveNet runs on at most POSES_PER_FRAME of them a frame,
+    and the ones left out go first on the next frame."""
+    from camd.identity.track import POSES_PER_FRAME
+
+    service = service_factory(face=False)
+    person = cv2.imread(str(models_dir / "sample_photos" / "bus.jpg"))[400:898, 52:243]  # one full-length
+    image = np.zeros((person.shape[0] + 20, 10 * person.shape[1], 3), np.uint8)
+    boxes = []
+    for slot in range(10):
+        x = slot * person.shape[1]
+        image[10 : 10 + person.shape[0], x : x + person.shape[1]] = person
+        boxes.append((float(x), 10.0, float(x + person.shape[1]), 10.0 + person.shape[0]))
+    camera = service.camera("crowd")
+    track_events = TrackEvents(
+        "crowd", EventsConfig(), ObjectsConfig(), lost_track_s=2.0, on_close=camera.close
+    )
+    posed_per_frame = []
+    for index in range(4):  # 4 frames/s: each person's next pose is due 0.4 s (2 frames) after the last
+        frame = Frame("crowd", index, 1000.0 + index * 0.25, image)
+        tracked = [TrackedObject(tid, Detection("person", 0.9, box)) for tid, box in enumerate(boxes)]
+        track_events.update(tracked, frame)
+        before = {tid: len(e.poses) for tid, e in camera.tracks.items()}
+        camera.observe(frame, tracked, track_events.states)
+        posed = {tid for tid, e in camera.tracks.items() if len(e.poses) > before.get(tid, 0)}
+        posed_per_frame.append(posed)
+    assert [len(p) for p in posed_per_frame] == [POSES_PER_FRAME, 10 - POSES_PER_FRAME, POSES_PER_FRAME, 4]
+    assert posed_per_frame[0] | posed_per_frame[1] == set(range(10)), "everyone had a turn in two frames"
+    keypoints = camera.tracks[0].poses[0].keypoints
+    assert (keypoints[:, 2] > 0.3).sum() >= 10, "real keypoints on a real person"

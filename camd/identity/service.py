@@ -39,9 +39,9 @@ from camd.identity.models import IdentityModelPaths
 from camd.identity.track import (
     ENOUGH_FACES,
     MAX_FACE_TRIES,
-    MIN_POSE_HEIGHT,
     KeptCrop,
     TrackEvidence,
+    pose_turns,
 )
 from camd.outage import OutageLog
 from camd.types import PERSON, Frame, TrackedObject
@@ -382,6 +382,8 @@ class CameraIdentity:
             return []
         changed = []
         boxes = [t.detection.box for t in tracked]
+        now = frame.timestamp
+        present = []
         for obj in tracked:
             state = states.get(obj.track_id)
             if state is None:
@@ -392,8 +394,10 @@ class CameraIdentity:
                     obj.detection.label, self.service.config.identity.best_crops, self.camera
                 )
                 self.tracks[obj.track_id] = evidence
-            gather(self.service, evidence, frame, obj, boxes, self.stats)
-            now = frame.timestamp
+            present.append((obj, state, evidence))
+        posed = pose_turns([(obj.track_id, e, obj.detection.box) for obj, _, e in present], now)
+        for obj, state, evidence in present:
+            gather(self.service, evidence, frame, obj, boxes, self.stats, pose=obj.track_id in posed)
             if evidence.decision_due(now) and self._decide_early(evidence, state, now):
                 changed.append(state)
         return changed
@@ -431,9 +435,11 @@ def gather(
     obj: TrackedObject,
     boxes: list[Any],
     stats: dict[str, int] | None = None,
+    pose: bool = True,
 ) -> None:
-    """Add one frame of a track to its evidence: pose every frame (people), appearance and a face try
-    only for crops that enter the track's top-K by quality (track.py explains the budget)."""
+    """Add one frame of a track to its evidence: a pose when due and `pose` (its turn this frame, see
+    `pose_turns`), appearance and a face try only for crops that enter the track's top-K by quality
+    (track.py explains the budget)."""
     stats = stats if stats is not None else {}
     box = obj.detection.box
     evidence.frames += 1
@@ -443,8 +449,8 @@ def gather(
     except ValueError:
         return  # a box with no pixels inside the frame
     person = evidence.kind == "person"
-    if person and service.config.identity.gait and evidence.pose_due(frame.timestamp):
-        keypoints = service.pose(frame.image, box) if box[3] - box[1] >= MIN_POSE_HEIGHT else None
+    if pose and service.config.identity.gait and evidence.pose_wanted(frame.timestamp, box):
+        keypoints = service.pose(frame.image, box)
         if keypoints is not None:
             evidence.poses.append(PoseSample(frame.timestamp, box, keypoints))
             stats["poses"] = stats.get("poses", 0) + 1

@@ -2,10 +2,10 @@
 
 Every frame: a quality score for the track's box (0.4 ms); for people, MoveNet keypoints (~5-13 ms) every
 POSE_INTERVAL_S for the first DENSE_POSE_SAMPLES, then every SPARSE_POSE_INTERVAL_S, up to MAX_POSE_SAMPLES
-per track. Only crops that enter the track's top-K by quality are
-embedded (body or vehicle appearance, ~5 ms each, at most MAX_EMBEDS per track), and only those are
-searched for a face
-(HOG + embedding ~120 ms when the head region is large enough, at most MAX_FACE_TRIES per track).
+per track, and at most POSES_PER_FRAME a frame (the neediest tracks first). Only crops that enter the
+track's top-K by quality are embedded (body or vehicle appearance, ~5 ms each, at most MAX_EMBEDS per
+track), and only those are searched for a face (HOG + embedding ~120 ms when the head region is large
+enough, at most MAX_FACE_TRIES per track).
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ MAX_POSE_SAMPLES = 40
 DENSE_POSE_SAMPLES = 12
 POSE_INTERVAL_S = 0.4
 SPARSE_POSE_INTERVAL_S = 1.2
+# At most this many poses a frame, whatever the crowd: the tracks with the fewest samples go first. A
+# home scene (a few people) never reaches it; in a crowd MoveNet was ~60% of identity's time and slowed
+# the whole pipeline (docs/performance.md), while shape is supporting evidence only.
+POSES_PER_FRAME = 6
+SHAPE_MIN_POSES = 6  # poses before a track has a body shape at all
 # Early decisions while a track is open: at most every DECIDE_EVERY_S, backing off (doubling up to
 # MAX_DECIDE_EVERY_S) while they change nothing; a new face decides at once.
 DECIDE_EVERY_S = 1.0
@@ -92,6 +97,9 @@ class TrackEvidence:
         interval = POSE_INTERVAL_S if len(self.poses) < DENSE_POSE_SAMPLES else SPARSE_POSE_INTERVAL_S
         return now - self.poses[-1].timestamp >= interval
 
+    def pose_wanted(self, now: float, box: Box) -> bool:
+        return self.kind == "person" and box[3] - box[1] >= MIN_POSE_HEIGHT and self.pose_due(now)
+
     def decision_due(self, now: float) -> bool:
         if self.new_face:
             return True
@@ -125,7 +133,25 @@ class TrackEvidence:
             out.colour = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
         if self.faces:
             out.faces = np.stack(self.faces).astype(np.float32)
-        if with_shape and len(self.poses) >= 6:
+        if with_shape and len(self.poses) >= SHAPE_MIN_POSES:
             signature = gait_signature(self.poses)
             out.shape = signature if signature.proportions else None
         return out
+
+
+def pose_turns(
+    candidates: list[tuple[int, TrackEvidence, Box]], now: float, budget: int = POSES_PER_FRAME
+) -> set[int]:
+    """The track ids that get a pose this frame: of those that want one, the `budget` that most need it.
+    A shape needs SHAPE_MIN_POSES samples, so tracks part-way there come first (the closest first), then
+    tracks with none yet, then tracks refining a shape they have (the fewest samples first); so that in a
+    crowd as many tracks as possible end with a shape, rather than all of them with too few samples."""
+
+    def need(evidence: TrackEvidence) -> tuple[int, int]:
+        count = len(evidence.poses)
+        if 0 < count < SHAPE_MIN_POSES:
+            return (0, -count)
+        return (1, 0) if count == 0 else (2, count)
+
+    wanting = sorted((need(e), tid) for tid, e, box in candidates if e.pose_wanted(now, box))
+    return {tid for _, tid in wanting[:budget]}
