@@ -445,7 +445,7 @@ class Memory:
             count = self.client.count(self._c(PROTOTYPES), count_filter=flt).count
             for collection in self._every_space(PROTOTYPES):
                 self.client.delete(collection, points_selector=models.FilterSelector(filter=flt))
-            if self.log.delete_look(sighting_id):
+            if self.log.delete_look(sighting_id, person_id):
                 count += self.strangers.remove(sighting_id)
         return count
 

@@ -199,9 +199,12 @@ class SightingLog:
             for sid, pid, camera, learned, face, look, shape in rows
         ]
 
-    def delete_look(self, sighting_id: str) -> bool:
+    def delete_look(self, sighting_id: str, person_id: str) -> bool:
+        """Delete the look a person learned from one sighting; False when there was none."""
         with self._lock, self._transaction():
-            gone = self._db.execute("DELETE FROM stranger_looks WHERE sighting_id = ?", (sighting_id,))
+            gone = self._db.execute(
+                "DELETE FROM stranger_looks WHERE sighting_id = ? AND person_id = ?", (sighting_id, person_id)
+            )
             return gone.rowcount > 0
 
     def delete_looks_of(self, person_ids: list[str]) -> int:
