@@ -192,6 +192,31 @@ def test_a_look_is_the_sightings_own_vectors_kept_once_and_links_after_a_restart
     assert {s["sighting_id"] for s in reopened.memory.sightings("unknown-1")} == {"a", "c"}, "history stays"
 
 
+def test_with_a_shared_server_memory_the_look_is_a_qdrant_prototype_another_hub_finds(
+    models_dir: Path, service_factory: Any
+) -> None:
+    """Several hubs may share one Qdrant server (store.url), each with its own sighting log: there a
+    stranger's look stays a Qdrant prototype. No server runs here; the embedded store answers the same
+    client API, so the server's code path runs on it (`shared` set as a URL would set it)."""
+    hub_a = service_factory()
+    hub_a.memory.shared = True
+    image, boxes = _people(hub_a, models_dir / "sample_photos" / "zidane.jpg")
+    track = _track(hub_a, "person", _jittered(image, boxes[0]))
+    first = hub_a.finalise(track, _after("a", T0, T0 + 3), T0 + 3)
+    assert first is not None and first.global_id == "unknown-1"
+    assert hub_a.memory.client.count(hub_a.memory._c(PROTOTYPES)).count == 1
+    assert hub_a.memory.counts()[STRANGER_LOOKS] == 0
+    hub_a.close()
+    hub_a.config.sightings_path.unlink()  # hub B has its own log: none of hub A's sightings
+
+    hub_b = service_factory()
+    hub_b.memory.shared = True
+    again = hub_b.finalise(
+        _track(hub_b, "person", _jittered(image, boxes[0], 5)[1:]), _after("c", T0 + 60, T0 + 63), T0 + 63
+    )
+    assert again is not None and again.global_id == "unknown-1", "linked through the shared store"
+
+
 def test_a_strangers_face_links_for_the_retention_and_forgetting_removes_it(
     models_dir: Path, service_factory: Any
 ) -> None:

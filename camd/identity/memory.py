@@ -151,6 +151,9 @@ class Memory:
         self.client = open_client(config)
         self._lock = threading.RLock()
         self._path = None if config.store.url else config.store_path
+        # A Qdrant server may be shared by several hubs: strangers' looks stay in it, so that every hub
+        # links every stranger. An embedded store keeps them in the sighting log (strangers.py).
+        self.shared = config.store.url is not None
         self._deleted_since_open = 0
         self.crops_dir = config.crops_path
         self.body_space = body_space(config.identity)

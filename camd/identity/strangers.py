@@ -5,7 +5,8 @@ vehicle look (a person's for `same_day_hours`: clothes change). Those vectors ar
 sighting's own, already in the sighting log as float16; a look row there only says whose they are and
 until when each links. Nothing is copied into Qdrant: its embedded store pickles every float (~9 bytes
 each, ~11 KB for one body look) and keeps every point it ever held in RAM until reopened, while a busy
-camera makes a new stranger every few seconds.
+camera makes a new stranger every few seconds. (With a Qdrant server, which several hubs may share while
+each keeps its own log, looks stay Qdrant prototypes: `Memory.shared`.)
 
 `StrangerIndex` holds the live looks in RAM (float32, ~5.4 KB a stranger) and answers the matcher's
 queries the way the prototype collection does: nearest by one named vector, who has a modality, gait
