@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS stranger_looks (
 );
 CREATE INDEX IF NOT EXISTS stranger_looks_person ON stranger_looks (person_id);
 """
+# Until when a look links at all: the later of its two parts.
+_LOOK_LINKS_UNTIL = "MAX(COALESCE(face_until, 0), COALESCE(look_until, 0))"
 
 
 def _encode(vector: np.ndarray) -> bytes:
@@ -190,7 +192,7 @@ class SightingLog:
         with self._lock:
             rows = self._db.execute(
                 "SELECT sighting_id, person_id, camera, learned_at, face_until, look_until, shape "
-                "FROM stranger_looks WHERE MAX(COALESCE(face_until, 0), COALESCE(look_until, 0)) >= ?",
+                f"FROM stranger_looks WHERE {_LOOK_LINKS_UNTIL} >= ?",
                 (now,),
             ).fetchall()
             vectors = self._vectors([r[0] for r in rows], space)
@@ -220,7 +222,7 @@ class SightingLog:
         """Delete the looks neither part of which links any more (their sightings stay)."""
         with self._lock, self._transaction():
             return self._db.execute(
-                "DELETE FROM stranger_looks WHERE MAX(COALESCE(face_until, 0), COALESCE(look_until, 0)) < ?",
+                f"DELETE FROM stranger_looks WHERE {_LOOK_LINKS_UNTIL} < ?",
                 (now,),
             ).rowcount
 

@@ -29,9 +29,9 @@ MAX_POSE_SAMPLES = 40
 DENSE_POSE_SAMPLES = 12
 POSE_INTERVAL_S = 0.4
 SPARSE_POSE_INTERVAL_S = 1.2
-# At most this many poses a frame, whatever the crowd: the tracks with the fewest samples go first. A
-# home scene (a few people) never reaches it; in a crowd MoveNet was ~60% of identity's time and slowed
-# the whole pipeline (docs/performance.md), while shape is supporting evidence only.
+# At most this many poses a frame, whatever the crowd (`pose_turns` says who goes first). A home scene
+# (a few people) never reaches it; in a crowd MoveNet was ~60% of identity's time and slowed the whole
+# pipeline (docs/performance.md), while shape is supporting evidence only.
 POSES_PER_FRAME = 6
 SHAPE_MIN_POSES = 6  # poses before a track has a body shape at all
 # Early decisions while a track is open: at most every DECIDE_EVERY_S, backing off (doubling up to
