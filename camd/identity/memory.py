@@ -54,6 +54,7 @@ from camd.config.models import Config
 from camd.identity.evidence.body import MOBILENET_SPACE, body_dim, body_space
 from camd.identity.hit import Hit
 from camd.identity.sightings import SightingLog
+from camd.identity.strangers import SOURCE as STRANGER_SOURCE
 from camd.identity.strangers import Look, StrangerIndex
 
 log = logging.getLogger(__name__)
@@ -457,7 +458,9 @@ class Memory:
         look_until: float | None, shape: list[float] | None = None, learned_at: float | None = None,
     ) -> None:
         """Let a stored stranger sighting's own vectors link that stranger: its face until `face_until`,
-        its body or vehicle look (and gait shape) until `look_until` (strangers.py says why not Qdrant)."""
+        its body or vehicle look (and gait shape) until `look_until`. In the embedded store's case, a look
+        row in the sighting log (strangers.py says why not Qdrant); on a shared server, Qdrant prototypes
+        that every hub searches."""
         with self._lock:
             found = self.log.get(sighting_id, self.body_space)
             if found is None:
@@ -466,6 +469,14 @@ class Memory:
                 sighting_id, person_id, camera, time.time() if learned_at is None else learned_at,
                 face_until, look_until, list(shape) if shape is not None else None, found[1],
             )  # fmt: skip
+            if self.shared:
+                for part, until, vectors in look.parts():
+                    self.add_prototype(
+                        person_id, vectors, source=STRANGER_SOURCE, expires_at=until, camera=camera,
+                        sighting_id=sighting_id, shape=look.shape if part == "look" else None,
+                        learned_at=look.learned_at,
+                    )  # fmt: skip
+                return
             self.log.add_look(look)
             self.strangers.add(look)
 

@@ -314,25 +314,16 @@ class IdentityService:
         stored = vectors.stored_vectors()
         retention = now + self._retention_s()
         face_until = retention if "face" in stored else None
-        look = {k: v for k, v in stored.items() if k in APPEARANCE}
         look_until = None
-        if look and vectors.body_crops >= ident.stranger_min_crops:
+        if any(k in stored for k in APPEARANCE) and vectors.body_crops >= ident.stranger_min_crops:
             same_day = now + ident.same_day_hours * 3600.0
             look_until = retention if vectors.kind == "vehicle" else min(retention, same_day)
         if face_until is None and look_until is None:
             return
-        shape = _shape(vectors) if look_until is not None else None
-        if self.memory.shared:  # a server several hubs share: the looks are Qdrant prototypes there
-            sighting = {"source": "stranger", "camera": after["camera"], "sighting_id": str(after["id"])}
-            if face_until is not None:
-                self.memory.add_prototype(pid, {"face": stored["face"]}, expires_at=face_until, **sighting)
-            if look_until is not None:
-                self.memory.add_prototype(pid, look, expires_at=look_until, shape=shape, **sighting)
-            return
         # The sighting just stored holds these vectors: the look only says they link, and until when.
         self.memory.add_stranger_look(
             pid, str(after["id"]), camera=after["camera"], face_until=face_until, look_until=look_until,
-            shape=shape, learned_at=now,
+            shape=_shape(vectors) if look_until is not None else None, learned_at=now,
         )  # fmt: skip
 
     def _retention_s(self) -> float:

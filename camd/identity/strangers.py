@@ -6,7 +6,7 @@ sighting's own, already in the sighting log as float16; a look row there only sa
 until when each links. Nothing is copied into Qdrant: its embedded store pickles every float (~9 bytes
 each, ~11 KB for one body look) and keeps every point it ever held in RAM until reopened, while a busy
 camera makes a new stranger every few seconds. (With a Qdrant server, which several hubs may share while
-each keeps its own log, looks stay Qdrant prototypes: `Memory.shared`.)
+each keeps its own log, looks are Qdrant prototypes instead: `Memory.add_stranger_look`.)
 
 `StrangerIndex` holds the live looks in RAM (float32, ~5.4 KB a stranger) and answers the matcher's
 queries the way the prototype collection does: nearest by one named vector, who has a modality, gait
@@ -111,11 +111,9 @@ class StrangerIndex:
             appearance = look.look_until if look.look_until is not None and look.look_until >= now else None
             if face == look.face_until and appearance == look.look_until:
                 continue
-            before = len(look.parts())
-            self.remove(sid)
-            kept = replace(look, face_until=face, look_until=appearance)
-            self.add(kept)
-            removed += before - len(kept.parts())
+            before = self.remove(sid)
+            self.add(replace(look, face_until=face, look_until=appearance))
+            removed += before - len(self._hits.get(sid, []))
         return removed
 
     # -- the matcher's queries ---------------------------------------------------------------------
