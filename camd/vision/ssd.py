@@ -39,6 +39,12 @@ class SsdDetector:
     ) -> None:
         graph, text = find_ssd_files(Path(path))
         cv2.setNumThreads(threads)  # process-wide in OpenCV; the detector is its main user
+        if not hasattr(cv2.dnn, "readNetFromTensorflow"):
+            raise DetectorError(
+                f"OpenCV {cv2.__version__} has no TensorFlow importer (removed in 5.1), which the SSD "
+                "detector needs: install 'opencv-python>=4.10,<5.1' (as camd's own requirements say) "
+                "or set detector.backend: yolo"
+            )
         try:
             self._net = cv2.dnn.readNetFromTensorflow(str(graph), str(text))
         except cv2.error as exc:
