@@ -7,9 +7,12 @@ keeps every point it ever held in RAM until the process restarts (deleted points
 daemon writes thousands of sightings a day. Here memory stays flat however long camd runs, and a
 sighting costs its bytes on disk only.
 
-Vectors are kept as float16 (half the bytes of float32; a sighting's vectors become prototypes only
-through enrollment or a correction, where 3 significant digits are far below the spread of real
-embeddings). Body vectors depend on the body backbone, so each is stored under its body space;
+Vectors are kept small: appearance vectors (body, vehicle: 1280-d, the bulk of a sighting) as 8-bit
+integers with one float32 scale (1.3 KB instead of 2.6 as float16; cosine to the original > 0.9999),
+the short ones (face 128-d, colour 72-d) as float16. A sighting's vectors become prototypes only
+through enrollment or a correction, where that precision is far below the spread of real
+embeddings. Rows written before 8-bit vectors existed stay float16 and read as before.
+Body vectors depend on the body backbone, so each is stored under its body space;
 the other vectors (face, colour, vehicle) under "" (any space).
 
 Strangers' looks (strangers.py) are rows here too: which sighting's vectors link which stranger, and
@@ -52,6 +55,7 @@ CREATE TABLE IF NOT EXISTS sighting_vectors (
     space TEXT NOT NULL,
     name TEXT NOT NULL,
     data BLOB NOT NULL,
+    encoding TEXT NOT NULL DEFAULT 'f2',  -- 'f2': float16; 'q8': float32 scale + int8 (see _encode)
     PRIMARY KEY (sighting_id, space, name)
 );
 -- A stranger's look (strangers.py): whose sighting's vectors link a returning stranger, and until when.
@@ -70,11 +74,26 @@ CREATE INDEX IF NOT EXISTS stranger_looks_person ON stranger_looks (person_id);
 _LOOK_LINKS_UNTIL = "MAX(COALESCE(face_until, 0), COALESCE(look_until, 0))"
 
 
-def _encode(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype="<f2").ravel().tobytes()
+# Vectors this long are stored in 8 bits: the appearance backbones' (1280-d); faces and colours
+# are short, and a face's distances are compared against fixed thresholds, so they keep float16.
+QUANTISE_FROM_DIM = 512
 
 
-def _decode(data: bytes) -> np.ndarray:
+def _encode(vector: np.ndarray) -> tuple[str, bytes]:
+    """(encoding, bytes): 'q8' for long vectors (a float32 scale, then int8 values), else 'f2'."""
+    flat = np.asarray(vector, dtype=np.float32).ravel()
+    if flat.size < QUANTISE_FROM_DIM:
+        return "f2", flat.astype("<f2").tobytes()
+    peak = float(np.abs(flat).max())
+    scale = peak / 127.0 if peak > 0 else 1.0
+    values = np.clip(np.rint(flat / scale), -127, 127).astype(np.int8)
+    return "q8", np.float32(scale).astype("<f4").tobytes() + values.tobytes()
+
+
+def _decode(encoding: str, data: bytes) -> np.ndarray:
+    if encoding == "q8":
+        scale = float(np.frombuffer(data[:4], dtype="<f4")[0])
+        return np.frombuffer(data[4:], dtype=np.int8).astype(np.float32) * scale
     return np.frombuffer(data, dtype="<f2").astype(np.float32)
 
 
@@ -88,8 +107,9 @@ class SightingLog:
         os.close(fd)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        # 16 KB pages: a sighting's body vector (2.6 KB as float16) fills most of a 4 KB page, leaving
-        # the rest unused; larger pages pack them (4.1 instead of 5.1 KB a sighting). New files only.
+        # 16 KB pages: a sighting's vectors (2.6 KB with float16 bodies, ~1.7 KB now) leave much of a
+        # 4 KB page unused; larger pages pack them (4.1 instead of 5.1 KB a float16 sighting). New
+        # files only.
         self._db.execute("PRAGMA page_size=16384")
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: durable across a process kill (the WAL is in the OS); fsync only at checkpoints.
@@ -100,6 +120,9 @@ class SightingLog:
         self._db.execute("PRAGMA journal_size_limit=1048576")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(sighting_vectors)")}
+        if "encoding" not in columns:  # a log written before 8-bit vectors: its rows are float16
+            self._db.execute("ALTER TABLE sighting_vectors ADD COLUMN encoding TEXT NOT NULL DEFAULT 'f2'")
         for suffix in ("-wal", "-shm"):
             sidecar = Path(f"{self.path}{suffix}")
             if sidecar.exists():
@@ -156,8 +179,8 @@ class SightingLog:
             (sighting_id, *_columns(payload)),
         )
         self._db.executemany(
-            f"{verb} INTO sighting_vectors VALUES (?, ?, ?, ?)",
-            [(sighting_id, space if name in SPACE_DEPENDENT else ANY_SPACE, name, _encode(vector))
+            f"{verb} INTO sighting_vectors (sighting_id, space, name, encoding, data) VALUES (?, ?, ?, ?, ?)",
+            [(sighting_id, space if name in SPACE_DEPENDENT else ANY_SPACE, name, *_encode(vector))
              for name, vector in vectors.items()],
         )  # fmt: skip
 
@@ -274,14 +297,15 @@ class SightingLog:
         for chunk in _chunks(list(out), 500):  # SQLite's limit on bound parameters
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                f"SELECT sighting_id, space, name, data FROM sighting_vectors WHERE sighting_id IN ({marks})",
+                "SELECT sighting_id, space, name, encoding, data FROM sighting_vectors "
+                f"WHERE sighting_id IN ({marks})",
                 chunk,
             )
-            for sighting_id, row_space, name, data in rows:
+            for sighting_id, row_space, name, encoding, data in rows:
                 if row_space in (ANY_SPACE, space):
-                    out[sighting_id][name] = _decode(data)
+                    out[sighting_id][name] = _decode(encoding, data)
                 elif every_space:
-                    out[sighting_id][f"{name}@{row_space}"] = _decode(data)
+                    out[sighting_id][f"{name}@{row_space}"] = _decode(encoding, data)
         return out
 
     def _transaction(self) -> _Transaction:
