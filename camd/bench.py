@@ -311,6 +311,7 @@ def realtime_run(
         "latency_p95_s": percentile(latencies, 0.95) if latencies else None,
         "latency_events": len(latencies),
         "stored_bytes": stored,
+        "tracks": pipeline.track_events.tracks_announced if pipeline is not None else 0,
         "state_dir": str(state),
     }
 
@@ -438,6 +439,9 @@ def _measure(
         "peak_rss_mb": round(rss_mb, 1),
         # (g)
         "stored_bytes": live["stored_bytes"],
+        # what is kept grows with tracks, not with the video's bytes: a household's own fraction is
+        # its tracks an hour times this, against its cameras' bytes an hour
+        "stored_bytes_per_track": round(live["stored_bytes"] / live["tracks"]) if live["tracks"] else None,
         "stored_bytes_per_hour": round(live["stored_bytes"] * per_hour) if per_hour else None,
         "video_bytes_per_hour": round(video_bytes * 3600.0 / video_seconds) if video_bytes else None,
         "stored_fraction_of_video": round(stored_fraction, 6) if stored_fraction is not None else None,

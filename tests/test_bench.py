@@ -27,7 +27,8 @@ FIELDS = {
     "d": ["naive_pipeline_fps", "naive_ratio_to_limit", "motion_gate_speedup", "motion_gate_track_recall"],
     "e": ["latency_p50_s", "latency_p95_s"],
     "f": ["peak_rss_mb"],
-    "g": ["stored_bytes_per_hour", "video_bytes_per_hour", "stored_fraction_of_video"],
+    "g": ["stored_bytes_per_hour", "video_bytes_per_hour", "stored_fraction_of_video",
+          "stored_bytes_per_track"],
 }
 
 
@@ -53,4 +54,5 @@ def test_bench_json_has_every_figure(tmp_path: Path, models_dir: Path, mqtt_brok
     assert figures["latency_events"] >= 1 and figures["latency_p95_s"] >= figures["latency_p50_s"] > 0
     assert figures["peak_rss_mb"] > 100  # the models alone are bigger than that
     assert figures["stored_bytes_per_hour"] > 0, "the clip's sightings were stored"
+    assert figures["stored_bytes_per_track"] > 0
     assert set(figures["targets"]) >= {"gate_speedup_at_least_3x", "latency_p95_at_most_1s"}
