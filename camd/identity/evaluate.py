@@ -271,10 +271,6 @@ def evaluate_faces(face_embedder: Any, faces_root: Path, threshold: float | None
 
 # --- 3/5. tracks from a real clip (SSD detector + the project's tracker) -----------------------------
 
-# TensorFlow object-detection COCO ids of the labels camd tracks.
-SSD_LABELS = {1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 6: "bus", 8: "truck"}
-
-
 @dataclass
 class TrackFrame:
     """One frame of one track: time, the box, the frame index, and the frame's other boxes."""
@@ -287,27 +283,27 @@ class TrackFrame:
 
 def video_tracks(
     video: Path,
-    ssd_graph: Path,
-    ssd_config: Path,
+    ssd_model: Path,
     labels: set[str],
     min_score: float = 0.4,
     max_frames: int | None = None,
     keep_frames: bool = False,
 ) -> tuple[dict[int, list[TrackFrame]], dict[int, np.ndarray], float]:
-    """Detect with OpenCV's SSD MobileNetV2 on every frame, track with camd's ObjectTracker.
+    """Detect with camd's SSD MobileNetV2 (`ssd_model`: its .pb, or the folder holding it and its
+    .pbtxt) on every frame, track with camd's ObjectTracker.
 
     Returns the tracks, the frames by index when `keep_frames` (memory: ~0.5 MB per 480x360 frame),
     and the clip's fps.
     """
     from camd.config.models import TrackerConfig
-    from camd.types import Detection
+    from camd.vision.ssd import SsdDetector
     from camd.vision.tracker import ObjectTracker
 
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():
         raise ValueError(f"cannot open video: {video}")
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
-    net = cv2.dnn.readNetFromTensorflow(str(ssd_graph), str(ssd_config))
+    detector = SsdDetector(ssd_model, min_score=min_score)
     tracker = ObjectTracker(TrackerConfig(), fps=fps)
     tracks: dict[int, list[TrackFrame]] = {}
     frames: dict[int, np.ndarray] = {}
@@ -316,15 +312,7 @@ def video_tracks(
         ok, frame = capture.read()
         if not ok:
             break
-        height, width = frame.shape[:2]
-        net.setInput(cv2.dnn.blobFromImage(frame, size=(300, 300), swapRB=True))
-        rows = net.forward()[0, 0]
-        scale = np.array([width, height, width, height], dtype=np.float64)
-        detections = [
-            Detection(SSD_LABELS[int(r[1])], float(r[2]), tuple(float(v) for v in r[3:7] * scale))
-            for r in rows
-            if int(r[1]) in SSD_LABELS and SSD_LABELS[int(r[1])] in labels and r[2] >= min_score
-        ]
+        detections = [d for d in detector.detect(frame) if d.label in labels]
         boxes = [d.box for d in detections]
         for tracked in tracker.update(detections, index / fps):
             tracks.setdefault(tracked.track_id, []).append(

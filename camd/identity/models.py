@@ -15,7 +15,6 @@ FILES: dict[str, tuple[str, str]] = {
     "face_resnet": ("dlib_face", "dlib_face_recognition_resnet_model_v1.dat"),
     "movenet": ("movenet_lightning", "movenet_lightning.tflite"),
     "ssd_graph": ("ssd_mobilenet_v2_coco", "frozen_inference_graph.pb"),
-    "ssd_config": ("ssd_mobilenet_v2_coco", "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"),
 }
 
 
