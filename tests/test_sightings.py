@@ -13,6 +13,7 @@ from qdrant_client import QdrantClient, models
 
 from camd.identity import enroll
 from camd.identity import memory as memory_module
+from camd.identity.evidence.body import BodyAppearanceEmbedder
 from camd.identity.memory import PROTOTYPES, SIGHTINGS, Memory, point_id
 from camd.identity.models import face_photo
 from camd.identity.sightings import SightingLog
@@ -64,8 +65,6 @@ def test_body_vectors_are_stored_in_8_bits_and_keep_their_similarities(
     """Real appearance embeddings (windows of bus.jpg through the body model) stored as int8 with a
     scale: half the bytes of float16, each cosine to its original > 0.9999, every pair's similarity
     within 0.005 of the original's; the face stays float16."""
-    from camd.identity.evidence.body import BodyAppearanceEmbedder
-
     photo = read_image(models_dir / "sample_photos" / "bus.jpg")
     windows = [photo[y:y + 400, x:x + 200] for y in range(0, 600, 150) for x in range(0, 600, 120)]
     onnx = next((models_dir / "body_appearance_onnx").glob("*.onnx"))
