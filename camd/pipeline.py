@@ -5,7 +5,13 @@ Two threads per camera around the shared inference pool (camd/vision/pool.py):
   see it, and submits it to the camera's lane of the pool (skipped frames keep their place);
 - the consumer thread takes the frames back in order, detections attached, and runs tracking,
   events and identity, while the pool already works on the next frame.
-Tracker, events and identity belong to the consumer thread only.
+Tracker, events and identity belong to the consumer thread only; the gate belongs to the camera
+thread, which reads what the consumer learnt (tracks, examined motion) as a `_GateView`.
+
+A file read as fast as it decodes is replayed exactly: the gate for the n-th frame sees the view the
+consumer published for frame n - REPLAY_LAG_FRAMES, not whatever it has reached by then, so the same
+file gives the same detections, tracks and identities on every run, however loaded the machine.
+A live camera (or a file played in real time) cannot wait: its gate reads the newest view.
 
 With a `detect_url` (a low-resolution substream), detection runs on the substream and identity
 takes its crops from the main stream's frame nearest in time, boxes scaled (camd/sources/mainstream.py).
@@ -46,6 +52,8 @@ FrameObserver = Callable[[Frame, bool, list[tuple[int, Box]]], None]
 _POLL_S = 0.1
 STOP_GRACE_S = 2.0  # at shutdown, how long the consumer waits for a frame still in the detector
 MAX_PREDICT_S = 1.0  # the gate extrapolates a track's box at most this far past its last detection
+# Replay: the detector works on one frame while the consumer handles the one before it.
+REPLAY_LAG_FRAMES = 2
 
 __all__ = ["CameraPipeline", "CameraStats", "EventSink", "FrameObserver", "SharedDetector"]
 
@@ -92,6 +100,15 @@ class _TrackMotion:
     def box_at(self, t: float) -> Box:
         dt = min(max(0.0, t - self.at), MAX_PREDICT_S)
         return tuple(b + v * dt for b, v in zip(self.box, self.velocity, strict=True))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class _GateView:
+    """What the consumer knew after handling its `order`-th frame, for the gate on the camera thread."""
+
+    order: int
+    tracks: tuple[_TrackMotion, ...] = ()
+    examined: tuple[Box, ...] = ()  # moving regions of the frame the detector last answered for
 
 
 class CameraPipeline:
@@ -141,15 +158,21 @@ class CameraPipeline:
         self.stats = CameraStats(lane=self.lane)
         self.detect_enabled = True  # the detect switch (MQTT <prefix>/<camera>/detect/set), see set_detect
         self.on_frame: FrameObserver | None = None
-        # Written by the consumer, read by the camera thread (replaced whole, never mutated).
-        self._gate_tracks: tuple[_TrackMotion, ...] = ()
+        # Published by the consumer, read by the camera thread (see the module docstring).
+        self._replay = not self.source.drops_when_behind
+        self._views: deque[_GateView] = deque([_GateView(0)], maxlen=REPLAY_LAG_FRAMES + 2)
+        self._views_changed = threading.Condition()
+        self._submitted = 0  # frames handed to the lane (camera thread)
+        self._consumer: threading.Thread | None = None
         self._motion: dict[int, _TrackMotion] = {}
+        self._examined: tuple[Box, ...] = ()
         self._last_detect_at: float | None = None
 
     # -- camera thread -------------------------------------------------------------------------
 
     def run(self) -> None:
         consumer = threading.Thread(target=self._consume, name=f"camera-{self.name}-track", daemon=True)
+        self._consumer = consumer
         consumer.start()
         if self.main is not None:
             self.main.start()
@@ -175,14 +198,40 @@ class CameraPipeline:
 
     def process(self, frame: Frame) -> bool:
         """Gate one frame and queue it for the consumer. False when the pipeline is closing."""
+        self._submitted += 1
         if not self.detect_enabled:  # the detect switch is off: the consumer lets open tracks end
             return self.lane.submit(frame, False, halted=self._stop.is_set, context=None)
-        boxes = [motion.box_at(frame.timestamp) for motion in self._gate_tracks]
+        view = self._gate_view(max(0, self._submitted - REPLAY_LAG_FRAMES))
+        self.gate.examined(list(view.examined))
+        boxes = [motion.box_at(frame.timestamp) for motion in view.tracks]
         detect = self.gate.should_detect(frame.image, frame.timestamp, boxes)
         regions = self.gate.last_regions if detect else None  # for the gate's feedback, below
         return self.lane.submit(frame, detect, halted=self._stop.is_set, context=regions)
 
+    def _gate_view(self, order: int) -> _GateView:
+        """Replay: the view after the consumer's `order`-th frame, waiting for it; live: the newest."""
+        with self._views_changed:
+            while self._replay and self._views[-1].order < order:
+                consumer = self._consumer
+                if self._stop.is_set() or consumer is None or not consumer.is_alive():
+                    break  # shutting down, or the consumer failed: the lane refuses the frame anyway
+                self._views_changed.wait(_POLL_S)
+            if self._replay:
+                for view in self._views:
+                    if view.order == order:
+                        return view
+            return self._views[-1]
+
     # -- consumer thread -----------------------------------------------------------------------
+
+    def _publish_view(self) -> None:
+        """The gate's view after this frame's tracks and motion are known (identity comes later)."""
+        order = self.stats.frames
+        with self._views_changed:
+            if self._views[-1].order == order:
+                self._views.pop()  # a frame publishes once its tracks are known, again when done
+            self._views.append(_GateView(order, tuple(self._motion.values()), self._examined))
+            self._views_changed.notify_all()
 
     def _consume(self) -> None:
         try:
@@ -190,6 +239,7 @@ class CameraPipeline:
                 item = self.lane.next(_POLL_S)
                 if item is not None:
                     self._handle(item)
+                    self._publish_view()
                     continue
                 if self.lane.finished:
                     break
@@ -227,7 +277,7 @@ class CameraPipeline:
             self._observe(frame, detected=False)
             return
         if item.context is not None:  # the motion the detector looked at is explained now
-            self.gate.examined(item.context)
+            self._examined = tuple(item.context)
         detections = filter_detections(item.detections, self._objects)
         tracked = self.tracker.update(detections, frame.timestamp)
         self._publish(self.track_events.update(tracked, frame))
@@ -237,6 +287,7 @@ class CameraPipeline:
         # The gate (on the camera thread) sees the new tracks before identity's slower work here.
         self._last_detect_at = frame.timestamp
         self._remember_motion(frame.timestamp)
+        self._publish_view()
         if self.identity is not None and tracked:
             identity_frame, identity_tracked = self._identity_view(frame, tracked)
             for state in self.identity.observe(identity_frame, identity_tracked, self.track_events.states):
@@ -277,7 +328,6 @@ class CameraPipeline:
             else:
                 motion[track_id] = _TrackMotion(state.box, state.last_seen)
         self._motion = motion
-        self._gate_tracks = tuple(motion.values())
 
     def _observe(self, frame: Frame, detected: bool) -> None:
         if self.on_frame is None:

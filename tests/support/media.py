@@ -247,7 +247,10 @@ class PhotoWalkers:
         return (float(x), float(y), float(x + w), float(y + h))
 
 
-def make_photo_walkers(models_dir: Path, path: Path, frames: int = 50, fps: float = 10.0) -> PhotoWalkers:
+def make_photo_walkers(
+    models_dir: Path, path: Path, frames: int = 50, fps: float = 10.0, enters: dict[str, int] | None = None
+) -> PhotoWalkers:
+    """`enters`: the frame from which a walker is in the picture (default: all from the first)."""
     photo = cv2.imread(str(models_dir / "sample_photos" / "bus.jpg"))
     people = {  # hand-checked boxes of two full-length people in bus.jpg, scaled to 45%
         "beige": cv2.resize(photo[400:898, 52:243], None, fx=0.45, fy=0.45),
@@ -262,6 +265,8 @@ def make_photo_walkers(models_dir: Path, path: Path, frames: int = 50, fps: floa
     def draw(index: int) -> np.ndarray:
         image = background.copy()
         for name, crop in people.items():
+            if index < (enters or {}).get(name, 0):
+                continue
             x, y = walkers.top_left(name, index)
             image[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
         return image
