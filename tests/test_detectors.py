@@ -211,3 +211,16 @@ def test_float16_input_model(tmp_path: Path, models_dir: Path, photos: dict[str,
     config = DetectorConfig(backend="yolo", model=str(path), class_map={0: "person", 1: "person"})
     detections = create_detector(config, models_dir).detect(photos["zidane"])
     assert matched(detections, ZIDANE_PEOPLE, "person") == 2
+
+
+def test_an_opencv_without_the_tensorflow_importer_is_a_clear_error(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCV 5.1 dropped cv2.dnn.readNetFromTensorflow; pip may bring it in beside another package's
+    looser pin. The user is told what to install or which backend to use, not an AttributeError."""
+    import cv2
+
+    monkeypatch.delattr(cv2.dnn, "readNetFromTensorflow")
+    advice = r"no TensorFlow importer .*opencv-python>=4\.10,<5\.1.*backend: yolo"
+    with pytest.raises(DetectorError, match=advice):
+        create_detector(DetectorConfig(backend="ssd"), models_dir)
