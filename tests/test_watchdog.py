@@ -22,6 +22,7 @@ import pytest
 from camd.api.status import camera_health
 from camd.config.models import ApiConfig, CameraConfig
 from camd.service import PipelineWatchdog, Progress, SystemdNotifier, daemon_progress
+from camd.service.systemd import SEND_TIMEOUT_S
 from tests.support.service import daemon_config, free_port, running_daemon, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +110,23 @@ def test_notifier_sends_each_message_to_the_socket(notify_socket: NotifySocket) 
     notifier.close()
 
 
+def test_a_manager_that_does_not_read_never_blocks_the_notifier(notify_socket: NotifySocket) -> None:
+    """The socket's queue holds net.unix.max_dgram_qlen datagrams (10 by default); past that a plain
+    send blocks until the manager reads, and a blocked watchdog thread would stop noticing stalls."""
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "400000"})
+    queue_length = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    delivered = 0
+    while delivered <= 10 * queue_length and notifier.watchdog():
+        delivered += 1
+    assert queue_length <= delivered <= queue_length + 1  # Linux takes one more than the limit
+    started = time.monotonic()
+    assert not notifier.watchdog()
+    assert time.monotonic() - started < 5 * SEND_TIMEOUT_S, "the send waited without bound"
+    assert len(notify_socket.drain()) == delivered
+    assert notifier.watchdog(), "sends again once the manager has read"
+    notifier.close()
+
+
 def test_notifier_reaches_an_abstract_socket() -> None:
     name = f"camd-test-{os.getpid()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -167,7 +185,10 @@ def test_stall_rule(notify_socket: NotifySocket) -> None:
 def test_healthy_daemon_keeps_feeding_and_stalled_one_stops(
     under_systemd: NotifySocket, tmp_path: Path, models_dir: Path
 ) -> None:
-    config = daemon_config(tmp_path / "state", models_dir, stall_s=1.5)
+    # 3 s: long enough that a busy consumer (a track finalised with its crop and store writes on a
+    # loaded machine) is not a stall. Nobody reads the notify socket while the test waits for the
+    # stall, so its queue fills in 2 s: the notifier's bounded send keeps the checks going.
+    config = daemon_config(tmp_path / "state", models_dir, stall_s=3.0)
     with running_daemon(config) as daemon:
         under_systemd.wait_for("READY=1")
         wait_for(lambda: daemon_progress(daemon).frames >= 3, "frames to be processed")

@@ -21,6 +21,9 @@ def _socket_address(raw: str) -> str | bytes:
     return b"\0" + raw[1:].encode() if raw.startswith("@") else raw
 
 
+SEND_TIMEOUT_S = 0.5
+
+
 class SystemdNotifier:
     """Sends notify messages to the service manager. Thread-safe; never raises for a send error
     (a lost notification must not stop the cameras), it logs it once instead."""
@@ -57,6 +60,9 @@ class SystemdNotifier:
             try:
                 if self._socket is None:
                     self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    # A manager that does not read (its queue holds 10 datagrams by default) must not
+                    # block the watchdog thread: it would stop noticing stalls.
+                    self._socket.settimeout(SEND_TIMEOUT_S)
                 self._socket.sendto(message, self._address)
             except OSError as exc:
                 if not self._send_failed:  # once: a gone socket would otherwise log every few seconds
