@@ -25,7 +25,7 @@ from tests.support.hass import HASS_VENV, SETUP_SCRIPT, HomeAssistantProcess, ha
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(480),  # a slow Home Assistant start leaves the later waits their time
     pytest.mark.skipif(not HomeAssistantProcess.available(),
                        reason=f"Home Assistant venv not found at {HASS_VENV}: create it with {SETUP_SCRIPT} "
                               "(~3 min, ~670 MB; or set CAMD_HASS_VENV)"),

@@ -41,13 +41,16 @@ class RecordingDetector:
 
     name = "recording"
 
-    def __init__(self, inner: Detector, delay_s: float = 0.0) -> None:
+    def __init__(self, inner: Detector, delay_s: float = 0.0, hold: threading.Event | None = None) -> None:
         self.inner = inner
         self.delay_s = delay_s
+        self.hold = hold  # when given, every call waits for it (a call that lasts as long as the test needs)
         self.seen: list[int] = []  # id() of each image, in call order
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         self.seen.append(id(image))
+        if self.hold is not None:
+            self.hold.wait(30)
         if self.delay_s:
             time.sleep(self.delay_s)
         return self.inner.detect(image)
@@ -227,7 +230,8 @@ def test_frames_queued_when_detection_is_switched_off_are_not_detected(
 ) -> None:
     """The camera's detect switch goes off while frames wait behind a slow one: those pass through
     undetected, in order; only the frame already in the detector finishes."""
-    slow = RecordingDetector(ssd, delay_s=0.3)
+    in_detector = threading.Event()
+    slow = RecordingDetector(ssd, hold=in_detector)
     pool = InferencePool([slow])
     lane = pool.lane("door", capacity=4, drop_oldest=False)
     for index in range(4):
@@ -236,6 +240,7 @@ def test_frames_queued_when_detection_is_switched_off_are_not_detected(
     while not slow.seen and time.monotonic() < deadline:  # the first frame is in the detector
         time.sleep(0.01)
     assert lane.skip_waiting() == 3
+    in_detector.set()
     taken: list[LaneItem] = []
     consumer = consume(lane, taken)
     lane.close()
