@@ -80,6 +80,9 @@ def test_body_vectors_are_stored_in_8_bits_and_keep_their_similarities(
     norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(bodies, axis=1)
     cosines = np.sum(stored * bodies, axis=1) / norms
     assert cosines.min() > 0.9999, cosines.min()
+    # Unit vectors come back unit: a prototype learned from a sighting is then the same vector whether
+    # or not the store normalises it (the export through the daemon and without it must agree).
+    assert np.abs(np.linalg.norm(stored, axis=1) - np.linalg.norm(bodies, axis=1)).max() < 1e-6
     assert np.abs(stored @ stored.T - bodies @ bodies.T).max() < 0.005
     assert np.abs(back_face - face).max() < 1e-3, "the face keeps float16"
     with sqlite3.connect(tmp_path / "log.sqlite3") as db:

@@ -85,8 +85,13 @@ def _encode(vector: np.ndarray) -> tuple[str, bytes]:
     if flat.size < QUANTISE_FROM_DIM:
         return "f2", flat.astype("<f2").tobytes()
     peak = float(np.abs(flat).max())
-    scale = peak / 127.0 if peak > 0 else 1.0
-    values = np.clip(np.rint(flat / scale), -127, 127).astype(np.int8)
+    step = peak / 127.0 if peak > 0 else 1.0
+    values = np.clip(np.rint(flat / step), -127, 127).astype(np.int8)
+    # The scale gives the decoded vector the original's length, not just its direction: a unit
+    # appearance vector comes back unit (to float32 precision), as a prototype learned from it must
+    # be (Qdrant would otherwise normalise it on some paths and not on others).
+    length = float(np.linalg.norm(values.astype(np.float32)))
+    scale = float(np.linalg.norm(flat)) / length if length > 0 else 1.0
     return "q8", np.float32(scale).astype("<f4").tobytes() + values.tobytes()
 
 
