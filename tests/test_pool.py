@@ -19,6 +19,7 @@ from camd.types import Detection, Frame
 from camd.vision.detector import Detector, create_detector
 from camd.vision.pool import CameraLane, InferencePool, LaneItem
 from tests.support.data import SHARED_DATA
+from tests.support.detectors import RecordingDetector
 
 
 @pytest.fixture(scope="module")
@@ -34,26 +35,6 @@ def clip_frames(models_dir: Path) -> list[np.ndarray]:
     frames = [frame.image for frame in source.frames()]
     assert len(frames) >= 12
     return frames[:12]
-
-
-class RecordingDetector:
-    """The real detector, remembering which images it was given, optionally slowed down."""
-
-    name = "recording"
-
-    def __init__(self, inner: Detector, delay_s: float = 0.0, hold: threading.Event | None = None) -> None:
-        self.inner = inner
-        self.delay_s = delay_s
-        self.hold = hold  # when given, every call waits for it (a call that lasts as long as the test needs)
-        self.seen: list[int] = []  # id() of each image, in call order
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        self.seen.append(id(image))
-        if self.hold is not None:
-            self.hold.wait(30)
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        return self.inner.detect(image)
 
 
 def consume(lane: CameraLane, out: list[LaneItem]) -> threading.Thread:

@@ -10,25 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from camd.config import CameraConfig, Config, DetectorConfig, MotionConfig, MqttConfig
 from camd.pipeline import CameraPipeline
-from camd.types import Detection, Frame
+from camd.types import Frame
 from camd.vision.detector import Detector, create_detector
+from tests.support.detectors import RecordingDetector
 from tests.support.media import make_photo_walkers
-
-
-class _Slowed:
-    """The real detector, made slower on every call (a loaded hub)."""
-
-    def __init__(self, detector: Detector, delay_s: float) -> None:
-        self.detector, self.delay_s = detector, delay_s
-        self.name = detector.name
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        time.sleep(self.delay_s)
-        return self.detector.detect(image)
 
 
 def _replay(
@@ -73,5 +60,5 @@ def test_a_file_replays_the_same_whatever_the_timing(models_dir: Path, tmp_path:
     # The gate did skip frames (otherwise timing could not matter) and both walkers were announced.
     assert 0 < len(detected) < 60 and len({e[1] for e in events if e[0] == "new"}) >= 2
     assert _replay(walkers.path, detector, models_dir, event_delay_s=0.05) == first
-    assert _replay(walkers.path, _Slowed(detector, 0.15), models_dir) == first
+    assert _replay(walkers.path, RecordingDetector(detector, delay_s=0.15), models_dir) == first
     assert _replay(walkers.path, detector, models_dir, decode_delay_s=0.15) == first
