@@ -202,7 +202,7 @@ class CameraPipeline:
         if not self.detect_enabled:  # the detect switch is off: the consumer lets open tracks end
             return self.lane.submit(frame, False, halted=self._stop.is_set, context=None)
         view = self._gate_view(max(0, self._submitted - REPLAY_LAG_FRAMES))
-        self.gate.examined(list(view.examined))
+        self.gate.examined(view.examined)
         boxes = [motion.box_at(frame.timestamp) for motion in view.tracks]
         detect = self.gate.should_detect(frame.image, frame.timestamp, boxes)
         regions = self.gate.last_regions if detect else None  # for the gate's feedback, below
@@ -229,7 +229,7 @@ class CameraPipeline:
         order = self.stats.frames
         with self._views_changed:
             if self._views[-1].order == order:
-                self._views.pop()  # a frame publishes once its tracks are known, again when done
+                return  # published once its tracks were known: identity's work since changes none of it
             self._views.append(_GateView(order, tuple(self._motion.values()), self._examined))
             self._views_changed.notify_all()
 

@@ -8,6 +8,7 @@ with periodic refreshes so stationary people are not lost.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -149,7 +150,7 @@ class MotionGate:
         self.reasons[reason] += 1
         return self._run(timestamp, regions)
 
-    def examined(self, regions: list[Box]) -> None:
+    def examined(self, regions: Sequence[Box]) -> None:
         """The detector has answered for a frame whose moving `regions` it saw. What it found is
         tracked now; the rest (too small, leaves, shadows) it looked at and found nothing in: all of
         that motion is explained until the next refresh."""
