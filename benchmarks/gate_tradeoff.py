@@ -52,10 +52,8 @@ class RememberingDetector:
         return self.answers[key]
 
 
-def run(clip: str, motion: MotionConfig, detector: RememberingDetector, models_dir: Path,
-        queue_frames: int = 3) -> dict:
+def run(clip: str, motion: MotionConfig, detector: RememberingDetector, models_dir: Path) -> dict:
     config = Config(models_dir=models_dir, mqtt=MqttConfig(enabled=False),
-                    detector=DetectorConfig(queue_frames=queue_frames),
                     cameras={"bench": CameraConfig(url=clip, detect_fps=5.0, motion=motion)})
     calls_before = detector.calls
     pipeline = CameraPipeline("bench", config, detector, lambda _event: None, threading.Event())
@@ -76,9 +74,6 @@ def main() -> None:
     parser.add_argument("--moving", type=float, nargs="+", default=[0.0, 0.4, 0.6, 1.0],
                         help="motion.moving_refresh_s values to try")
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
-    parser.add_argument("--queue-frames", type=int, default=3,
-                        help="detector.queue_frames: how far the camera thread (and so the gate, which "
-                             "decides with the consumer's tracks) may run ahead of the detector")
     args = parser.parse_args()
 
     clip = str(args.clip or default_footage(args.models_dir))
@@ -89,8 +84,7 @@ def main() -> None:
           f"detector p50 {detector_ms:.1f} ms")
     min_frames = max(2, round(RECALL_MIN_TRACK_S * 5.0))
     for moving, follow in [(moving, follow) for moving in args.moving for follow in (False, True)]:
-        gated = run(clip, MotionConfig(moving_refresh_s=moving, follow=follow), detector, args.models_dir,
-                    args.queue_frames)
+        gated = run(clip, MotionConfig(moving_refresh_s=moving, follow=follow), detector, args.models_dir)
         fraction = gated["calls"] / max(1, gated["frames"])
         other_ms = gated["seconds"] * 1000.0 / max(1, gated["frames"])  # all detections were remembered
         recall, counted = track_recall(naive["trace"], gated["trace"], min_frames)
