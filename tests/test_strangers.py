@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from camd.identity import evaluate as ev
+from camd.eval import reid as ev
 from camd.identity.evidence._crops import crop_box, l2_normalise
 from camd.identity.evidence.fusion import BODY_COLOUR_WEIGHT
 from camd.identity.matcher import TrackSpan

@@ -377,7 +377,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from camd.identity.report import DEFAULT_DATA, print_report, run_eval
+    from camd.eval.report import DEFAULT_DATA, print_report, run_eval
 
     data = args.data or DEFAULT_DATA
     if not data.is_dir():

@@ -7,7 +7,7 @@
   mean), every person's camera 2 crops as one track: accepted / wrong / false-accept rates at the
   configured thresholds, and the per-track decision latency (Qdrant search + scoring);
 - strangers on reid/train: how often a new stranger would merge into one of 30 in memory, and how often a
-  returning one is re-linked, at the stranger_body_* settings (evaluate.stranger_figures);
+  returning one is re-linked, at the stranger_body_* settings (reid.stranger_figures);
 - embed ms per crop for each model.
 """
 
@@ -26,7 +26,7 @@ DEFAULT_DATA = Path("../shared/data")
 
 
 def run_eval(data: Path, models_dir: Path) -> dict[str, Any]:
-    from camd.identity import evaluate as ev
+    from camd.eval import reid as ev
     from camd.identity.evidence.body import BodyAppearanceEmbedder
     from camd.identity.evidence.colour import ClothingColourDescriptor
     from camd.identity.evidence.face import FaceEmbedder
