@@ -21,8 +21,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP_INSTALL) -e '.[test,prepare]' 'torch==2.13.0'
 	touch $@
 
+# camd's default body model (OSNet) downloads its weights; beside the repo, ../shared/models holds the
+# same file (checked against the same sha256), so the demo and the tests need no download.
+MODELS_FROM := $(if $(wildcard ../shared/models/osnet_x0_25_msmt17.pth),--from ../shared/models)
+
 models: venv
-	$(BIN)/camd models prepare
+	$(BIN)/camd models prepare $(MODELS_FROM)
 
 demo: models
 	$(BIN)/camd demo
@@ -45,7 +49,7 @@ hass-venv:
 	-bash tests/support/hass_setup.sh
 
 test: venv lint system-deps hass-venv
-	$(BIN)/camd models prepare
+	$(BIN)/camd models prepare $(MODELS_FROM)
 	$(BIN)/python -m pytest -q
 
 bench: models

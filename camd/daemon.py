@@ -42,6 +42,7 @@ class RunSummary:
     seconds: float
     detect_ms_p50: float | None
     mqtt: dict[str, Any] | None
+    body_model: str | None = None  # what recognises people without a face (and whether a fallback)
 
     @property
     def fps(self) -> float:
@@ -56,6 +57,8 @@ class RunSummary:
         ]
         if self.mqtt is not None:
             out.append("mqtt: " + ", ".join(f"{k} {v}" for k, v in self.mqtt.items()))
+        if self.body_model is not None:
+            out.append(f"body model: {self.body_model}")
         return out
 
 
@@ -236,4 +239,5 @@ class Daemon:
             seconds=seconds,
             detect_ms_p50=statistics.median(timings) if timings else None,
             mqtt=self.publisher.stats() if self.publisher is not None else None,
+            body_model=self.identity.body_model.describe() if self.identity is not None else None,
         )

@@ -66,7 +66,8 @@ def test_shipped_manifest_is_valid_and_complete() -> None:
     assert {"ssd_mobilenet_v2_coco", "yolov8s_person", "movenet_lightning", "demo_bikes_clip"} <= set(assets)
     for asset in assets.values():
         assert asset.license and asset.description and asset.prepare, asset.id
-        assert asset.source_type in ("pypi", "derived"), f"{asset.id}: only registry sources verify here"
+        # Only registry sources verify here; a URL asset must be optional (camd runs without it).
+        assert asset.source_type in ("pypi", "derived") or asset.optional, asset.id
     ssd = assets["ssd_mobilenet_v2_coco"]
     assert [f.name for f in ssd.files] == [
         "frozen_inference_graph.pb",

@@ -55,7 +55,7 @@ def test_onnx_export_matches_the_torch_network(models_dir: Path) -> None:
     torch = pytest.importorskip("torch")
     import onnxruntime as ort
 
-    from camd.identity.evidence.mobilenet_export import APPEARANCE_BLOCKS, _build_mobilenet_v2
+    from camd.modelprep.mobilenet import APPEARANCE_BLOCKS, _build_mobilenet_v2
 
     model = _build_mobilenet_v2()
     model.load_state_dict(
@@ -293,7 +293,7 @@ def test_the_onnx_export_is_checked_against_torch_and_a_wrong_one_is_refused(
     models_dir: Path, tmp_path: Path
 ) -> None:
     torch = pytest.importorskip("torch")
-    from camd.identity.evidence.mobilenet_export import (
+    from camd.modelprep.mobilenet import (
         APPEARANCE_BLOCKS,
         _build_mobilenet_v2,
         check_onnx_matches,

@@ -30,7 +30,8 @@ def _photos(tmp_path: Path, models_dir: Path, *names: str) -> Path:
 
 def _points(memory: Memory, collection: str, person_id: str) -> list[Any]:
     flt = qm.Filter(must=[qm.FieldCondition(key="person_id", match=qm.MatchValue(value=person_id))])
-    return memory.client.scroll(collection, scroll_filter=flt, limit=1000, with_vectors=True)[0]
+    physical = memory.collection(collection)
+    return memory.client.scroll(physical, scroll_filter=flt, limit=1000, with_vectors=True)[0]
 
 
 def test_forget_removes_every_vector_and_crop(tmp_path: Path, models_dir: Path, service_factory: Any) -> None:

@@ -26,15 +26,15 @@ from camd.cli import main as camd_main
 from camd.config.loader import ConfigError, load_config
 from camd.config.models import DetectorConfig
 from camd.identity import enroll
-from camd.identity.evidence.body import body_space, load_body_embedder
+from camd.identity.body_model import resolve_body_model
 from camd.identity.evidence.colour import ClothingColourDescriptor
-from camd.identity.evidence.osnet.convert import OSNetWeightsError, read_state_dict, torch_embed
-from camd.identity.evidence.osnet.embedder import OSNetEmbedder
-from camd.identity.evidence.osnet.network import VARIANTS, build_osnet
-from camd.identity.evidence.osnet.prepare import onnx_name, prepare_osnet, space_id
+from camd.identity.evidence.osnet import OSNetEmbedder, greyscale
 from camd.identity.memory import PROTOTYPES, SIGHTINGS
 from camd.identity.models import face_photo
 from camd.identity.service import IdentityService, Models
+from camd.modelprep.osnet import onnx_name, prepare_osnet, space_id
+from camd.modelprep.osnet_convert import OSNetWeightsError, read_state_dict, torch_embed
+from camd.modelprep.osnet_network import VARIANTS, build_osnet
 from camd.vision.detector import create_detector
 from tests.support.identity_data import after_for, identity_config, read_image, track_from_image
 
@@ -270,10 +270,14 @@ def test_prepare_downloads_verifies_and_exports_matching_torch(
     embedder = OSNetEmbedder(onnx)
     crops = bus_people(models_dir)
     vectors = embedder.embed(crops)
-    assert vectors.shape == (len(crops), 512) and vectors.dtype == np.float32
+    assert vectors.shape == (len(crops), 1024) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    expected = torch_embed(folder / "weights.pth", "osnet_x1_0", embedder.model.preprocess(crops))
-    assert np.abs(vectors - expected).max() < 1e-4
+    # The colour half is torch's embedding of the crop, the grey half of its greyscale copy.
+    weights = folder / "weights.pth"
+    colour = torch_embed(weights, "osnet_x1_0", embedder.model.preprocess(crops))
+    grey = torch_embed(weights, "osnet_x1_0", embedder.model.preprocess([greyscale(c) for c in crops]))
+    assert np.abs(vectors[:, :512] * np.sqrt(2) - colour).max() < 1e-4
+    assert np.abs(vectors[:, 512:] * np.sqrt(2) - grey).max() < 1e-4
     np.testing.assert_allclose(embedder.embed(crops[:1])[0], vectors[0], atol=1e-5)  # batch-independent
     similarity = vectors @ vectors.T
     assert similarity[0, 1] < 0.9999, "different people must not give the same vector"
@@ -353,8 +357,8 @@ def test_weights_of_another_architecture_are_refused_clearly(
     small_checkpoint: tuple[Path, str], tmp_path: Path, models_dir: Path
 ) -> None:
     small, sha = small_checkpoint
-    section = {"body_model": "osnet", "osnet": {"weights_path": str(small), "sha256": sha}}
-    config = identity_config(tmp_path / "s", tmp_path / "models", **section)
+    osnet = {"variant": "osnet_x1_0", "weights_path": str(small), "sha256": sha}
+    config = identity_config(tmp_path / "s", tmp_path / "models", body_model="osnet", osnet=osnet)
     with pytest.raises(
         OSNetWeightsError, match=r"does not fit osnet_x1_0: .*shape mismatches.*fits osnet_x0_25"
     ):
@@ -397,7 +401,7 @@ def test_config_requires_weights_and_checksum(tmp_path: Path) -> None:
         "cameras:\n  yard: {url: rtsp://10.0.0.5/s}\n",
         encoding="utf-8",
     )
-    with pytest.raises(ConfigError, match=r"identity.*needs identity.osnet.sha256"):
+    with pytest.raises(ConfigError, match=r"identity.*need identity.osnet.sha256"):
         load_config(config)
     config.write_text(
         "identity:\n  body_model: osnet\n  osnet:\n    weights_url: ftp://x/y.pth\n    sha256: nothex\n"
@@ -422,22 +426,24 @@ def test_models_prepare_with_config_fetches_and_the_daemon_models_use_it(
     config_file.write_text(
         f"state_dir: {tmp_path / 'state'}\nmodels_dir: {models}\n"
         f"identity:\n  body_model: osnet\n  osnet:\n    weights_url: {url_of(server, path)}\n"
-        f"    sha256: {sha}\n"
+        f"    sha256: {sha}\n    variant: osnet_x1_0\n"
         "cameras:\n  yard: {url: rtsp://10.0.0.5/s}\n",
         encoding="utf-8",
     )
     assert camd_main(["models", "prepare", "--config", str(config_file)]) == 0
-    assert "OSNet body model ready" in capsys.readouterr().out and server.requests == 1
+    assert "body model ready: OSNet osnet_x1_0" in capsys.readouterr().out and server.requests == 1
     server.close()  # from now on nothing may be downloaded
 
     config = load_config(config_file)
-    body = load_body_embedder(config.identity, config.models_path)
-    assert isinstance(body, OSNetEmbedder) and body.dim == 512 and body.name == f"osnet_x1_0_{sha[:12]}"
+    model = resolve_body_model(config.identity, config.models_path)
+    assert model.kind == "osnet" and model.fallback_reason is None
+    body = model.load()
+    assert isinstance(body, OSNetEmbedder) and body.dim == 1024 and body.name == f"osnet_x1_0_{sha[:12]}_cg"
     service = IdentityService(config, models=_with_body(identity_models, body))
     try:
         appearance, colour = service.embed_crop("person", bus_people(models_dir)[0])
-        assert appearance is not None and appearance.shape == (512,) and colour is not None
-        assert service.crowd.dim == 512 and service.memory.body_space == body.name
+        assert appearance is not None and appearance.shape == (1024,) and colour is not None
+        assert service.crowd.dim == 1024 and service.memory.body_space == body.name
     finally:
         service.close()
 
@@ -465,7 +471,9 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
         (photos / name).write_bytes(face_photo(models_dir, name).read_bytes())
     state = tmp_path / "state"
 
-    before = IdentityService(identity_config(state, models_dir), models=identity_models)
+    mobilenet = identity_config(state, models_dir, body_model="mobilenetv2")
+    before = IdentityService(mobilenet, models=_with_body(identity_models, resolve_body_model(
+        mobilenet.identity, models_dir).load()))
     enroll.enroll_photos(before, "obama", "family", photos)
     old_protos = before.memory.prototypes("obama")
     assert any("body" in h.vectors for h in old_protos) and any("face" in h.vectors for h in old_protos)
@@ -476,16 +484,17 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
     before.close()
 
     settings = {"body_model": "osnet", "osnet": osnet.model_dump(mode="json")}
-    config = identity_config(state, models_dir, **settings)
-    space = body_space(config.identity)
-    assert space == space_id(osnet)
+    config = identity_config(state, onnx.parent.parent, **settings)
+    model = resolve_body_model(config.identity, config.models_path)
+    space = model.space
+    assert space == f"{space_id(osnet)}_cg" and model.onnx == onnx
     with caplog.at_level(logging.WARNING, logger="camd.identity.memory"):
-        after = IdentityService(config, models=_with_body(identity_models, OSNetEmbedder(onnx)))
+        after = IdentityService(config, models=_with_body(identity_models, model.load()))
     try:
         assert (
             f"mobilenetv2 -> {space}" in caplog.text and "re-enroll" in caplog.text and "obama" in caplog.text
         )
-        assert _body_size(after, f"{PROTOTYPES}_{space}") == 512 and _body_size(after, PROTOTYPES) == 1280
+        assert _body_size(after, f"{PROTOTYPES}_{space}") == 1024 and _body_size(after, PROTOTYPES) == 1280
         carried = after.memory.prototypes("obama")
         assert carried and all("body" not in h.vectors for h in carried)  # 1280-d vectors stay behind
         assert {h.key for h in carried} == {h.key for h in old_protos if "face" in h.vectors}
@@ -495,12 +504,12 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
         exported = dict(after.memory.everything_of("obama")[SIGHTINGS])[SIGHTINGS]
         assert exported.vectors["body@mobilenetv2"].shape == (1280,)
 
-        enroll.enroll_photos(after, "obama", "family", photos)  # re-enrolled: 512-d body prototypes now
+        enroll.enroll_photos(after, "obama", "family", photos)  # re-enrolled: 1024-d body prototypes now
         bodies = [h.vectors["body"] for h in after.memory.prototypes("obama") if "body" in h.vectors]
-        assert bodies and all(v.shape == (512,) for v in bodies)
+        assert bodies and all(v.shape == (1024,) for v in bodies)
         probe = after.embed_crop("person", read_image(face_photo(models_dir, "obama3.jpg")))[0]
         hits = after.memory.search(PROTOTYPES, "body", probe, now=1e10)
-        assert hits and all(h.vectors["body"].shape == (512,) for h in hits)
+        assert hits and all(h.vectors["body"].shape == (1024,) for h in hits)
 
         assert after.memory.client.count(PROTOTYPES).count > 0  # the 1280-d space stays, for switching back
         enroll.forget(after, "obama")  # forgetting reaches every body space

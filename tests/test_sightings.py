@@ -120,7 +120,7 @@ def test_a_log_from_before_8_bit_vectors_reads_and_takes_new_ones(tmp_path: Path
 
 def test_a_store_made_before_the_log_has_its_sightings_moved_in(tmp_path: Path, models_dir: Path) -> None:
     """The layout of the previous release: sightings as points of a Qdrant collection per body space."""
-    config = identity_config(tmp_path / "state", models_dir)
+    config = identity_config(tmp_path / "state", models_dir, body_model="mobilenetv2")
     rng = np.random.default_rng(2)
     old = QdrantClient(path=str(config.store_path))
     named = {"face": models.VectorParams(size=128, distance=models.Distance.EUCLID),
@@ -165,7 +165,7 @@ def test_a_store_made_before_the_log_has_its_sightings_moved_in(tmp_path: Path, 
 
 def _live_points(memory: Memory, collection: str) -> int:
     """Points the embedded store holds in RAM, deleted ones included (qdrant-client's local mode)."""
-    return len(memory.client._client.collections[collection].ids_inv)  # type: ignore[attr-defined]
+    return len(memory.client._client.collections[memory.collection(collection)].ids_inv)  # type: ignore[attr-defined]
 
 
 def test_retention_gives_back_the_ram_of_deleted_points(
@@ -216,12 +216,13 @@ def test_beyond_max_strangers_the_least_recently_seen_are_forgotten(
     service.prune(NOW)  # the hourly prune has just run
     rng = np.random.default_rng(3)
     memory = service.memory
+    dim = service.body_model.dim
     for index in range(14):
         pid = f"unknown-{100 + index}"
         memory.save_person({"person_id": pid, "name": pid, "role": "stranger", "kind": "person",
                             "created": NOW, "last_seen": NOW + index, "expires_at": NOW + 1e6})  # fmt: skip
-        memory.add_prototype(pid, {"body": _unit(rng, 1280)}, source="stranger", expires_at=NOW + 1e6)
-        memory.add_sighting(f"old-{index}", {"body": _unit(rng, 1280)}, {"person_id": pid, "end_time": NOW})
+        memory.add_prototype(pid, {"body": _unit(rng, dim)}, source="stranger", expires_at=NOW + 1e6)
+        memory.add_sighting(f"old-{index}", {"body": _unit(rng, dim)}, {"person_id": pid, "end_time": NOW})
     assert service.maybe_prune(NOW + 50) is None, "within the hour and no new stranger: no prune"
 
     # One more stranger, from a real track: a tenth of the cap came since the prune, so it runs now.

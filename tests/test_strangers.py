@@ -9,11 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy.stats import binom
 
 from camd.eval import reid as ev
-from camd.identity.evidence._crops import crop_box, l2_normalise
-from camd.identity.evidence.fusion import BODY_COLOUR_WEIGHT
+from camd.identity.evidence._crops import crop_box
 from camd.identity.matcher import TrackSpan
 from camd.identity.memory import PROTOTYPES, STRANGER_LOOKS
 from camd.identity.models import face_photo
@@ -165,7 +163,7 @@ def test_a_look_is_the_sightings_own_vectors_kept_once_and_links_after_a_restart
     )
     assert first is not None and first.global_id == "unknown-1"
     memory = service.memory
-    assert memory.client.count(memory._c(PROTOTYPES)).count == 0, "no Qdrant point for a stranger"
+    assert memory.client.count(memory.collection(PROTOTYPES)).count == 0, "no Qdrant point for a stranger"
     (look,) = memory.prototypes("unknown-1")
     assert look.payload["source"] == "stranger" and look.payload["sighting_id"] == "a"
     assert look.payload["expires_at"] == pytest.approx(T0 + 3 + 12 * 3600), "same_day_hours"
@@ -204,7 +202,7 @@ def test_with_a_shared_server_memory_the_look_is_a_qdrant_prototype_another_hub_
     track = _track(hub_a, "person", _jittered(image, boxes[0]))
     first = hub_a.finalise(track, _after("a", T0, T0 + 3), T0 + 3)
     assert first is not None and first.global_id == "unknown-1"
-    assert hub_a.memory.client.count(hub_a.memory._c(PROTOTYPES)).count == 1
+    assert hub_a.memory.client.count(hub_a.memory.collection(PROTOTYPES)).count == 1
     assert hub_a.memory.counts()[STRANGER_LOOKS] == 0
     hub_a.close()
     hub_a.config.sightings_path.unlink()  # hub B has its own log: none of hub A's sightings
@@ -282,78 +280,27 @@ def test_concurrent_vehicles_keep_their_own_ids(models_dir: Path, service_factor
 
 
 @pytest.mark.shared_data
-def test_reid_strangers_stay_apart_and_returns_link_at_the_measured_rate(
-    models_dir: Path, service_factory: Any
-) -> None:
-    """reid/train, one fold of 31 people, body vectors centred on the other fold's crowd: each person's
-    first camera-1 track (4 crops) arrives as a new stranger; then their second camera-1 track. The
-    bounds come from evaluate_strangers on the same data (binomial, 99.9%), and every decision must be
-    what the rule, recomputed here with numpy from the stored vectors, says it is."""
+def test_reid_strangers_stay_apart_and_returns_link(models_dir: Path, service_factory: Any) -> None:
+    """reid/train, one fold of 31 people, 4-crop tracks (two per person and camera) arriving a minute apart
+    in a random order through the service's own `finalise` (ids assigned and learned), body vectors
+    centred on the other fold's camera means. Bounds from `camd eval` on the other fold (docs/identity.md):
+    with OSNet ~2% of new strangers merged and ~65% of same-camera returns re-linked."""
+    from camd.eval.calibrate import reid_tracks
+    from camd.eval.matcher_eval import _stranger_round
+
     reid = ev.load_reid(shared_data("reid/train"))
     service = service_factory()
-    models = service.models
-    assert models.body is not None and models.colour is not None
-    app, col = models.body.embed(reid.query), models.colour.embed(reid.query)
-    ids = np.unique(reid.query_ids)
-    fold, crowd_ids = ids[: ids.size // 2], ids[ids.size // 2 :]
-    cfg = service.config.identity
-    rules = {"raw": (cfg.stranger_body_threshold, cfg.stranger_body_margin),
-             "centred": (cfg.stranger_body_threshold_centred, cfg.stranger_body_margin_centred)}  # fmt: skip
-    figures = ev.evaluate_strangers(reid, models.body, models.colour, rules, crops_per_track=(4,), rounds=3)
-    rates = figures["crops_4_centred"]
-    # The crowd the service has seen: the other fold's camera-1 tracks (as sighting means).
-    crowd_tracks = [l2_normalise(app[reid.query_ids == p][i : i + 4].mean(axis=0)[None])[0]
-                    for p in crowd_ids for i in (0, 4)]  # fmt: skip
-    service.crowd.update(np.array(crowd_tracks))
+    model = service.body_model
+    tracks = reid_tracks(reid, service.models.body, service.models.colour, model.halves)
+    people = np.unique(reid.query_ids)
+    fold, others = people[::2], people[1::2]
+    for i in np.flatnonzero(np.isin(tracks.person, others) & ~tracks.grey):
+        service.crowd.update(tracks.vectors[i], str(tracks.camera[i]))
     assert service.matcher.centred
-
-    def evidence(person: int, part: int) -> Any:
-        rows = np.flatnonzero(reid.query_ids == person)[part * 4 : part * 4 + 4]
-        out = TrackEvidence(kind="person", best_k=5, camera="door", frames=10)
-        for r in rows:
-            out.crops.append(KeptCrop(1.0, reid.query[r], (0, 0, 48, 128), 0.0, app[r], col[r]))
-        return out
-
-    first_ids = {}
-    for k, person in enumerate(fold):
-        start = T0 + 20 * k
-        decision = service.finalise(evidence(person, 0), _after(f"p{person}", start, start + 5), start + 5)
-        assert decision is not None and decision.global_id is not None
-        first_ids[int(person)] = decision.global_id
-    merged = len(fold) - len(set(first_ids.values()))
-    allowed = int(binom.ppf(0.999, len(fold), rates["new_merged"]))
-    assert merged <= allowed, (merged, allowed, rates)
-
-    # Returns, decided against that memory (without learning from each other).
-    mean = service.crowd.mean
-    stored = {}
-    for pid in set(first_ids.values()):
-        for hit in service.memory.prototypes(pid):
-            if "body" in hit.vectors:
-                stored.setdefault(pid, []).append(hit.vectors)
-    threshold, margin = rules["centred"]
-    right = wrong = 0
-    now = T0 + 20 * len(fold) + 60
-    for person in fold:
-        track = evidence(person, 1).vectors()
-        got = service.matcher.decide(track, now, TrackSpan("door", now, now + 5)).global_id
-        query = l2_normalise((track.body - mean)[None])[0]
-
-        def fused(parts: dict[str, np.ndarray], query: np.ndarray = query, track: Any = track) -> float:
-            body = l2_normalise((parts["body"] - mean)[None])[0]
-            colour = l2_normalise(parts["colour"][None])[0] @ l2_normalise(track.colour[None])[0]
-            return float((1 - BODY_COLOUR_WEIGHT) * body @ query + BODY_COLOUR_WEIGHT * colour)
-
-        scores = {pid: max(fused(p) for p in protos) for pid, protos in stored.items()}
-        ranked = sorted(scores.values(), reverse=True)
-        best = max(scores, key=scores.__getitem__)
-        gap = ranked[0] - (ranked[1] if len(ranked) > 1 else -np.inf)
-        expected = best if ranked[0] >= threshold and gap >= margin else None
-        near_edge = abs(ranked[0] - threshold) < 1e-3 or abs(gap - margin) < 1e-3
-        assert got == expected or near_edge, (person, got, expected, ranked[:2])
-        right += got is not None and got == first_ids[int(person)]
-        wrong += got is not None and got != first_ids[int(person)]
-    n = len(fold)
-    assert wrong <= int(binom.ppf(0.999, n, rates["wrong_same_camera"])), (wrong, rates)
-    assert right >= int(binom.ppf(0.001, n, rates["relink_same_camera"])), (right, rates)
-    assert right > 0, "no returning stranger was re-linked"
+    members = np.flatnonzero(np.isin(tracks.person, fold) & ~tracks.grey)
+    rates = {k: float(np.mean(v)) for k, v in _stranger_round(service, tracks, members,
+                                                              np.random.default_rng(1)).items()}  # fmt: skip
+    assert rates["new_merged"] <= 0.1, rates  # 31 first tracks: at most 3 merged into someone else
+    assert rates["linked_to_someone_else"] <= 0.1, rates
+    floor = 0.35 if model.kind == "osnet" else 0.03
+    assert rates["relink_same_camera"] >= floor, rates

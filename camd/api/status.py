@@ -94,7 +94,15 @@ def health_report(
         },
         "mqtt": None if publisher is None else {"connected": publisher.connected, **publisher.stats()},
         "inference": pool_health(getattr(daemon, "pool", None)),
+        "identity": identity_health(getattr(daemon, "identity", None)),
     }
+
+
+def identity_health(identity: Any) -> dict[str, Any] | None:
+    """Which body model recognises people without a face, and whether it is a fallback."""
+    if identity is None or not identity.enabled:
+        return None
+    return {"body_model": identity.body_model.status()}
 
 
 def pool_health(pool: InferencePool | None) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -330,13 +330,24 @@ OSNET_VARIANTS = (
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-class OSNetConfig(Strict):
-    """User-supplied torchreid OSNet weights for the body embedding (identity.body_model: osnet)."""
+# The OSNet weights camd uses when the config names none (models/manifest.yaml, asset osnet_x0_25_msmt17).
+SHIPPED_OSNET_VARIANT = "osnet_x0_25"
 
-    variant: Literal[OSNET_VARIANTS] = "osnet_x1_0"  # type: ignore[valid-type]
-    weights_url: str | None = None  # downloaded once by `camd models prepare` (or at first start)
-    weights_path: Path | None = None  # a file already on this machine, instead of weights_url
-    sha256: str | None = None  # of the weights file: required, checked before the file is used
+
+class OSNetConfig(Strict):
+    """The torchreid OSNet weights of the body embedding (identity.body_model: osnet). With none of
+    weights_url / weights_path given, camd uses its default (torchreid's osnet_x0_25 trained on MSMT17,
+    fetched by `camd models prepare` with its checksum; models/manifest.yaml)."""
+
+    variant: Literal[OSNET_VARIANTS] = SHIPPED_OSNET_VARIANT  # type: ignore[valid-type]
+    weights_url: str | None = None  # your own weights: downloaded once by `camd models prepare`
+    weights_path: Path | None = None  # your own weights already on this machine, instead of weights_url
+    sha256: str | None = None  # of your weights file: required with them, checked before use
+
+    @property
+    def shipped(self) -> bool:
+        """True when camd's own default weights are meant (no weights of the user's named)."""
+        return self.weights_url is None and self.weights_path is None
 
     @field_validator("weights_url")
     @classmethod
@@ -365,33 +376,37 @@ class OSNetConfig(Strict):
         return digest
 
 
+RETIRED_BODY_KEYS = frozenset({
+    "body_threshold", "body_threshold_centred", "stranger_body_threshold", "stranger_body_margin",
+    "stranger_body_threshold_centred", "stranger_body_margin_centred",
+})  # fmt: skip
+
+
 class IdentityConfig(Strict):
     """Who each track is (docs/identity.md has the measurements behind every default)."""
 
     enabled: bool = True
     face: bool = True  # dlib face embedding when the head region is large enough (~120 ms a face)
     body: bool = True  # body appearance + clothing colour of the best crops (~5 ms a crop)
-    # The body appearance backbone: the built-in ImageNet MobileNetV2, or OSNet with your weights.
-    body_model: Literal["mobilenetv2", "osnet"] = "mobilenetv2"
+    # The body appearance backbone: OSNet, a person re-ID network (camd's default weights, or yours), or
+    # the ImageNet MobileNetV2 that ships in a registry package (also the fallback when OSNet's weights
+    # cannot be had: camd says so at start, in /health and in `camd eval`).
+    body_model: Literal["mobilenetv2", "osnet"] = "osnet"
     osnet: OSNetConfig = Field(default_factory=OSNetConfig)
     gait: bool = True  # MoveNet pose per frame for body shape (~5 ms a person a frame); supporting only
     vehicle: bool = True  # vehicle appearance (known_vehicle / unknown_vehicle)
     # A face closer than this (Euclidean, dlib 128-d) decides; lower is stricter.
     face_distance: Annotated[float, Field(gt=0.0, lt=2.0)] = 0.55
-    # Body cosine (track mean vs prototype) that counts as a match: raw until the crowd mean is known,
-    # centred after. Raising them cuts false accepts and recognises fewer people from behind.
-    body_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
-    body_threshold_centred: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    # Body appearance thresholds are measured per body model, per pair of cameras (the same one, two
+    # different ones, an IR night image) and per mode (raw on a new install, centred on each camera's
+    # own crowd later): camd/identity/calibrations.py, docs/identity.md. This shifts all of them: +0.05
+    # names fewer people from behind and takes fewer strangers for someone; -0.05 the reverse.
+    body_strictness: Annotated[float, Field(ge=-0.3, le=0.3)] = 0.0
     vehicle_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.80
     # Linking a track to a stranger (unknown-N / vehicle-N) is stricter than naming an enrolled person: a
-    # wrong merge mixes two strangers' histories. The best stranger must reach the threshold and beat the
-    # runner-up stranger by the margin, from a track of at least stranger_min_crops embedded crops (a face
-    # match links without them). Measured on reid/train (docs/identity.md, "Strangers"): ~1% of new
-    # strangers merged with one of 30 in memory; ~11% of same-camera returns re-linked.
-    stranger_body_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.84
-    stranger_body_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.08
-    stranger_body_threshold_centred: Annotated[float, Field(gt=0.0, le=1.0)] = 0.59
-    stranger_body_margin_centred: Annotated[float, Field(ge=0.0, le=1.0)] = 0.20
+    # wrong merge mixes two strangers' histories. The best stranger must pass the body model's link
+    # threshold and beat the runner-up stranger by its margin, from a track of at least
+    # stranger_min_crops embedded crops (a face match links without them).
     stranger_vehicle_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
     stranger_vehicle_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03
     stranger_min_crops: Annotated[int, Field(ge=1, le=20)] = 3
@@ -408,19 +423,37 @@ class IdentityConfig(Strict):
     # Where the crops go; None: <state_dir>/crops. A full disk there costs crops, never sightings.
     crops_dir: Path | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_thresholds(cls, values: Any) -> Any:
+        retired = sorted(set(values) & RETIRED_BODY_KEYS) if isinstance(values, dict) else []
+        if retired:
+            raise ValueError(
+                f"identity.{retired[0]} is gone: body thresholds are now measured per body model and per "
+                "camera pair (docs/identity.md); remove it, and use identity.body_strictness (e.g. 0.05 "
+                "for stricter) to shift them all"
+            )
+        return values
+
     @model_validator(mode="after")
     def _osnet_weights_given(self) -> IdentityConfig:
         if self.body_model != "osnet":
             return self
         osnet = self.osnet
-        if (osnet.weights_url is None) == (osnet.weights_path is None):
+        if osnet.weights_url is not None and osnet.weights_path is not None:
             raise ValueError(
-                "body_model osnet needs exactly one of identity.osnet.weights_url or "
-                "identity.osnet.weights_path"
+                "give one of identity.osnet.weights_url or identity.osnet.weights_path, not both"
             )
+        if osnet.shipped:
+            if osnet.variant != SHIPPED_OSNET_VARIANT or osnet.sha256 is not None:
+                raise ValueError(
+                    f"identity.osnet: camd's own weights are {SHIPPED_OSNET_VARIANT}; for variant "
+                    f"{osnet.variant} (or another checksum) give weights_url or weights_path and sha256"
+                )
+            return self
         if osnet.sha256 is None:
             raise ValueError(
-                "body_model osnet needs identity.osnet.sha256, the weights file's checksum (`sha256sum FILE`)"
+                "your own OSNet weights need identity.osnet.sha256, the file's checksum (`sha256sum FILE`)"
             )
         return self
 

@@ -654,27 +654,3 @@ def evaluate_strangers(
                 **{key: float(np.mean(values)) for key, values in tally.items() if values},
             }
     return results
-
-
-def stranger_figures(data: ReidSet, body: Embedder, colour: Embedder) -> dict[str, Any]:
-    """`camd eval`'s stranger lines: evaluate_strangers at the default stranger_body_* settings, for
-    tracks of 4 crops (camd keeps a track's best 5) and of 1 crop (why a link needs several)."""
-    from camd.config.models import IdentityConfig
-
-    cfg = IdentityConfig()
-    rules = {
-        "raw": (cfg.stranger_body_threshold, cfg.stranger_body_margin),
-        "centred": (cfg.stranger_body_threshold_centred, cfg.stranger_body_margin_centred),
-    }
-    full = evaluate_strangers(data, body, colour, rules)
-    keys = ("pair_false_merge", "new_merged", "relink_same_camera", "relink_other_camera",
-            "wrong_same_camera")  # fmt: skip
-    out: dict[str, Any] = {}
-    for label, entry in full.items():
-        if isinstance(entry, dict) and "rule" in entry:
-            out[label] = {
-                "threshold": entry["rule"]["threshold"], "margin": entry["rule"]["margin"],
-                **{key: entry.get(key) for key in keys},
-            }  # fmt: skip
-    out["memory_strangers"] = full["people_per_fold"] - 1
-    return out

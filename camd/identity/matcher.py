@@ -35,15 +35,12 @@ from typing import Any
 import numpy as np
 
 from camd.config.models import IdentityConfig
-from camd.identity.evidence.centring import RunningMean
-from camd.identity.evidence.fusion import BODY_COLOUR_WEIGHT
+from camd.identity.body_compare import BodyComparer
 from camd.identity.evidence.gait import GaitSignature, signature_distance
 from camd.identity.memory import PROTOTYPES, Hit, Memory
 from camd.types import Identity
 
 FACE_SLOPE = 0.04
-BODY_SLOPE_RAW = 0.04
-BODY_SLOPE_CENTRED = 0.06
 VEHICLE_SLOPE = 0.04
 # A face this far from every prototype of a person is clearly someone else (different-person min 0.78).
 FACE_VETO_DISTANCE = 0.70
@@ -79,11 +76,12 @@ class TrackVectors:
 
     kind: str  # "person" | "vehicle"
     faces: np.ndarray = field(default_factory=lambda: np.zeros((0, 128), np.float32))
-    body: np.ndarray | None = None  # (1280,) raw mean appearance, unit length
+    body: np.ndarray | None = None  # raw mean appearance of the body model in use
     colour: np.ndarray | None = None  # (72,)
     vehicle: np.ndarray | None = None  # (196,)
     shape: GaitSignature | None = None
     body_crops: int = 0
+    camera: str | None = None  # where the track was seen: body scores depend on it (body_compare.py)
 
     def stored_vectors(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -140,65 +138,71 @@ class Decision:
 @dataclass
 class _Scores:
     face: float | None = None  # best distance, positive prototypes
-    body: float | None = None  # best fused cosine
+    body: float | None = None  # best body score's excess over its naming threshold (body_compare.py)
+    body_stranger: float | None = None  # best body score's excess over its stranger-link threshold
     body_same_day: bool = False  # the best body prototype is a same-day one
     vehicle: float | None = None
     gait: float | None = None  # best signature distance
     neg_face: float | None = None
-    neg_body: float | None = None
+    neg_body: float | None = None  # excess over the naming threshold, as `body`
     neg_vehicle: float | None = None
     has_face_prototypes: bool = False
 
 
 class Matcher:
-    def __init__(self, memory: Memory, config: IdentityConfig, crowd: RunningMean) -> None:
-        self.memory, self.config, self.crowd = memory, config, crowd
+    def __init__(self, memory: Memory, config: IdentityConfig, body: BodyComparer) -> None:
+        self.memory, self.config, self.body = memory, config, body
+        self._household_version = -1
+
+    def _track_household(self) -> None:
+        """Naming thresholds depend on how many people are enrolled (body_compare.BodyCalibration)."""
+        if self._household_version != self.memory.household_version:
+            self._household_version = self.memory.household_version
+            self.body.enrolled = self.memory.enrolled_count("person")
 
     @property
     def centred(self) -> bool:
-        return self.crowd.count >= self.crowd.min_count
-
-    def body_threshold(self) -> float:
-        return self.config.body_threshold_centred if self.centred else self.config.body_threshold
+        return self.body.crowds.mode == "centred"
 
     def decide(self, track: TrackVectors, now: float, span: TrackSpan | None = None) -> Decision:
         """Who the track is. `span` (a finished track's camera, times and box) lets stranger linking skip
         strangers seen at the same time elsewhere in the picture."""
+        self._track_household()
         scores = self._score(track, now)
         people = {pid: self.memory.person(pid) for pid in scores}
-        best_id, best_p, best_evidence, best_scores = None, 0.0, _empty_evidence(), _Scores()
-        best_known_p, best_known_evidence = 0.0, _empty_evidence()
-        # Known people first: on a tie (a look learned by both) the enrolled name wins over unknown-N.
-        ordered = sorted(
-            scores.items(), key=lambda item: (people.get(item[0]) or {}).get("role") == "stranger"
-        )
-        for pid, s in ordered:
+        best_known: tuple[float, str, dict[str, float | None], _Scores] | None = None
+        for pid, s in scores.items():
             person = people.get(pid)
-            if person is None:
+            if person is None or person.get("role") not in ("family", "visitor"):
                 continue
             p, evidence = self._probability(track, s)
-            if person.get("role") in ("family", "visitor") and p > best_known_p:
-                best_known_p, best_known_evidence = p, evidence
-            if p > best_p:
-                best_id, best_p, best_evidence, best_scores = pid, p, evidence, s
+            if best_known is None or p > best_known[0]:
+                best_known = (p, pid, evidence, s)
+        best_known_p, best_known_evidence = (best_known[0], best_known[2]) if best_known else (0.0, None)
         vehicle = track.kind == "vehicle"
-        person = people.get(best_id) if best_id else None
-        if person is not None and best_p >= 0.5 and person.get("role") in ("family", "visitor"):
+        # An enrolled person who passes is named, whoever else scores higher: a stranger's look may be
+        # this very person seen earlier unrecognised (docs/identity.md, "Views").
+        if best_known is not None and best_known_p >= 0.5:
+            p, pid, evidence, s = best_known
+            person = people[pid]
             return Decision(
                 name=person["name"],
                 identity_class="known_vehicle" if vehicle else str(person["role"]),
-                confidence=best_p,
-                evidence=best_evidence,
+                confidence=p,
+                evidence=evidence,
                 global_id=person["person_id"],
                 person_id=person["person_id"],
-                early=best_p >= EARLY_CONFIDENCE,
-                via_same_day=best_scores.body_same_day and best_evidence["face"] is None,
+                early=p >= EARLY_CONFIDENCE,
+                via_same_day=s.body_same_day and evidence["face"] is None,
             )
         strangers = {pid: s for pid, s in scores.items() if (people.get(pid) or {}).get("role") == "stranger"}
         linked = self._stranger_link(track, strangers, span)
         # Evidence: for the stranger it was linked to, else for the closest enrolled person (whom the
         # confidence, "sure it is nobody we know", is about).
-        evidence = self._probability(track, strangers[linked])[1] if linked else best_known_evidence
+        if linked:
+            evidence = self._probability(track, strangers[linked])[1]
+        else:
+            evidence = best_known_evidence or _empty_evidence()
         return Decision(
             name=None,
             identity_class="unknown_vehicle" if vehicle else "stranger",
@@ -210,14 +214,11 @@ class Matcher:
 
     # -- strangers -----------------------------------------------------------------------------
 
-    def stranger_rule(self, kind: str) -> tuple[float, float]:
-        """(threshold, margin) on the appearance score for linking a track to an unknown-N / vehicle-N."""
-        cfg = self.config
+    def stranger_margin(self, kind: str) -> float:
+        """How far the best stranger's appearance must beat the runner-up's to link (excess units)."""
         if kind == "vehicle":
-            return cfg.stranger_vehicle_threshold, cfg.stranger_vehicle_margin
-        if self.centred:
-            return cfg.stranger_body_threshold_centred, cfg.stranger_body_margin_centred
-        return cfg.stranger_body_threshold, cfg.stranger_body_margin
+            return self.config.stranger_vehicle_margin
+        return self.body.stranger_margin + self.config.body_strictness
 
     def _stranger_link(
         self, track: TrackVectors, strangers: dict[str, _Scores], span: TrackSpan | None
@@ -238,16 +239,15 @@ class Matcher:
             return None  # one or two crops are too noisy to re-link on
         # The best-scoring stranger must reach the threshold and beat every other stranger by the margin,
         # concurrent ones included: a look-alike seen at the same time shows how alike people look here.
-        threshold, margin = self.stranger_rule(track.kind)
-        ranked = sorted(
-            ((score, pid) for pid, s in strangers.items() if (score := _appearance(track, s)) is not None),
-            reverse=True,
-        )
+        # Scores are excesses over the link threshold of each pair's relation (same camera, across, IR).
+        margin = self.stranger_margin(track.kind)
+        excesses = ((self._link_excess(track, s), pid) for pid, s in strangers.items())
+        ranked = sorted(((e, pid) for e, pid in excesses if e is not None), reverse=True)
         if not ranked:
             return None
         score, pid = ranked[0]
         runner_up = ranked[1][0] if len(ranked) > 1 else -math.inf
-        if score < threshold or score - runner_up < margin:
+        if score < 0.0 or score - runner_up < margin:
             return None
         if track.faces.size and strangers[pid].has_face_prototypes:
             return None  # both show faces and they did not match above: not the same person
@@ -268,6 +268,11 @@ class Matcher:
             return True
         return False
 
+    def _link_excess(self, track: TrackVectors, s: _Scores) -> float | None:
+        if track.kind == "vehicle":
+            return None if s.vehicle is None else s.vehicle - self.config.stranger_vehicle_threshold
+        return None if s.body_stranger is None else s.body_stranger - self.config.body_strictness
+
     # -- scoring -------------------------------------------------------------------------------
 
     def _probability(self, track: TrackVectors, s: _Scores) -> tuple[float, dict[str, float | None]]:
@@ -279,8 +284,7 @@ class Matcher:
             face_p = _sigmoid((cfg.face_distance - s.face) / FACE_SLOPE)
             evidence["face"] = face_p
         if s.body is not None:
-            slope = BODY_SLOPE_CENTRED if self.centred else BODY_SLOPE_RAW
-            body_p = _sigmoid((s.body - self.body_threshold()) / slope)
+            body_p = self.body.probability(s.body - cfg.body_strictness)
             evidence["body"] = body_p
         if s.vehicle is not None:
             body_p = _sigmoid((s.vehicle - cfg.vehicle_threshold) / VEHICLE_SLOPE)
@@ -314,8 +318,7 @@ class Matcher:
             and (s.face is None or s.neg_face <= s.face)
         ):
             return True
-        threshold = self.body_threshold()
-        if s.neg_body is not None and s.neg_body >= threshold and (s.body is None or s.neg_body >= s.body):
+        if s.neg_body is not None and s.neg_body >= 0.0 and (s.body is None or s.neg_body >= s.body):
             return True
         return (
             s.neg_vehicle is not None
@@ -344,17 +347,21 @@ class Matcher:
             for pid in self.memory.people_with("face", now):
                 scores.setdefault(pid, _Scores()).has_face_prototypes = True
         if track.body is not None:
-            query = self.crowd.centre(track.body[None])[0]
+            query = self.body.prepare(track.body, track.camera)
             for hit in self.memory.search(PROTOTYPES, "body", track.body, now, CANDIDATES):
-                app = self.crowd.centre(hit.vectors["body"][None])[0]
-                score = (1 - BODY_COLOUR_WEIGHT) * float(_unit(app) @ _unit(query))
-                if track.colour is not None and "colour" in hit.vectors:
-                    score += BODY_COLOUR_WEIGHT * float(_unit(hit.vectors["colour"]) @ _unit(track.colour))
+                scored = self.body.score(
+                    track.body, track.camera, hit.vectors["body"], hit.payload.get("camera"),
+                    track.colour, hit.vectors.get("colour"), prepared_query=query,
+                )  # fmt: skip
+                excess = self.body.excess(scored)
                 s = slot(hit)
                 if hit.payload.get("negative"):
-                    s.neg_body = score if s.neg_body is None else max(s.neg_body, score)
-                elif s.body is None or score > s.body:
-                    s.body, s.body_same_day = score, hit.payload.get("source") == "same_day"
+                    s.neg_body = excess if s.neg_body is None else max(s.neg_body, excess)
+                    continue
+                if s.body is None or excess > s.body:
+                    s.body, s.body_same_day = excess, hit.payload.get("source") == "same_day"
+                link = self.body.stranger_excess(scored)
+                s.body_stranger = link if s.body_stranger is None else max(s.body_stranger, link)
         if track.vehicle is not None:
             for hit in self.memory.search(PROTOTYPES, "vehicle", track.vehicle, now, CANDIDATES):
                 score = float(_unit(hit.vectors["vehicle"]) @ _unit(track.vehicle))
@@ -373,10 +380,6 @@ class Matcher:
                     s = scores[hit.person_id]
                     s.gait = distance if s.gait is None else min(s.gait, distance)
         return scores
-
-
-def _appearance(track: TrackVectors, s: _Scores) -> float | None:
-    return s.vehicle if track.kind == "vehicle" else s.body
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:

@@ -51,7 +51,8 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from camd.config.models import Config
-from camd.identity.evidence.body import MOBILENET_SPACE, body_dim, body_space
+from camd.identity.body_model import BodyModel, resolve_body_model
+from camd.identity.evidence.body import MOBILENET_SPACE
 from camd.identity.hit import Hit
 from camd.identity.sightings import SightingLog
 from camd.identity.strangers import SOURCE as STRANGER_SOURCE
@@ -147,8 +148,11 @@ def _match_any(key: str, values: list[str]) -> models.Filter:
 class Memory:
     """People, prototypes and sightings; every method is thread-safe (one lock around the client)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, body: BodyModel | None = None) -> None:
+        """body: the body model in use (its space names the collections); None: what is prepared."""
         self.config = config
+        if body is None:
+            body = resolve_body_model(config.identity, config.models_path, prepare=False)
         self.client = open_client(config)
         self._lock = threading.RLock()
         self._path = None if config.store.url else config.store_path
@@ -157,9 +161,12 @@ class Memory:
         self.shared = config.store.url is not None
         self._deleted_since_open = 0
         self.crops_dir = config.crops_path
-        self.body_space = body_space(config.identity)
+        # Changes whenever an enrolled person is added, changed or forgotten (the matcher's thresholds
+        # depend on how many people are enrolled).
+        self.household_version = 0
+        self.body_space = body.space
         self._names = {PEOPLE: PEOPLE, META: META, **body_collections(self.body_space)}
-        dims = {**{name: dim for name, (dim, _) in VECTORS.items()}, "body": body_dim(config.identity)}
+        dims = {**{name: dim for name, (dim, _) in VECTORS.items()}, "body": body.dim}
         named = {
             name: models.VectorParams(size=dims[name], distance=dist) for name, (_, dist) in VECTORS.items()
         }
@@ -179,9 +186,11 @@ class Memory:
             restrict(self._path)
         self.sweep_uncommitted()
 
-    def _c(self, collection: str) -> str:
+    def collection(self, logical: str) -> str:
         """The physical collection for a logical name (PROTOTYPES, SIGHTINGS: of this body space)."""
-        return self._names.get(collection, collection)
+        return self._names.get(logical, logical)
+
+    _c = collection
 
     def _every_space(self, collection: str) -> list[str]:
         """Every body space's collection for a logical name (forget and retention act on all of them)."""
@@ -316,6 +325,8 @@ class Memory:
                 PEOPLE,
                 [models.PointStruct(id=point_id(f"person:{person['person_id']}"), vector={}, payload=person)],
             )
+            if person.get("role") in ROLES or (stored or {}).get("role") in ROLES:
+                self.household_version += 1
 
     def commit_enrollment(self, person: dict[str, Any], batch: str) -> dict[str, Any]:
         """Write the person record last: it lists `batch`, which makes that batch's prototypes count.
@@ -358,6 +369,10 @@ class Memory:
         with self._lock:
             self.client.delete(self._c(PROTOTYPES), points_selector=models.FilterSelector(filter=flt))
 
+    def enrolled_count(self, kind: str = "person") -> int:
+        """How many people (or vehicles) are enrolled."""
+        return sum(1 for p in self.people() if p.get("kind", "person") == kind)
+
     def people(self, include_strangers: bool = False) -> list[dict[str, Any]]:
         flt = None if include_strangers else models.Filter(must_not=[_match("role", "stranger")])
         return sorted((p.payload or {} for p in self._scroll(PEOPLE, flt)), key=lambda p: p["person_id"])
@@ -391,6 +406,7 @@ class Memory:
         """Delete a person, every prototype (positive, negative, same-day) and every sighting and crop."""
         with self._lock:
             self.require_person(person_id)
+            self.household_version += 1
             by_person = models.Filter(must=[_match("person_id", person_id)])
             prototypes = self.client.count(self._c(PROTOTYPES), count_filter=by_person).count
             prototypes += self.strangers.remove_people({person_id})

@@ -24,9 +24,11 @@ import cv2
 import numpy as np
 
 from camd.config.models import Config
+from camd.identity.body_compare import BodyComparer, CameraCrowds
+from camd.identity.body_model import BodyModel, log_body_model, resolve_body_model
+from camd.identity.calibrations import calibration_for
 from camd.identity.evidence._crops import crop_box
-from camd.identity.evidence.body import BodyEmbedder, body_dim, body_space, load_body_embedder
-from camd.identity.evidence.centring import RunningMean
+from camd.identity.evidence.body import BodyEmbedder
 from camd.identity.evidence.colour import ClothingColourDescriptor
 from camd.identity.evidence.face import FaceEmbedder
 from camd.identity.evidence.gait import PoseSample
@@ -50,13 +52,10 @@ from camd.types import PERSON, Frame, TrackedObject
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
-CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd mean
+CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd means
 CROP_HEIGHT = 128  # px: the stored JPEG is small on purpose
 RECENT_CROPS = 64  # crops of the latest sightings kept at hand for Home Assistant
 CROWD_KEY = "crowd_mean_body"
-# Sightings (track means) before body vectors are centred on the crowd: track means are steadier than
-# single crops, and on reid/train a mean of 62 track means already centred well (docs/identity.md).
-CROWD_MIN_COUNT = 50
 
 
 @dataclass
@@ -72,11 +71,11 @@ class Models:
     lock: threading.Lock
 
     @classmethod
-    def load(cls, config: Config) -> Models:
+    def load(cls, config: Config, body: BodyModel) -> Models:
         ident = config.identity
         paths = IdentityModelPaths.prepare(config.models_path)
         return cls(
-            body=load_body_embedder(ident, config.models_path) if ident.body else None,
+            body=body.load() if ident.body else None,
             colour=ClothingColourDescriptor() if ident.body else None,
             vehicle=VehicleAppearanceEmbedder(paths.appearance_onnx) if ident.vehicle else None,
             face=FaceEmbedder(paths.face_shape, paths.face_resnet) if ident.face else None,
@@ -96,20 +95,24 @@ class IdentityService:
         """load_models: load the extractors now (the daemon: a camera thread must not stall seconds on its
         first person); False defers it to first use (CLI commands that only read or edit the memory)."""
         self.config = config
-        self.memory = memory if memory is not None else Memory(config)
+        # The body model decides the memory's body space: resolved (prepared, for the daemon) first.
+        self.body_model = resolve_body_model(config.identity, config.models_path, prepare=load_models)
+        if load_models and config.identity.enabled and config.identity.body:
+            log_body_model(self.body_model)
+        self.memory = memory if memory is not None else Memory(config, self.body_model)
         self.enabled = config.identity.enabled
         self._models = models
         self._models_lock = threading.Lock()
-        # One crowd mean per body space: a mean of another backbone's vectors has another length.
-        space = body_space(config.identity)
+        # One set of crowd means (per camera and overall) per body space: another backbone's vectors have
+        # another length and another bias.
+        space = self.memory.body_space
         self.crowd_key = CROWD_KEY if space == "mobilenetv2" else f"{CROWD_KEY}:{space}"
         state = self.memory.load_state(self.crowd_key)
-        self.crowd = (
-            RunningMean.from_state(state, CROWD_MIN_COUNT)
-            if state
-            else RunningMean(body_dim(config.identity), CROWD_MIN_COUNT)
-        )
-        self.matcher = Matcher(self.memory, config.identity, self.crowd)
+        dim = self.body_model.dim
+        self.crowd = CameraCrowds.from_state(state, dim) if state else CameraCrowds(dim)
+        self.calibration = calibration_for(self.body_model)
+        comparer = BodyComparer(self.calibration, self.crowd, self.body_model.halves)
+        self.matcher = Matcher(self.memory, config.identity, comparer)
         self._sightings_since_save = 0
         self._last_prune = 0.0
         self._strangers_since_prune = 0  # new unknown-N ids since the last prune
@@ -129,7 +132,7 @@ class IdentityService:
     def models(self) -> Models:
         with self._models_lock:
             if self._models is None:
-                self._models = Models.load(self.config)
+                self._models = Models.load(self.config, self.body_model)
             return self._models
 
     def camera(self, name: str) -> CameraIdentity:
@@ -298,7 +301,7 @@ class IdentityService:
                 expires_at=now + self.config.identity.same_day_hours * 3600.0,
             )  # fmt: skip
         if vectors.body is not None:
-            self.crowd.update(vectors.body[None])
+            self.crowd.update(vectors.body, after["camera"])
             self._sightings_since_save += 1
             if self._sightings_since_save >= CROWD_SAVE_EVERY:
                 self.memory.save_state(self.crowd_key, self.crowd.state())

@@ -118,7 +118,7 @@ class TrackEvidence:
 
     def vectors(self, with_shape: bool = True) -> TrackVectors:
         """The track's aggregate: mean of the kept crops' vectors (re-normalised), faces as they are."""
-        out = TrackVectors(kind=self.kind, body_crops=len(self.crops))
+        out = TrackVectors(kind=self.kind, body_crops=len(self.crops), camera=self.camera or None)
         appearance = [c.appearance for c in self.crops if c.appearance is not None]
         if appearance:
             mean = np.mean(appearance, axis=0)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from camd.identity.body_model import resolve_body_model
 from camd.identity.service import IdentityService, Models
 from tests.support.identity_data import identity_config
 
@@ -18,7 +19,8 @@ from tests.support.identity_data import identity_config
 @pytest.fixture(scope="session")
 def identity_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Models:
     """Every identity model, loaded once for the session (loading dlib and LiteRT takes seconds)."""
-    return Models.load(identity_config(tmp_path_factory.mktemp("models-config"), models_dir))
+    config = identity_config(tmp_path_factory.mktemp("models-config"), models_dir)
+    return Models.load(config, resolve_body_model(config.identity, models_dir))
 
 
 @pytest.fixture

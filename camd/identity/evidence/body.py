@@ -10,63 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-import cv2
 import numpy as np
 
-from camd.identity.evidence._crops import check_crops, l2_normalise, require_file
-
-if TYPE_CHECKING:
-    from camd.config.models import IdentityConfig
-
-_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-
-def _session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # Idle worker threads must not spin: the detector runs right after on the same 2 cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # Batches of 1..16 crops: a memory pattern cached per batch shape held ~80 MB more RSS, for no speed
-    # (benchmarks/native_memory.py, docs/performance.md "Soak").
-    options.enable_mem_pattern = False
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-class OnnxCropModel:
-    """An ONNX image model run on BGR crops, each resized to the model's fixed input (N, 3, H, W) and
-    ImageNet-normalised as RGB; returns the model's first output for the whole batch."""
-
-    def __init__(self, onnx_path: str | Path, what: str, threads: int = 2, batch_size: int = 16) -> None:
-        self.path = require_file(onnx_path, what)
-        self._session = _session(self.path, threads)
-        shape = self._session.get_inputs()[0].shape
-        self.input_hw = (int(shape[2]), int(shape[3]))
-        self._input = self._session.get_inputs()[0].name
-        self.output_shape = self._session.get_outputs()[0].shape
-        self.batch_size = batch_size
-
-    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        height, width = self.input_hw
-        batch = np.empty((len(crops), 3, height, width), dtype=np.float32)
-        for i, crop in enumerate(crops):
-            rgb = cv2.cvtColor(
-                cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB
-            )
-            batch[i] = ((rgb.astype(np.float32) / 255.0 - _MEAN) / _STD).transpose(2, 0, 1)
-        return batch
-
-    def __call__(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        outputs = []
-        for start in range(0, len(crops), self.batch_size):
-            batch = self.preprocess(crops[start : start + self.batch_size])
-            outputs.append(self._session.run(None, {self._input: batch})[0])
-        return np.concatenate(outputs, axis=0)
+from camd.identity.evidence._crops import check_crops, l2_normalise
+from camd.identity.evidence.crop_model import OnnxCropModel
 
 
 class MobileNetV2Features(OnnxCropModel):
@@ -117,7 +66,7 @@ class BodyAppearanceEmbedder:
         return stripe_pool(self.features(crops), self.stripes)
 
 
-# -- choosing the backbone (identity.body_model) ------------------------------------------------------
+# -- what every body embedder offers (camd/identity/body_model.py chooses one) --------------------------
 
 MOBILENET_SPACE = "mobilenetv2"
 MOBILENET_DIM = 1280  # features.14: 160 channels x 8 rows
@@ -128,35 +77,3 @@ class BodyEmbedder(Protocol):
     dim: int
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
-
-
-def body_space(identity: IdentityConfig) -> str:
-    """The vector space body embeddings of this config live in. Vectors of different backbones, or of
-    different weights of one backbone, are not comparable, so the memory keeps each space apart."""
-    if identity.body_model == "osnet":
-        from camd.identity.evidence.osnet.prepare import space_id
-
-        return space_id(identity.osnet)
-    return MOBILENET_SPACE
-
-
-def body_dim(identity: IdentityConfig) -> int:
-    if identity.body_model == "osnet":
-        from camd.identity.evidence.osnet import EMBEDDING_DIM
-
-        return EMBEDDING_DIM
-    return MOBILENET_DIM
-
-
-def load_body_embedder(identity: IdentityConfig, models_dir: Path, threads: int = 2) -> BodyEmbedder:
-    """The configured body embedder, its model prepared first if needed (OSNet: download + convert once)."""
-    if identity.body_model == "osnet":
-        from camd.identity.evidence.osnet.embedder import OSNetEmbedder
-        from camd.identity.evidence.osnet.prepare import prepare_osnet
-
-        return OSNetEmbedder(
-            prepare_osnet(identity.osnet, models_dir), threads=threads, name=body_space(identity)
-        )
-    from camd.identity.models import model_file
-
-    return BodyAppearanceEmbedder(model_file(models_dir, "appearance_onnx"), threads=threads)

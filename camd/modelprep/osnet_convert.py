@@ -100,7 +100,7 @@ def _numpy_globals(path: Path) -> list[Any] | None:
 def check_fit(state: dict[str, Any], variant: str, source: str) -> None:
     """Raise OSNetWeightsError naming missing, unexpected and mis-shaped keys (and the variant the file
     does fit, when one does) unless `state` fits `variant` exactly."""
-    from camd.identity.evidence.osnet.network import VARIANTS, build_osnet
+    from camd.modelprep.osnet_network import VARIANTS, build_osnet
 
     expected = {k: tuple(v.shape) for k, v in build_osnet(variant).state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
@@ -134,7 +134,7 @@ def check_fit(state: dict[str, Any], variant: str, source: str) -> None:
 
 def load_osnet(weights: Path, variant: str) -> Any:
     """The OSNet `variant` with the checkpoint's weights, strictly (every key, every shape), in eval mode."""
-    from camd.identity.evidence.osnet.network import build_osnet
+    from camd.modelprep.osnet_network import build_osnet
 
     state = read_state_dict(weights)
     check_fit(state, variant, str(weights))
@@ -155,7 +155,7 @@ def export_osnet_onnx(
             "converting OSNet weights to ONNX needs torch (pip install torch==2.13.0); "
             "camd runs the ONNX file without it"
         ) from error
-    from camd.identity.evidence.osnet.network import UnitEmbedding
+    from camd.modelprep.osnet_network import UnitEmbedding
 
     embedder = UnitEmbedding(load_osnet(weights, variant)).eval()
     onnx_path = Path(onnx_path)
@@ -199,7 +199,7 @@ def torch_embed(weights: Path, variant: str, batch: Any) -> Any:
     unit vectors. For checks and tests; camd itself runs the ONNX file."""
     import torch
 
-    from camd.identity.evidence.osnet.network import UnitEmbedding
+    from camd.modelprep.osnet_network import UnitEmbedding
 
     embedder = UnitEmbedding(load_osnet(weights, variant)).eval()
     with torch.no_grad():

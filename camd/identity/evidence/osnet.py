@@ -1,0 +1,57 @@
+"""Run-time OSNet body embedder: the ONNX file camd prepared from torchreid weights (camd/modelprep/osnet.py),
+run with onnxruntime, no torch.
+
+OSNet (Zhou et al., ICCV 2019) is trained for person re-identification. camd embeds every crop twice in one
+batch, in colour and in greyscale, and keeps both halves side by side in one vector (each half unit
+length, scaled by 1/sqrt(2), so the plain cosine of two vectors is the mean of the halves' cosines). Why
+both (docs/identity.md, "Colour between cameras"): on reid/train, colour wins within one camera and
+greyscale wins across two cameras whose white balance differs, and a camera in IR night mode is grey.
+The matcher picks per pair of sightings how much of each half to use (camd/identity/body_compare.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from camd.identity.evidence._crops import check_crops, l2_normalise
+from camd.identity.evidence.crop_model import OnnxCropModel
+
+EMBEDDING_DIM = 512  # every torchreid OSNet variant ends in a 512-wide fc layer
+INPUT_HW = (256, 128)  # height, width: torchreid's re-ID training size
+HALF = 1.0 / np.sqrt(2.0)
+
+
+def greyscale(crop: np.ndarray) -> np.ndarray:
+    """A BGR crop as grey in three channels: what an IR camera sees, and what no colour cast touches."""
+    return cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+class OSNetEmbedder:
+    """L2-normalised 1024-d vectors of person crops (BGR uint8, any size): 512 from the colour crop then
+    512 from its greyscale copy; compare by cosine (whole, or half by half).
+
+    Each crop is stretched to 256x128 like torchreid's training crops.
+    """
+
+    def __init__(self, onnx_path: str | Path, threads: int = 2, name: str = "osnet") -> None:
+        self.model = OnnxCropModel(onnx_path, "OSNet ONNX body model", threads=threads)
+        width = self.model.output_shape[-1]
+        if len(self.model.output_shape) != 2 or width != EMBEDDING_DIM:
+            raise ValueError(
+                f"{onnx_path}: output shape {self.model.output_shape} is not (batch, {EMBEDDING_DIM}); "
+                "not an OSNet embedder made by camd; delete it and run `camd models prepare` again"
+            )
+        self.name = name
+        self.dim = 2 * EMBEDDING_DIM
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        check_crops(crops, self.name)
+        if not crops:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        both = l2_normalise(self.model([*crops, *(greyscale(c) for c in crops)]))
+        colour, grey = both[: len(crops)], both[len(crops) :]
+        return (np.hstack([colour, grey]) * HALF).astype(np.float32)
