@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
+from camd.config import CameraConfig
 from camd.eval.tracks import clip_info, person_tracks, track_clip
 from camd.eval.truth import MATCH_IOU, TRUTH_DIR, Truth, TruthError, iou, label_matches, load_truth
+from camd.sources.stream import CameraSource
 from tests.support.data import shared_data
 
 CLIPS = {"vtest": "video/vtest.avi", "hamilton": "faces/examples/short_hamilton_clip.mp4"}
@@ -121,6 +124,19 @@ def test_truth_fits_its_clip(name: str) -> None:
             for s in passage.samples:
                 x1, y1, x2, y2 = s.box
                 assert 0 <= x1 < x2 <= truth.width and 0 <= y1 < y2 <= truth.height
+
+
+@pytest.mark.shared_data
+def test_the_daemons_frames_find_their_frame_numbers() -> None:
+    """A camera source's frames carry pts_seconds, not decode indices: frame_of gives the index back."""
+    clip = shared_data(CLIPS["vtest"])
+    truth, info = load_truth("vtest"), clip_info(clip)
+    source = CameraSource("campus", CameraConfig(url=str(clip), detect_fps=5), threading.Event())
+    frames = list(source.frames())
+    indices = [truth.frame_of(f.pts_seconds) for f in frames if f.pts_seconds is not None]
+    assert len(indices) == len(frames) == 398
+    assert all(info.times[i] == f.pts_seconds for i, f in zip(indices, frames, strict=True))
+    assert indices[-5:] == [785, 787, 789, 791, 793]
 
 
 @pytest.mark.shared_data
