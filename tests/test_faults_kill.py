@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from camd.config.models import Config
-from camd.identity.memory import PEOPLE, PROTOTYPES, Memory
+from camd.identity.body_model import resolve_body_model
+from camd.identity.memory import PEOPLE, PROTOTYPES, Memory, body_collections
 from camd.publish.outbox import Outbox
 from tests.support.broker import BrokerAddress, MqttRecorder, free_port
 from tests.support.daemon import unique_prefix
@@ -131,7 +132,8 @@ def test_enroll_killed_mid_write_leaves_nothing_half_enrolled(tmp_path: Path, mo
     before = store_view(config)
     assert len(before["prototypes"]["anchor"]) == 2 and len(before["prototypes"]["reference"]) == full
 
-    prototypes_db = collection_db(state, PROTOTYPES)
+    prototypes_db = collection_db(state, body_collections(resolve_body_model(
+        config.identity, models_dir, prepare=False).space)[PROTOTYPES])  # this body space's collection
     rng = random.Random(7)
     mid_write = 0
     cut_off: list[str] = []  # victims whose enrollment the kill interrupted (nothing of theirs kept)
