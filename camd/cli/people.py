@@ -1,4 +1,5 @@
-"""`camd enroll|people|correct|forget|eval`: thin argument parsing around camd.identity.enroll.
+"""`camd enroll|people|correct|forget|eval`: thin argument parsing around camd.identity.enroll
+(and camd.eval for `eval`).
 
 These commands open the memory directly. While the daemon runs, its embedded store is locked, so they
 go through the daemon's control API instead (camd.api.client): the same operations, run by the daemon.
@@ -19,7 +20,7 @@ EXIT_CHOOSE_TRACK = 3
 
 
 def register(sub: Any) -> None:
-    """Add the identity subcommands to camd's argparse subparsers."""
+    """Add the people commands to camd's argparse subparsers."""
     enroll = sub.add_parser("enroll", help="teach camd a person or vehicle from photos, a clip or a sighting")
     enroll.add_argument("name")
     enroll.add_argument("--role", choices=["family", "visitor"], default="family")
