@@ -42,8 +42,9 @@ from camd.config import CameraConfig, Config, DetectorConfig, MqttConfig
 from camd.config.models import ApiConfig, HomeAssistantConfig
 from camd.demo import broker_answers, default_footage
 from camd.pipeline import CameraPipeline
+from camd.publish.frigate import event_from_payload
 from camd.sources.stream import CameraSource
-from camd.types import Box, Frame
+from camd.types import Box, EventKind, Frame, TrackEvent
 from camd.vision.detector import Detector, detect_batch
 from camd.vision.pool import InferencePool
 
@@ -159,7 +160,7 @@ Trace = dict[int, list[tuple[int, Box]]]  # frame index -> (track id, box) the p
 def pipeline_run(
     source: str, config: Config, pool: InferencePool, identity: Any | None
 ) -> dict[str, Any]:
-    events: list[dict[str, Any]] = []
+    events: list[TrackEvent] = []
     pipeline = CameraPipeline("bench", config, pool, events.append, threading.Event(), identity=identity)
     trace: Trace = {}
     pipeline.on_frame = lambda frame, _detected, boxes: trace.__setitem__(frame.index, boxes)
@@ -225,7 +226,7 @@ class EventClock:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
-        self.received: list[tuple[float, dict[str, Any]]] = []
+        self.received: list[tuple[float, TrackEvent]] = []
         self._subscribed = threading.Event()
         client_id = f"camd-bench-{uuid.uuid4().hex[:6]}"
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -240,8 +241,8 @@ class EventClock:
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         arrived = time.time()
-        with contextlib.suppress(ValueError):
-            self.received.append((arrived, json.loads(message.payload)))
+        with contextlib.suppress(ValueError, KeyError, TypeError):  # not one of camd's events
+            self.received.append((arrived, event_from_payload(json.loads(message.payload))))
 
     def close(self) -> None:
         self._client.loop_stop()
@@ -251,9 +252,9 @@ class EventClock:
         """Seconds from the frame an event describes to its arrival, for new and update events
         (an end event is sent lost_track_s after the last frame on purpose)."""
         return [
-            arrived - event["after"]["frame_time"]
+            arrived - event.after.frame_time
             for arrived, event in self.received
-            if event.get("type") in ("new", "update")
+            if event.kind in (EventKind.NEW, EventKind.UPDATE)
         ]
 
 

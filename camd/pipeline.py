@@ -25,14 +25,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from camd.config import Config
 from camd.events import TrackEvents
 from camd.sources.mainstream import MainStream
 from camd.sources.status import CameraStatus
 from camd.sources.stream import CameraSource
-from camd.types import Box, Detection, Frame, TrackedObject
+from camd.tracks import CameraTracks
+from camd.types import Box, Detection, Frame, TrackedObject, TrackEvent
 from camd.vision.detector import Detector, filter_detections
 from camd.vision.flow import BoxFlow
 from camd.vision.motion import MotionGate
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[TrackEvent], None]
 # (frame, detector ran on it, boxes of the announced tracks the pipeline believes are there):
 # the bench records these to compare the gated pipeline's tracks with the naive one's.
 FrameObserver = Callable[[Frame, bool, list[tuple[int, Box]]], None]
@@ -142,12 +143,10 @@ class CameraPipeline:
             self.main = MainStream(name, camera, stop, origin=lambda: self.source.clock_origin)
         activation = min(self._objects.filter_for(label).min_score for label in self._objects.track)
         self.tracker = ObjectTracker(config.tracker, fps=camera.detect_fps, activation_score=activation)
-        # Identity gathers per-track evidence and finalises each track before its `end` event.
+        # Identity gathers per-track evidence and decides each track before its `end` event is built.
         self.identity = identity.camera(name) if identity is not None else None
-        self.track_events = TrackEvents(
-            name, config.events, self._objects, config.tracker.lost_track_s,
-            on_close=self.identity.close if self.identity is not None else None,
-        )  # fmt: skip
+        self.track_events = TrackEvents(name, config.events, self._objects, config.tracker.lost_track_s)
+        self.tracks = CameraTracks(self.track_events, self.identity)
         self.gate = MotionGate(camera.motion)
         # Between detections, tracked boxes follow the picture (optical flow), see camd/vision/flow.py.
         self.flow = BoxFlow() if camera.motion.enabled and camera.motion.follow else None
@@ -254,7 +253,7 @@ class CameraPipeline:
             self.lane.close(discard=True)  # the camera thread stops submitting
         finally:
             try:
-                self._publish(self.track_events.finish())
+                self._publish(self.tracks.finish())
             except Exception:
                 log.exception("camera %s: ending the open tracks failed", self.name)
             if self.main is not None:
@@ -271,7 +270,7 @@ class CameraPipeline:
             if not item.detect:
                 self.stats.skipped += 1
             if not self.detect_enabled:  # switched off: nothing is detected, open tracks run out and end
-                self._publish(self.track_events.update(self.tracker.update([], frame.timestamp), frame))
+                self._publish(self.tracks.update(self.tracker.update([], frame.timestamp), frame))
             if not item.failed and self.detect_enabled:
                 self._follow(frame)
             self._observe(frame, detected=False)
@@ -280,7 +279,7 @@ class CameraPipeline:
             self._examined = tuple(item.context)
         detections = filter_detections(item.detections, self._objects)
         tracked = self.tracker.update(detections, frame.timestamp)
-        self._publish(self.track_events.update(tracked, frame))
+        self._publish(self.tracks.update(tracked, frame))
         if self.flow is not None:  # all of them: a new track needs several frames to be confirmed
             self._followed = dict(enumerate(detections))
             self.flow.reset(frame.image, {i: det.box for i, det in self._followed.items()})
@@ -289,9 +288,7 @@ class CameraPipeline:
         self._remember_motion(frame.timestamp)
         self._publish_view()
         if self.identity is not None and tracked:
-            identity_frame, identity_tracked = self._identity_view(frame, tracked)
-            for state in self.identity.observe(identity_frame, identity_tracked, self.track_events.states):
-                self._publish(self.track_events.refresh(state, frame.timestamp))
+            self._publish(self.tracks.identify(*self._identity_view(frame, tracked)))
         self.stats.detect_ms.append(item.elapsed_ms)
         self.stats.latency_s.append(max(0.0, time.time() - frame.timestamp))
         self._observe(frame, detected=True)
@@ -308,7 +305,7 @@ class CameraPipeline:
         if not followed:
             return
         tracked = self.tracker.update(followed, frame.timestamp)
-        self._publish(self.track_events.update(tracked, frame, followed=True))
+        self._publish(self.tracks.update(tracked, frame, followed=True))
         self._remember_motion(frame.timestamp)
 
     def _remember_motion(self, now: float) -> None:
@@ -364,7 +361,7 @@ class CameraPipeline:
         ]
         return main_frame, scaled
 
-    def _publish(self, events: list[dict[str, Any]]) -> None:
+    def _publish(self, events: list[TrackEvent]) -> None:
         for event in events:
             self.stats.events += 1
             self._sink(event)

@@ -19,6 +19,7 @@ from camd.identity.memory import PROTOTYPES, STRANGER_LOOKS
 from camd.identity.models import face_photo
 from camd.identity.service import IdentityService
 from camd.identity.track import KeptCrop, TrackEvidence
+from camd.types import TrackSnapshot
 from tests.support.data import shared_data
 from tests.support.identity_data import person_crops, read_image
 
@@ -39,9 +40,10 @@ def _track(service: IdentityService, kind: str, crops: list[np.ndarray], faces: 
 
 
 def _after(event_id: str, start: float, end: float, box: tuple[float, ...] = (10, 10, 60, 160),
-           label: str = "person", camera: str = "yard") -> dict[str, Any]:
-    return {"id": event_id, "camera": camera, "label": label, "track_id": 1, "start_time": start,
-            "end_time": end, "frame_time": end, "box": list(box), "top_score": 0.9, "frames": 10}  # fmt: skip
+           label: str = "person", camera: str = "yard") -> TrackSnapshot:
+    return TrackSnapshot(event_id=event_id, camera=camera, label=label, track_id=1, start_time=start,
+                         end_time=end, frame_time=end, box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+                         score=0.9, top_score=0.9, frames=10, frame_size=(640, 360))  # fmt: skip
 
 
 def _jittered(image: np.ndarray, box: tuple[float, ...], count: int = 4) -> list[np.ndarray]:

@@ -23,6 +23,7 @@ import numpy as np
 from camd.identity.evidence._crops import crop_box
 from camd.identity.matcher import TrackVectors, shape_list
 from camd.identity.memory import UnknownPersonError
+from camd.identity.person import PersonRecord
 from camd.identity.service import IdentityService, gather, require_person_name
 from camd.identity.track import TrackEvidence
 from camd.types import PERSON, VEHICLE_LABELS, Detection, Frame
@@ -57,10 +58,7 @@ def _person_record(service: IdentityService, name: str, role: str, kind: str) ->
     person = service.memory.person(name)
     now = time.time()
     if person is None:
-        person = {
-            "person_id": name, "name": name, "role": role, "kind": kind, "created": now,
-            "last_seen": None, "last_camera": None, "seen_count": 0, "expires_at": None,
-        }  # fmt: skip
+        person = PersonRecord(person_id=name, name=name, role=role, kind=kind, created=now).payload()
     elif person.get("role") == "stranger":
         raise EnrollmentError(
             f"{name!r} is a stranger id; enroll under a real name (camd correct can relabel)"

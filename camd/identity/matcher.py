@@ -39,7 +39,7 @@ from camd.identity.evidence.centring import RunningMean
 from camd.identity.evidence.fusion import BODY_COLOUR_WEIGHT
 from camd.identity.evidence.gait import GaitSignature, signature_distance
 from camd.identity.memory import PROTOTYPES, Hit, Memory
-from camd.types import Identity
+from camd.types import Evidence, Identity
 
 FACE_SLOPE = 0.04
 BODY_SLOPE_RAW = 0.04
@@ -106,7 +106,7 @@ class TrackSpan:
     box: tuple[float, float, float, float] | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
     name: str | None  # a known person's or vehicle's name
     identity_class: str  # family | visitor | stranger | known_vehicle | unknown_vehicle
@@ -124,7 +124,7 @@ class Decision:
             name=self.name,
             identity_class=self.identity_class,
             confidence=round(self.confidence, 3),
-            evidence={k: (None if v is None else round(v, 3)) for k, v in self.evidence.items()},
+            evidence=Evidence(**{k: (None if v is None else round(v, 3)) for k, v in self.evidence.items()}),
             global_id=self.global_id,
         )
 
@@ -132,7 +132,7 @@ class Decision:
         identity = self.identity()
         return {
             "identity": identity.name, "identity_class": identity.identity_class,
-            "confidence": identity.confidence, "evidence": identity.evidence,
+            "confidence": identity.confidence, "evidence": identity.evidence.as_dict(),
             "global_id": identity.global_id, "person_id": self.person_id,
         }  # fmt: skip
 

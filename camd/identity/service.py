@@ -1,10 +1,11 @@
 """The identity service: models, memory and matcher behind one object the daemon, the CLI and (later) the
 control API share. Methods take plain arguments and return JSON-able dicts.
 
-Per camera, `CameraIdentity` gathers evidence for every open track, publishes a decision early when the
-evidence suffices (TrackEvents.refresh), and finalises each track when it ends: the decision, the sighting
-(vectors, a small JPEG crop), a same-day prototype for a confident identification, and a stable
-`unknown-N` for strangers.
+Per camera, `CameraIdentity` gathers evidence for every open track, answers early (an IdentityDecision)
+when the evidence names someone confidently, and concludes each track when it ends: the decision, the
+sighting (vectors, a small JPEG crop, handed back with the decision), a same-day prototype for a confident
+identification, and a stable `unknown-N` for strangers. It returns values; the pipeline
+(camd/tracks.py) puts them into the events.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
 from camd.identity.matcher import Decision, Matcher, TrackSpan, TrackVectors, shape_list
 from camd.identity.memory import Memory, UnknownPersonError
 from camd.identity.models import IdentityModelPaths
+from camd.identity.person import PersonRecord
 from camd.identity.strangers import APPEARANCE
 from camd.identity.track import (
     ENOUGH_FACES,
@@ -45,14 +47,13 @@ from camd.identity.track import (
     pose_turns,
 )
 from camd.outage import OutageLog
-from camd.types import PERSON, Frame, TrackedObject
+from camd.types import PERSON, Box, Frame, Identity, IdentityDecision, TrackedObject, TrackSnapshot, pixel_box
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
 CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd mean
 CROP_HEIGHT = 128  # px: the stored JPEG is small on purpose
-RECENT_CROPS = 64  # crops of the latest sightings kept at hand for Home Assistant
 CROWD_KEY = "crowd_mean_body"
 # Sightings (track means) before body vectors are centred on the crowd: track means are steadier than
 # single crops, and on reid/train a mean of 62 track means already centred well (docs/identity.md).
@@ -114,7 +115,6 @@ class IdentityService:
         self._last_prune = 0.0
         self._strangers_since_prune = 0  # new unknown-N ids since the last prune
         self._write_lock = threading.Lock()
-        self._recent_crops: OrderedDict[str, str] = OrderedDict()  # sighting id -> crop file
         self.crop_outage = OutageLog(
             log, f"saving crops in {config.crops_path}", "sightings are stored without their crop"
         )
@@ -134,6 +134,10 @@ class IdentityService:
 
     def camera(self, name: str) -> CameraIdentity:
         return CameraIdentity(self, name)
+
+    def people(self) -> list[PersonRecord]:
+        """The enrolled people and vehicles (no strangers), by name."""
+        return [PersonRecord.from_payload(p) for p in self.memory.people()]
 
     # -- run-time upkeep -------------------------------------------------------------------------
 
@@ -191,24 +195,31 @@ class IdentityService:
 
     # -- finishing a track -----------------------------------------------------------------------
 
-    def finalise(self, evidence: TrackEvidence | None, after: dict[str, Any], now: float) -> Decision | None:
-        """Decide a finished track, store its sighting and learn from it. `after` is its last snapshot."""
-        vectors = evidence.vectors() if evidence is not None else TrackVectors(kind=_kind(after["label"]))
+    def finalise(self, evidence: TrackEvidence | None, track: TrackSnapshot, now: float) -> Decision | None:
+        """Decide a finished track, store its sighting and learn from it. `track` is its last snapshot."""
+        return self.conclude(evidence, track, now)[0]
+
+    def conclude(
+        self, evidence: TrackEvidence | None, track: TrackSnapshot, now: float
+    ) -> tuple[Decision | None, bytes | None]:
+        """`finalise`, and the JPEG crop the sighting was stored with (None when none was written)."""
+        vectors = evidence.vectors() if evidence is not None else TrackVectors(kind=_kind(track.label))
         decision = None
         if self.enabled and evidence is not None:
-            decision = self._final_decision(vectors, now, _span(after))
+            decision = self._final_decision(vectors, now, _span(track))
+        crop: _Crop | None = None
         with self._write_lock:
             try:
                 if decision is not None:
-                    self._assign_stranger(decision, vectors, after, now)
-                self._store_sighting(evidence, vectors, decision, after, now)
+                    decision = self._assign_stranger(decision, vectors, track, now)
+                crop = self._store_sighting(evidence, vectors, decision, track, now)
                 if decision is not None:
-                    self._learn(decision, vectors, after, now)
+                    self._learn(decision, vectors, track, now)
             except STORE_WRITE_ERRORS as exc:  # a full disk, a Qdrant server away: the event goes on
                 self.store_outage.failed(exc)
-                return decision
+                return decision, crop.jpeg if crop is not None else None
         self.store_outage.ok()
-        return decision
+        return decision, crop.jpeg if crop is not None else None
 
     def _final_decision(self, vectors: TrackVectors, now: float, span: TrackSpan | None) -> Decision | None:
         if vectors.body is None and vectors.vehicle is None and not vectors.faces.size:
@@ -216,38 +227,41 @@ class IdentityService:
         return self.matcher.decide(vectors, now, span)
 
     def _assign_stranger(
-        self, decision: Decision, vectors: TrackVectors, after: dict[str, Any], now: float
-    ) -> None:
+        self, decision: Decision, vectors: TrackVectors, track: TrackSnapshot, now: float
+    ) -> Decision:
+        """A stranger nobody was linked to gets a new `unknown-N` (`vehicle-N`) id."""
         if decision.name is not None or decision.person_id is not None:
-            return
+            return decision
         kind = vectors.kind
         new_id = self.memory.next_unknown_id(kind)
         self._strangers_since_prune += 1
-        self.memory.save_person({
-            "person_id": new_id, "name": new_id, "role": "stranger", "kind": kind, "created": now,
-            "last_seen": now, "last_camera": after["camera"], "seen_count": 0,
-            "expires_at": now + self._retention_s(),
-        })  # fmt: skip
-        decision.person_id = decision.global_id = new_id
+        self.memory.save_person(PersonRecord(
+            person_id=new_id, name=new_id, role="stranger", kind=kind, created=now, last_seen=now,
+            last_camera=track.camera, seen_count=0, expires_at=now + self._retention_s(),
+        ).payload())  # fmt: skip
+        return replace(decision, person_id=new_id, global_id=new_id)
 
     def _store_sighting(
         self,
         evidence: TrackEvidence | None,
         vectors: TrackVectors,
         decision: Decision | None,
-        after: dict[str, Any],
+        track: TrackSnapshot,
         now: float,
-    ) -> None:
-        sighting_id = str(after["id"])
-        crop_path = None
-        if evidence is not None and self.config.identity.save_crops and evidence.best_crop() is not None:
-            crop_path = self._save_crop(sighting_id, evidence.best_crop().image, now)  # type: ignore[union-attr]
+    ) -> _Crop | None:
+        """The sighting in the memory; returns the crop it was stored with."""
+        sighting_id = track.event_id
+        crop = None
+        best = evidence.best_crop() if evidence is not None else None
+        if best is not None and self.config.identity.save_crops:
+            crop = self._save_crop(sighting_id, best.image, now)
         known = decision is not None and decision.name is not None
         payload: dict[str, Any] = {
-            "event_id": after["id"], "camera": after["camera"], "label": after["label"],
-            "track_id": after.get("track_id"), "start_time": after.get("start_time"),
-            "end_time": after.get("end_time") or after.get("frame_time"), "box": after.get("box"),
-            "top_score": after.get("top_score"), "frames": after.get("frames"), "crop": crop_path,
+            "event_id": track.event_id, "camera": track.camera, "label": track.label,
+            "track_id": track.track_id, "start_time": track.start_time,
+            "end_time": track.end_time or track.frame_time, "box": pixel_box(track.box),
+            "top_score": round(track.top_score, 4), "frames": track.frames,
+            "crop": str(crop.path) if crop is not None else None,
             "shape": shape_list(vectors.shape) if vectors.shape is not None else None,
             "person_id": decision.person_id if decision is not None else None,
             # Strangers' sightings expire; enrolled people's are kept until forgotten.
@@ -256,29 +270,16 @@ class IdentityService:
         }  # fmt: skip
         stored = vectors.stored_vectors() if self.enabled else {}
         self.memory.add_sighting(sighting_id, stored, payload)
-        if crop_path is not None:
-            self._recent_crops[sighting_id] = crop_path
-            while len(self._recent_crops) > RECENT_CROPS:
-                self._recent_crops.popitem(last=False)
+        return crop
 
-    def crop_of(self, sighting_id: str) -> bytes | None:
-        """The JPEG crop of a sighting that ended recently (for Home Assistant's latest-crop image)."""
-        path = self._recent_crops.get(sighting_id)
-        if path is None:
-            return None
-        try:
-            return Path(path).read_bytes()
-        except OSError:
-            return None
-
-    def _learn(self, decision: Decision, vectors: TrackVectors, after: dict[str, Any], now: float) -> None:
+    def _learn(self, decision: Decision, vectors: TrackVectors, track: TrackSnapshot, now: float) -> None:
         pid = decision.person_id
         if pid is None:
             return
         person = self.memory.person(pid)
         if person is not None:
             person.update(
-                last_seen=now, last_camera=after["camera"], seen_count=int(person.get("seen_count", 0)) + 1
+                last_seen=now, last_camera=track.camera, seen_count=int(person.get("seen_count", 0)) + 1
             )
             if person.get("role") == "stranger":
                 person["expires_at"] = now + self._retention_s()
@@ -286,7 +287,7 @@ class IdentityService:
         stored = vectors.stored_vectors()
         appearance = {k: v for k, v in stored.items() if k in ("body", "colour", "vehicle")}
         if decision.name is None:
-            self._learn_stranger(pid, vectors, after, now)
+            self._learn_stranger(pid, vectors, track, now)
         elif (
             decision.confidence >= self.config.identity.learn_confidence
             and appearance
@@ -294,7 +295,7 @@ class IdentityService:
         ):
             # Same-day appearance: today's clothes recognise this person from behind, on any camera.
             self.memory.add_prototype(
-                pid, appearance, source="same_day", camera=after["camera"], sighting_id=str(after["id"]),
+                pid, appearance, source="same_day", camera=track.camera, sighting_id=track.event_id,
                 expires_at=now + self.config.identity.same_day_hours * 3600.0,
             )  # fmt: skip
         if vectors.body is not None:
@@ -304,7 +305,7 @@ class IdentityService:
                 self.memory.save_state(self.crowd_key, self.crowd.state())
                 self._sightings_since_save = 0
 
-    def _learn_stranger(self, pid: str, vectors: TrackVectors, after: dict[str, Any], now: float) -> None:
+    def _learn_stranger(self, pid: str, vectors: TrackVectors, track: TrackSnapshot, now: float) -> None:
         """Remember a stranger by this track so that a later sighting can be linked (matcher.py says when).
 
         A face is kept for the retention period. A person's body look is kept for `same_day_hours` only:
@@ -322,14 +323,14 @@ class IdentityService:
             return
         # The sighting just stored holds these vectors: the look only says they link, and until when.
         self.memory.add_stranger_look(
-            pid, str(after["id"]), camera=after["camera"], face_until=face_until, look_until=look_until,
+            pid, track.event_id, camera=track.camera, face_until=face_until, look_until=look_until,
             shape=_shape(vectors) if look_until is not None else None, learned_at=now,
         )  # fmt: skip
 
     def _retention_s(self) -> float:
         return self.config.identity.retention_days * 86400.0
 
-    def _save_crop(self, sighting_id: str, image: np.ndarray, now: float) -> str | None:
+    def _save_crop(self, sighting_id: str, image: np.ndarray, now: float) -> _Crop | None:
         """The sighting's small JPEG, or None when it cannot be written (a full disk: logged once per
         outage, see OutageLog; the sighting is stored without it and the next crop tries again)."""
         folder = self.config.crops_path / time.strftime("%Y-%m-%d", time.localtime(now))
@@ -337,9 +338,10 @@ class IdentityService:
         small = (
             cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
         )
-        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
         if not ok:
             return None
+        data = encoded.tobytes()
         path = folder / f"{_safe(sighting_id)}.jpg"
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -347,14 +349,22 @@ class IdentityService:
             os.chmod(folder, 0o700)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
-                out.write(data.tobytes())
+                out.write(data)
         except OSError as exc:
             with contextlib.suppress(OSError):  # no half-written JPEG left behind
                 path.unlink()
             self.crop_outage.failed(exc)
             return None
         self.crop_outage.ok()
-        return str(path)
+        return _Crop(path, data)
+
+
+@dataclass(frozen=True, slots=True)
+class _Crop:
+    """A sighting's crop as written: the file, and its JPEG bytes for whoever shows it next."""
+
+    path: Path
+    jpeg: bytes
 
 
 def _store_write_errors() -> tuple[type[BaseException], ...]:
@@ -376,17 +386,20 @@ class CameraIdentity:
         self.tracks: dict[int, TrackEvidence] = {}
         self.stats = {"embeds": 0, "face_tries": 0, "poses": 0, "decisions": 0, "early": 0}
 
-    def observe(self, frame: Frame, tracked: list[TrackedObject], states: dict[int, Any]) -> list[Any]:
-        """Gather evidence from this frame; return the TrackStates whose identity changed (to refresh)."""
+    def observe(
+        self, frame: Frame, tracked: list[TrackedObject], identities: Mapping[int, Identity]
+    ) -> list[IdentityDecision]:
+        """Gather evidence from this frame for the tracked objects that are open tracks (`identities`:
+        who each open track is published as); return the early decisions that name a track anew."""
         if not self.service.enabled:
             return []
-        changed = []
+        decisions = []
         boxes = [t.detection.box for t in tracked]
         now = frame.timestamp
         present = []
         for obj in tracked:
-            state = states.get(obj.track_id)
-            if state is None:
+            current = identities.get(obj.track_id)
+            if current is None:
                 continue
             evidence = self.tracks.get(obj.track_id)
             if evidence is None:
@@ -394,38 +407,43 @@ class CameraIdentity:
                     obj.detection.label, self.service.config.identity.best_crops, self.camera
                 )
                 self.tracks[obj.track_id] = evidence
-            present.append((obj, state, evidence))
+            present.append((obj, current, evidence))
         posed = pose_turns([(obj.track_id, e, obj.detection.box) for obj, _, e in present], now)
-        for obj, state, evidence in present:
+        for obj, current, evidence in present:
             gather(self.service, evidence, frame, obj, boxes, self.stats, pose=obj.track_id in posed)
-            if evidence.decision_due(now) and self._decide_early(evidence, state, now):
-                changed.append(state)
-        return changed
+            if evidence.decision_due(now):
+                decision = self._decide_early(evidence, obj.track_id, current, now)
+                if decision is not None:
+                    decisions.append(decision)
+        return decisions
 
-    def _decide_early(self, evidence: TrackEvidence, state: Any, now: float) -> bool:
+    def _decide_early(
+        self, evidence: TrackEvidence, track_id: int, current: Identity, now: float
+    ) -> IdentityDecision | None:
         decision = self.service.matcher.decide(evidence.vectors(with_shape=False), time.time())
         self.stats["decisions"] += 1
-        news = decision.early and state.identity.name != decision.name
+        news = decision.early and current.name != decision.name
         evidence.decided(now, news)
         if not news:
-            return False
-        state.identity = decision.identity()
+            return None
         self.stats["early"] += 1
-        return True
+        return IdentityDecision(track_id, decision.identity())
 
-    def close(self, state: Any, announced: bool) -> None:
-        """A track ended: decide it for good, store the sighting (announced tracks only)."""
-        evidence = self.tracks.pop(state.track_id, None)
-        if not announced:
-            return
-        after = state.snapshot()
+    def end(self, track: TrackSnapshot) -> IdentityDecision:
+        """An announced track ended: decide it for good and store its sighting. When nothing could be
+        decided (or the memory failed) the track keeps the identity it has."""
+        evidence = self.tracks.pop(track.track_id, None)
         try:
-            decision = self.service.finalise(evidence, after, time.time())
+            decision, crop = self.service.conclude(evidence, track, time.time())
         except Exception:  # the memory failing must not lose the end event
-            log.exception("camera %s: identity of track %s failed", self.camera, state.track_id)
-            return
-        if decision is not None:
-            state.identity = decision.identity()
+            log.exception("camera %s: identity of track %s failed", self.camera, track.track_id)
+            return IdentityDecision(track.track_id, track.identity)
+        identity = decision.identity() if decision is not None else track.identity
+        return IdentityDecision(track.track_id, identity, crop)
+
+    def drop(self, track_id: int) -> None:
+        """A track ended that was never announced (a flicker): its evidence goes, no sighting."""
+        self.tracks.pop(track_id, None)
 
 
 def gather(
@@ -474,13 +492,10 @@ def gather(
         evidence.changed = evidence.new_face = True
 
 
-def _span(after: dict[str, Any]) -> TrackSpan | None:
-    """A finished track's camera, times and last box, from its last snapshot."""
-    start, end = after.get("start_time"), after.get("end_time") or after.get("frame_time")
-    if start is None or end is None:
-        return None
-    box = after.get("box")
-    return TrackSpan(str(after["camera"]), float(start), float(end), tuple(box) if box else None)  # type: ignore[arg-type]
+def _span(track: TrackSnapshot) -> TrackSpan:
+    """A finished track's camera, times and last box (in whole pixels, as its sighting records it)."""
+    box: Box = tuple(pixel_box(track.box))  # type: ignore[assignment]
+    return TrackSpan(track.camera, track.start_time, track.end_time or track.frame_time, box)
 
 
 def _kind(label: str) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 from camd.config.models import Config
 from camd.identity.evidence._crops import crop_box
 from camd.identity.service import IdentityService
+from camd.types import TrackSnapshot
 
 
 def identity_config(state_dir: Path, models_dir: Path, **identity: Any) -> Config:
@@ -56,9 +57,10 @@ def track_from_image(
     return evidence
 
 
-def after_for(event_id: str, label: str = "person", at: float = 1_000_000.0) -> dict[str, Any]:
+def after_for(event_id: str, label: str = "person", at: float = 1_000_000.0) -> TrackSnapshot:
     """The last snapshot of a finished track, as TrackEvents builds it."""
-    return {
-        "id": event_id, "camera": "yard", "label": label, "track_id": 1, "start_time": at - 3.0,
-        "end_time": at, "frame_time": at, "box": [10, 10, 60, 160], "top_score": 0.9, "frames": 10,
-    }  # fmt: skip
+    return TrackSnapshot(
+        event_id=event_id, camera="yard", label=label, track_id=1, start_time=at - 3.0, end_time=at,
+        frame_time=at, box=(10.0, 10.0, 60.0, 160.0), score=0.9, top_score=0.9, frames=10,
+        frame_size=(640, 360),
+    )
