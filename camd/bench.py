@@ -41,11 +41,12 @@ import av
 from camd.config import CameraConfig, Config, DetectorConfig, MqttConfig
 from camd.config.models import ApiConfig, HomeAssistantConfig
 from camd.demo import broker_answers, default_footage
+from camd.geometry import iou
 from camd.pipeline import CameraPipeline
 from camd.publish.frigate import event_from_payload
-from camd.sources.stream import CameraSource
 from camd.types import Box, EventKind, Frame, TrackEvent
 from camd.vision.detector import Detector, detect_batch
+from camd.vision.offline import clip_frames
 from camd.vision.pool import InferencePool
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,8 @@ def decode_only(source: str) -> dict[str, float]:
 
 
 def sampled_frames(source: str, detect_fps: float, limit: int) -> list[Frame]:
-    camera = CameraConfig(url=source, detect_fps=detect_fps)
-    frames = []
-    for frame in CameraSource("bench", camera, threading.Event()).frames():
-        frames.append(frame)
-        if len(frames) >= limit:
-            break
-    return frames
+    """The first `limit` frames the daemon's decoder samples from the source at detect_fps."""
+    return list(clip_frames(source, detect_fps, max_frames=limit))
 
 
 def detector_only(detector: Detector, frames: list[Frame]) -> dict[str, float | None]:
@@ -179,14 +175,6 @@ def pipeline_run(
         "reasons": dict(pipeline.gate.reasons),
         "trace": trace,
     }
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def tracks_of(trace: Trace) -> dict[int, dict[int, Box]]:

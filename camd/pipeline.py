@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from camd.config import Config
 from camd.events import TrackEvents
+from camd.geometry import scale_box
 from camd.sources.mainstream import MainStream
 from camd.sources.status import CameraStatus
 from camd.sources.stream import CameraSource
@@ -141,8 +142,7 @@ class CameraPipeline:
         self.main: MainStream | None = None
         if camera.detect_url is not None and identity is not None and identity.enabled:
             self.main = MainStream(name, camera, stop, origin=lambda: self.source.clock_origin)
-        activation = min(self._objects.filter_for(label).min_score for label in self._objects.track)
-        self.tracker = ObjectTracker(config.tracker, fps=camera.detect_fps, activation_score=activation)
+        self.tracker = ObjectTracker.for_objects(config.tracker, self._objects, fps=camera.detect_fps)
         # Identity gathers per-track evidence and decides each track before its `end` event is built.
         self.identity = identity.camera(name) if identity is not None else None
         self.track_events = TrackEvents(name, config.events, self._objects, config.tracker.lost_track_s)
@@ -366,6 +366,3 @@ class CameraPipeline:
             self.stats.events += 1
             self._sink(event)
 
-
-def scale_box(box: Box, sx: float, sy: float) -> Box:
-    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)

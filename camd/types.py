@@ -17,11 +17,22 @@ from enum import StrEnum
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from camd.geometry import Box, box_area
 
 PERSON = "person"
 VEHICLE_LABELS: frozenset[str] = frozenset({"car", "truck", "bus", "motorcycle", "bicycle"})
 TRACKED_LABELS: frozenset[str] = frozenset({PERSON}) | VEHICLE_LABELS
+VEHICLE = "vehicle"
+
+
+def kind_of(label: str) -> str:
+    """What a detector label is to camd: "person", or "vehicle" for every other tracked label."""
+    return PERSON if label == PERSON else VEHICLE
+
+
+def labels_of(kind: str) -> frozenset[str]:
+    """The detector labels of a kind ("person" or "vehicle")."""
+    return frozenset({PERSON}) if kind == PERSON else VEHICLE_LABELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +64,7 @@ class Detection:
 
     @property
     def area(self) -> float:
-        x1, y1, x2, y2 = self.box
-        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+        return box_area(self.box)
 
 
 @dataclass(slots=True)
@@ -148,8 +158,7 @@ class TrackSnapshot:
 
     @property
     def area(self) -> float:
-        x1, y1, x2, y2 = self.box
-        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+        return box_area(self.box)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from camd import __version__
 from camd.api.identity import Category, IdentityService
 from camd.api.status import METRICS_CONTENT_TYPE, DaemonView, health_report, metrics_text
+from camd.private import open_private
 
 if TYPE_CHECKING:
     from camd.service.watchdog import PipelineWatchdog
@@ -346,8 +346,7 @@ def _add_enrollment_routes(app: FastAPI) -> None:
 async def _receive(request: Request, path: FilePath) -> None:
     """Stream the request body to `path` (owner-only), refusing more than MAX_CLIP_BYTES."""
     size = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
+    with open_private(path, exclusive=True) as out:
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_CLIP_BYTES:

@@ -278,13 +278,15 @@ def _save_listing(tracks: list[dict[str, Any]], clip: Path) -> Path:
     import base64
     import tempfile
 
+    from camd.private import write_private
+
     folder = Path(tempfile.mkdtemp(prefix=f"camd-tracks-{clip.stem[:32]}-"))
     for row in tracks:
         data = row.pop("crop_jpeg", None)
         row["crop"] = None
         if data:
             path = folder / f"track-{row['track']}.jpg"
-            path.write_bytes(base64.b64decode(data))
+            write_private(path, base64.b64decode(data))
             row["crop"] = str(path)
     return folder
 

@@ -29,6 +29,7 @@ from typing import IO, Any
 from camd import __version__
 from camd.identity.memory import PROTOTYPES, SIGHTINGS, Hit
 from camd.identity.service import IdentityService, _safe
+from camd.private import open_private
 
 FORMAT = "camd-person-export"
 VERSION = 1
@@ -98,9 +99,7 @@ def write_export(
 def _private(out: Path) -> IO[bytes]:
     """`out` opened for writing, owner-only (the bundle holds biometric data)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-    return os.fdopen(fd, "wb")
+    return open_private(out)
 
 
 def export_file(service: IdentityService, name: str, out: Path) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from camd.config.models import IdentityConfig
+from camd.geometry import iou
 from camd.identity.evidence.centring import RunningMean
 from camd.identity.evidence.fusion import BODY_COLOUR_WEIGHT
 from camd.identity.evidence.gait import GaitSignature, signature_distance
@@ -263,7 +264,7 @@ class Matcher:
             if start is None or end is None or start > span.end or end < span.start:
                 continue
             box = sighting.get("box")
-            if span.box is not None and box is not None and _iou(span.box, tuple(box)) >= SAME_PLACE_IOU:
+            if span.box is not None and box is not None and iou(span.box, tuple(box)) >= SAME_PLACE_IOU:
                 continue
             return True
         return False
@@ -377,13 +378,6 @@ class Matcher:
 
 def _appearance(track: TrackVectors, s: _Scores) -> float | None:
     return s.vehicle if track.kind == "vehicle" else s.body
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _empty_evidence() -> dict[str, float | None]:

@@ -39,7 +39,6 @@ starts clean.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -56,6 +55,7 @@ from camd.identity.hit import Hit
 from camd.identity.sightings import SightingLog
 from camd.identity.strangers import SOURCE as STRANGER_SOURCE
 from camd.identity.strangers import Look, StrangerIndex
+from camd.private import private_dir, restrict
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def open_client(config: Config) -> QdrantClient:
         api_key = store.api_key.get_secret_value() if store.api_key else None
         return QdrantClient(url=store.url, api_key=api_key)
     path = config.store_path
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path)
     try:
         return QdrantClient(path=str(path))
     except RuntimeError as exc:  # qdrant-client's local mode refuses a second process
@@ -118,18 +118,6 @@ def body_collections(space: str) -> dict[str, str]:
 def point_id(key: str) -> str:
     """A stable Qdrant point id for a camd key (person id, sighting id, prototype key)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"camd:{key}"))
-
-
-def restrict(path: Path) -> None:
-    """Biometric data: readable by its owner only (directories 0700, files 0600)."""
-    if not path.exists():
-        return
-    os.chmod(path, 0o700 if path.is_dir() else 0o600)
-    for root, dirs, files in os.walk(path):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o700)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o600)
 
 
 def _not_expired(now: float) -> models.Filter:

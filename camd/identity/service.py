@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -47,7 +46,18 @@ from camd.identity.track import (
     pose_turns,
 )
 from camd.outage import OutageLog
-from camd.types import PERSON, Box, Frame, Identity, IdentityDecision, TrackedObject, TrackSnapshot, pixel_box
+from camd.private import private_dir, write_private
+from camd.types import (
+    PERSON,
+    Box,
+    Frame,
+    Identity,
+    IdentityDecision,
+    TrackedObject,
+    TrackSnapshot,
+    kind_of,
+    pixel_box,
+)
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +213,7 @@ class IdentityService:
         self, evidence: TrackEvidence | None, track: TrackSnapshot, now: float
     ) -> tuple[Decision | None, bytes | None]:
         """`finalise`, and the JPEG crop the sighting was stored with (None when none was written)."""
-        vectors = evidence.vectors() if evidence is not None else TrackVectors(kind=_kind(track.label))
+        vectors = evidence.vectors() if evidence is not None else TrackVectors(kind=kind_of(track.label))
         decision = None
         if self.enabled and evidence is not None:
             decision = self._final_decision(vectors, now, _span(track))
@@ -344,12 +354,9 @@ class IdentityService:
         data = encoded.tobytes()
         path = folder / f"{_safe(sighting_id)}.jpg"
         try:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(self.config.crops_path, 0o700)
-            os.chmod(folder, 0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
+            private_dir(folder)
+            private_dir(self.config.crops_path)
+            write_private(path, data)
         except OSError as exc:
             with contextlib.suppress(OSError):  # no half-written JPEG left behind
                 path.unlink()
@@ -496,10 +503,6 @@ def _span(track: TrackSnapshot) -> TrackSpan:
     """A finished track's camera, times and last box (in whole pixels, as its sighting records it)."""
     box: Box = tuple(pixel_box(track.box))  # type: ignore[assignment]
     return TrackSpan(track.camera, track.start_time, track.end_time or track.frame_time, box)
-
-
-def _kind(label: str) -> str:
-    return "person" if label == PERSON else "vehicle"
 
 
 def _shape(vectors: TrackVectors) -> list[float] | None:
