@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from camd.assets import ensure_asset
-from camd.config.models import DetectorConfig
+from camd.config.schema import DetectorConfig
 from camd.identity.evidence._crops import crop_box
 from camd.identity.evidence.body import BodyAppearanceEmbedder
 from camd.identity.evidence.osnet.convert import export_osnet_onnx
 from camd.identity.evidence.osnet.embedder import OSNetEmbedder
 from camd.identity.evidence.osnet.network import build_osnet
-from camd.identity.models import model_file
+from camd.identity.model_files import model_file
 from camd.vision.detector import create_detector
 
 

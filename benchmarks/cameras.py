@@ -29,7 +29,7 @@ from typing import Any
 
 from camd.bench import EventClock, percentile, rss_mb
 from camd.config import CameraConfig, Config, MqttConfig
-from camd.config.models import ApiConfig, DetectorConfig, HomeAssistantConfig, IdentityConfig
+from camd.config.schema import ApiConfig, DetectorConfig, HomeAssistantConfig, IdentityConfig
 from camd.daemon import Daemon
 from camd.demo import broker_answers, default_footage
 from camd.types import EventKind

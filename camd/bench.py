@@ -39,7 +39,7 @@ from typing import Any
 import av
 
 from camd.config import CameraConfig, Config, DetectorConfig, MqttConfig
-from camd.config.models import ApiConfig, HomeAssistantConfig
+from camd.config.schema import ApiConfig, HomeAssistantConfig
 from camd.demo import broker_answers, default_footage
 from camd.geometry import iou
 from camd.pipeline import CameraPipeline

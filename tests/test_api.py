@@ -22,7 +22,7 @@ import pytest
 
 from camd.api import ApiClient, ApiError, ApiServer, ApiStartError, TokenError, ensure_token, read_token
 from camd.api.identity import IdentityService
-from camd.config.models import ApiConfig
+from camd.config.schema import ApiConfig
 from camd.daemon import Daemon
 from camd.identity.memory import Memory, MemoryLockedError
 from tests.support.service import MemoryIdentity, daemon_config, running_daemon, wait_for

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.publish.discovery import EVENT_TYPES
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher

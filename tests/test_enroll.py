@@ -13,7 +13,7 @@ import pytest
 from camd.cli import main
 from camd.identity import enroll
 from camd.identity.memory import UnknownPersonError
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from camd.types import TrackSnapshot
 from tests.support.data import shared_data
 from tests.support.identity_data import read_image, track_from_image

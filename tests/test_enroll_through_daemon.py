@@ -23,7 +23,7 @@ import pytest
 from camd.api.auth import read_token
 from camd.config.loader import load_config
 from camd.daemon import Daemon
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from camd.identity.service import IdentityService, Models
 from camd.identity.track import KeptCrop, TrackEvidence
 from tests.support.identity_data import after_for, read_image, track_from_image

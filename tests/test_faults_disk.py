@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from camd.config import CameraConfig, Config
-from camd.config.models import ApiConfig, HomeAssistantConfig, IdentityConfig
+from camd.config.schema import ApiConfig, HomeAssistantConfig, IdentityConfig
 from camd.daemon import Daemon
 from camd.publish.frigate import event_payload
 from camd.types import TrackEvent

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.identity.memory import PEOPLE, PROTOTYPES, Memory
 from camd.publish.outbox import Outbox
 from tests.support.broker import BrokerAddress, MqttRecorder, free_port

@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from camd.config.models import Config, EventsConfig, ObjectsConfig
+from camd.config.schema import Config, EventsConfig, ObjectsConfig
 from camd.daemon import Daemon
 from camd.events import TrackEvents
 from camd.identity import enroll
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from camd.identity.service import IdentityService
 from camd.publish.frigate import event_payload
 from camd.tracks import CameraTracks

@@ -12,7 +12,7 @@ from qdrant_client import models as qm
 
 from camd.identity import enroll
 from camd.identity.memory import PEOPLE, PROTOTYPES, Memory, MemoryLockedError, UnknownPersonError
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from tests.support.identity_data import after_for, read_image, track_from_image
 
 pytest_plugins = ["tests.support.identity"]

@@ -24,7 +24,7 @@ import torch
 from camd.assets import AssetError, DownloadPolicy, asset_path, ensure_asset, load_manifest, sha256_file
 from camd.cli import main as camd_main
 from camd.config.loader import ConfigError, load_config
-from camd.config.models import DetectorConfig
+from camd.config.schema import DetectorConfig
 from camd.identity import enroll
 from camd.identity.evidence.body import body_space, load_body_embedder
 from camd.identity.evidence.colour import ClothingColourDescriptor
@@ -33,7 +33,7 @@ from camd.identity.evidence.osnet.embedder import OSNetEmbedder
 from camd.identity.evidence.osnet.network import VARIANTS, build_osnet
 from camd.identity.evidence.osnet.prepare import onnx_name, prepare_osnet, space_id
 from camd.identity.memory import PROTOTYPES, SIGHTINGS
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from camd.identity.service import IdentityService, Models
 from camd.vision.detector import create_detector
 from tests.support.identity_data import after_for, identity_config, read_image, track_from_image

@@ -16,7 +16,7 @@ from camd.identity.evidence._crops import crop_box, l2_normalise
 from camd.identity.evidence.fusion import BODY_COLOUR_WEIGHT
 from camd.identity.matcher import TrackSpan
 from camd.identity.memory import PROTOTYPES, STRANGER_LOOKS
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from camd.identity.service import IdentityService
 from camd.identity.track import KeptCrop, TrackEvidence
 from camd.types import TrackSnapshot

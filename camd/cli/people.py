@@ -75,7 +75,7 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace) -> Any:
     from camd.config.loader import load_config
-    from camd.config.models import Config
+    from camd.config.schema import Config
 
     if args.config:
         return load_config(args.config)

@@ -296,7 +296,7 @@ def video_tracks(
     Returns the tracks, the frames by index when `keep_frames` (memory: ~0.5 MB per 480x360 frame),
     and the clip's fps.
     """
-    from camd.config.models import ObjectFilter, ObjectsConfig, TrackerConfig
+    from camd.config.schema import ObjectFilter, ObjectsConfig, TrackerConfig
     from camd.vision.offline import clip_frames, probe, tracked_frames
     from camd.vision.ssd import SsdDetector
     from camd.vision.tracker import ObjectTracker
@@ -654,7 +654,7 @@ def evaluate_strangers(
 def stranger_figures(data: ReidSet, body: Embedder, colour: Embedder) -> dict[str, Any]:
     """`camd eval`'s stranger lines: evaluate_strangers at the default stranger_body_* settings, for
     tracks of 4 crops (camd keeps a track's best 5) and of 1 crop (why a link needs several)."""
-    from camd.config.models import IdentityConfig
+    from camd.config.schema import IdentityConfig
 
     cfg = IdentityConfig()
     rules = {

@@ -32,7 +32,7 @@ def run_eval(data: Path, models_dir: Path) -> dict[str, Any]:
     from camd.identity.evidence.face import FaceEmbedder
     from camd.identity.evidence.pose import MoveNetPose
     from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
-    from camd.identity.models import IdentityModelPaths
+    from camd.identity.model_files import IdentityModelPaths
 
     paths = IdentityModelPaths.prepare(models_dir)
     body, colour = BodyAppearanceEmbedder(paths.appearance_onnx), ClothingColourDescriptor()
@@ -83,7 +83,7 @@ def _time(action: Any, items: list[Any]) -> float:
 
 def matcher_on_reid(reid: Any, body: Any, colour: Any, models_dir: Path) -> dict[str, Any]:
     """Enroll the first half of the identities (camera 1 mean), decide every camera 2 track."""
-    from camd.config.models import Config
+    from camd.config.schema import Config
     from camd.identity.matcher import Matcher, TrackVectors
     from camd.identity.memory import Memory
 

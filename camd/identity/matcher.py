@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from camd.config.models import IdentityConfig
+from camd.config.schema import IdentityConfig
 from camd.geometry import iou
 from camd.identity.evidence.centring import RunningMean
 from camd.identity.evidence.fusion import BODY_COLOUR_WEIGHT

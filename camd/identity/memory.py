@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.identity.evidence.body import MOBILENET_SPACE, body_dim, body_space
 from camd.identity.hit import Hit
 from camd.identity.sightings import SightingLog

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.identity.evidence._crops import crop_box
 from camd.identity.evidence.body import BodyEmbedder, body_dim, body_space, load_body_embedder
 from camd.identity.evidence.centring import RunningMean
@@ -35,7 +35,7 @@ from camd.identity.evidence.quality import crop_quality
 from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
 from camd.identity.matcher import Decision, Matcher, TrackSpan, TrackVectors, shape_list
 from camd.identity.memory import Memory, UnknownPersonError
-from camd.identity.models import IdentityModelPaths
+from camd.identity.model_files import IdentityModelPaths
 from camd.identity.person import PersonRecord
 from camd.identity.strangers import APPEARANCE
 from camd.identity.track import (

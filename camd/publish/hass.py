@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.publish.discovery import EVENT_TYPES, Discovery, Person
 from camd.publish.mqtt import MqttPublisher
 from camd.types import PERSON, VEHICLE_LABELS, EventKind, TrackEvent, TrackSnapshot

@@ -27,7 +27,7 @@ import av
 import av.container
 import numpy as np
 
-from camd.config.models import CameraConfig
+from camd.config.schema import CameraConfig
 from camd.geometry import scale_box
 from camd.sources.backoff import Backoff
 from camd.sources.stream import describe_error, open_container, resolve_target

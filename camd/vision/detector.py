@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from camd.assets import AssetError, ensure_asset, load_manifest
-from camd.config.models import DetectorConfig, ObjectsConfig
+from camd.config.schema import DetectorConfig, ObjectsConfig
 from camd.geometry import clip_box  # noqa: F401  (the backends import it from here; it lives in camd.geometry)
 from camd.types import Detection
 

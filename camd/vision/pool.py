@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from camd.config.models import DetectorConfig
+from camd.config.schema import DetectorConfig
 from camd.types import Box, Detection, Frame
 from camd.vision.detector import Detector, create_detector, detect_batch
 

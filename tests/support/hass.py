@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.events import TrackState
 from camd.types import EventKind, Identity, TrackEvent
 from tests.support.broker import BrokerAddress, free_port

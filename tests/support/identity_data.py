@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.identity.evidence._crops import crop_box
 from camd.identity.service import IdentityService
 from camd.types import TrackSnapshot

@@ -18,7 +18,7 @@ import numpy as np
 from camd.identity.evidence._crops import check_crops, l2_normalise, require_file
 
 if TYPE_CHECKING:
-    from camd.config.models import IdentityConfig
+    from camd.config.schema import IdentityConfig
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -157,6 +157,6 @@ def load_body_embedder(identity: IdentityConfig, models_dir: Path, threads: int 
         return OSNetEmbedder(
             prepare_osnet(identity.osnet, models_dir), threads=threads, name=body_space(identity)
         )
-    from camd.identity.models import model_file
+    from camd.identity.model_files import model_file
 
     return BodyAppearanceEmbedder(model_file(models_dir, "appearance_onnx"), threads=threads)
