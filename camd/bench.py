@@ -337,13 +337,13 @@ def run_bench(args: argparse.Namespace) -> int:
     config = bench_config(source, args)
     use_identity = not args.no_identity
     pool = InferencePool.from_config(config.detector, config.models_path)
-    models = None
+    extractors = None
     if use_identity:
-        from camd.identity.service import Models
+        from camd.identity.extractors import Extractors
 
-        models = Models.load(config)  # loaded once, shared by every run below
+        extractors = Extractors.load(config)  # loaded once, shared by every run below
     try:
-        result = _measure(source, config, pool, models, use_identity, args)
+        result = _measure(source, config, pool, extractors, use_identity, args)
     finally:
         pool.stop()
     if args.json:
@@ -356,7 +356,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _measure(
-    source: str, config: Config, pool: InferencePool, models: Any, use_identity: bool,
+    source: str, config: Config, pool: InferencePool, extractors: Any, use_identity: bool,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     decode = decode_only(source)
@@ -368,12 +368,12 @@ def _measure(
     detector_limit = 1000.0 / detector["p50"] if detector["p50"] else None
     limit = min(decode_limit, detector_limit) if detector_limit else decode_limit
 
-    gated = _pipeline_with_identity(source, config, pool, models, use_identity)
+    gated = _pipeline_with_identity(source, config, pool, extractors, use_identity)
     naive_camera = config.cameras["bench"].model_copy(
         update={"motion": config.cameras["bench"].motion.model_copy(update={"enabled": False})}
     )
     naive_config = config.model_copy(update={"cameras": {"bench": naive_camera}})
-    naive = _pipeline_with_identity(source, naive_config, pool, models, use_identity)
+    naive = _pipeline_with_identity(source, naive_config, pool, extractors, use_identity)
     min_frames = max(2, round(RECALL_MIN_TRACK_S * args.detect_fps))
     recall, reference_tracks = track_recall(naive["trace"], gated["trace"], min_frames)
 
@@ -442,14 +442,15 @@ def _measure(
 
 
 def _pipeline_with_identity(
-    source: str, config: Config, pool: InferencePool, models: Any, use_identity: bool
+    source: str, config: Config, pool: InferencePool, extractors: Any, use_identity: bool
 ) -> dict[str, Any]:
     if not use_identity:
         return pipeline_run(source, config, pool, None)
     from camd.identity.service import IdentityService
 
     with tempfile.TemporaryDirectory(prefix="camd-bench-") as state:
-        identity = IdentityService(config.model_copy(update={"state_dir": Path(state)}), models=models)
+        private = config.model_copy(update={"state_dir": Path(state)})
+        identity = IdentityService(private, extractors=extractors)
         try:
             return pipeline_run(source, config, pool, identity)
         finally:

@@ -23,7 +23,7 @@ from camd.vision.gate import GateFeedback
 from camd.vision.tracker import ObjectTracker
 
 if TYPE_CHECKING:
-    from camd.identity.service import CameraIdentity
+    from camd.identity.camera import CameraIdentity
     from camd.sources.mainstream import MainStream
 
 

@@ -62,7 +62,7 @@ def test_enrolled_households_from_the_shared_face_photos(tmp_path: Path, service
     probes = []
     for photo in sorted((root / "test").iterdir()):
         image = read_image(photo)
-        if len(service.models.face.faces(image)) != 1:  # type: ignore[union-attr]
+        if len(service.extractors.face.faces(image)) != 1:  # type: ignore[union-attr]
             continue  # group photos: one track is one person
         decision = service.matcher.decide(track_from_image(service, image, body=False).vectors(), NOW)
         probes.append((photo.stem, decision.name))

@@ -91,7 +91,7 @@ def test_a_person_enrolled_from_one_part_is_recognised_in_another(tmp_path: Path
     assert others and all(a["identity_class"] == "stranger" for a in others)
     assert all(str(a["global_id"]).startswith("unknown-") for a in others)
     # Every finished track is a sighting; the stranger ids are stable ids in the memory.
-    check = IdentityService(daemon_config, load_models=False)
+    check = IdentityService(daemon_config, load_extractors=False)
     try:
         assert check.memory.count_sightings() == summary.tracks
         assert {p["person_id"] for p in check.memory.people(include_strangers=True)} >= {"lin"}
@@ -109,7 +109,7 @@ def test_a_confident_identity_is_published_before_the_track_ends(
     photo = read_image(face_photo(models_dir, "obama2.jpg"))
     # The photo is a portrait: put it at the top of a taller frame so that the face sits in the head
     # region of a standing person's box, as it does on a camera.
-    fx1, fy1, fx2, _ = service.models.face.faces(photo)[0].box  # type: ignore[union-attr]
+    fx1, fy1, fx2, _ = service.extractors.face.faces(photo)[0].box  # type: ignore[union-attr]
     size = fx2 - fx1
     image = np.zeros((photo.shape[0] * 3, photo.shape[1], 3), np.uint8)
     image[: photo.shape[0]] = photo

@@ -32,9 +32,10 @@ from camd.identity.evidence.osnet.convert import OSNetWeightsError, read_state_d
 from camd.identity.evidence.osnet.embedder import OSNetEmbedder
 from camd.identity.evidence.osnet.network import VARIANTS, build_osnet
 from camd.identity.evidence.osnet.prepare import onnx_name, prepare_osnet, space_id
+from camd.identity.extractors import Extractors
 from camd.identity.memory import PROTOTYPES, SIGHTINGS
 from camd.identity.model_files import face_photo
-from camd.identity.service import IdentityService, Models
+from camd.identity.service import IdentityService
 from camd.vision.detector import create_detector
 from tests.support.identity_data import after_for, identity_config, read_image, track_from_image
 
@@ -411,7 +412,7 @@ def test_config_requires_weights_and_checksum(tmp_path: Path) -> None:
 
 def test_models_prepare_with_config_fetches_and_the_daemon_models_use_it(
     checkpoint: tuple[Path, str], server: WeightsServer, tmp_path: Path, models_dir: Path,
-    identity_models: Models, capsys: pytest.CaptureFixture[str],
+    identity_models: Extractors, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     path, sha = checkpoint
     models = tmp_path / "models"
@@ -433,7 +434,7 @@ def test_models_prepare_with_config_fetches_and_the_daemon_models_use_it(
     config = load_config(config_file)
     body = load_body_embedder(config.identity, config.models_path)
     assert isinstance(body, OSNetEmbedder) and body.dim == 512 and body.name == f"osnet_x1_0_{sha[:12]}"
-    service = IdentityService(config, models=_with_body(identity_models, body))
+    service = IdentityService(config, extractors=_with_body(identity_models, body))
     try:
         appearance, colour = service.embed_crop("person", bus_people(models_dir)[0])
         assert appearance is not None and appearance.shape == (512,) and colour is not None
@@ -442,8 +443,8 @@ def test_models_prepare_with_config_fetches_and_the_daemon_models_use_it(
         service.close()
 
 
-def _with_body(models: Models, body: Any) -> Models:
-    return Models(body=body, colour=ClothingColourDescriptor(), vehicle=models.vehicle, face=models.face,
+def _with_body(models: Extractors, body: Any) -> Extractors:
+    return Extractors(body=body, colour=ClothingColourDescriptor(), vehicle=models.vehicle, face=models.face,
                   pose=models.pose, lock=models.lock)  # fmt: skip
 
 
@@ -455,7 +456,7 @@ def _body_size(service: IdentityService, collection: str) -> int:
 
 
 def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_spaces(
-    prepared: tuple[Path, Any, int], tmp_path: Path, models_dir: Path, identity_models: Models,
+    prepared: tuple[Path, Any, int], tmp_path: Path, models_dir: Path, identity_models: Extractors,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     onnx, osnet, _ = prepared
@@ -465,7 +466,7 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
         (photos / name).write_bytes(face_photo(models_dir, name).read_bytes())
     state = tmp_path / "state"
 
-    before = IdentityService(identity_config(state, models_dir), models=identity_models)
+    before = IdentityService(identity_config(state, models_dir), extractors=identity_models)
     enroll.enroll_photos(before, "obama", "family", photos)
     old_protos = before.memory.prototypes("obama")
     assert any("body" in h.vectors for h in old_protos) and any("face" in h.vectors for h in old_protos)
@@ -480,7 +481,7 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
     space = body_space(config.identity)
     assert space == space_id(osnet)
     with caplog.at_level(logging.WARNING, logger="camd.identity.memory"):
-        after = IdentityService(config, models=_with_body(identity_models, OSNetEmbedder(onnx)))
+        after = IdentityService(config, extractors=_with_body(identity_models, OSNetEmbedder(onnx)))
     try:
         assert (
             f"mobilenetv2 -> {space}" in caplog.text and "re-enroll" in caplog.text and "obama" in caplog.text

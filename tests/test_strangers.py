@@ -143,7 +143,7 @@ def test_a_face_links_a_stranger_and_a_different_face_does_not(
 
     def face_track(photo: str) -> Any:
         image = read_image(face_photo(models_dir, photo))
-        faces = service.models.face.faces(image)  # type: ignore[union-attr]
+        faces = service.extractors.face.faces(image)  # type: ignore[union-attr]
         return _track(service, "person", person_crops(service, image)[:1] or [image], [faces[0].embedding])
 
     first = service.finalise(face_track("obama.jpg"), _after("a", T0, T0 + 3), T0 + 3)
@@ -226,7 +226,7 @@ def test_a_strangers_face_links_for_the_retention_and_forgetting_removes_it(
 
     def face_track(photo: str) -> Any:
         image = read_image(face_photo(models_dir, photo))
-        faces = service.models.face.faces(image)  # type: ignore[union-attr]
+        faces = service.extractors.face.faces(image)  # type: ignore[union-attr]
         return _track(service, "person", person_crops(service, image)[:1] or [image], [faces[0].embedding])
 
     first = service.finalise(face_track("obama.jpg"), _after("a", T0, T0 + 3), T0 + 3)
@@ -293,7 +293,7 @@ def test_reid_strangers_stay_apart_and_returns_link_at_the_measured_rate(
     what the rule, recomputed here with numpy from the stored vectors, says it is."""
     reid = ev.load_reid(shared_data("reid/train"))
     service = service_factory()
-    models = service.models
+    models = service.extractors
     assert models.body is not None and models.colour is not None
     app, col = models.body.embed(reid.query), models.colour.embed(reid.query)
     ids = np.unique(reid.query_ids)

@@ -90,7 +90,7 @@ def _config(args: argparse.Namespace) -> Any:
 def _service(args: argparse.Namespace) -> Iterator[Any]:
     from camd.identity.service import IdentityService
 
-    service = IdentityService(_config(args), load_models=False)  # loaded on first use: enroll only
+    service = IdentityService(_config(args), load_extractors=False)  # loaded on first use: enroll only
     try:
         yield service
     finally:

@@ -25,7 +25,7 @@ def photo_suffix(data: bytes) -> str:
 
 
 class IdentityApi:
-    """Implements camd.api.identity.IdentityService on the daemon's IdentityService."""
+    """Implements camd.api.identity.IdentityBackend on the daemon's IdentityService."""
 
     def __init__(self, service: IdentityService, on_people_changed: Callable[[], None] | None = None) -> None:
         self.service = service

@@ -20,11 +20,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from camd.identity.camera import gather
 from camd.identity.evidence._crops import crop_box
 from camd.identity.matcher import TrackVectors, shape_list
 from camd.identity.memory import UnknownPersonError
-from camd.identity.person import PersonRecord
-from camd.identity.service import IdentityService, gather, require_person_name
+from camd.identity.person import PersonRecord, require_person_name
+from camd.identity.service import IdentityService
 from camd.identity.track import TrackEvidence
 from camd.private import private_dir, write_private
 from camd.types import Detection, kind_of, labels_of
@@ -242,11 +243,12 @@ def _photo_vectors(
             out["vehicle"] = {"vehicle": appearance}
         elif appearance is not None and colour is not None:
             out["body"] = {"body": appearance, "colour": colour}
-    if kind == "person" and service.models.face is not None:
-        with service.models.lock:
-            faces = service.models.face.faces(image)
+    face = service.extractors.face
+    if kind == "person" and face is not None:
+        with service.extractors.lock:
+            faces = face.faces(image)
             if not faces:  # small faces in a big photo: look again at twice the size
-                faces = service.models.face.faces(image, upscale=2.0) if max(image.shape[:2]) < 1400 else []
+                faces = face.faces(image, upscale=2.0) if max(image.shape[:2]) < 1400 else []
         if faces:
             out["face"] = {"face": faces[0].embedding}
     return out

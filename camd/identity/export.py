@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from camd import __version__
+from camd.identity.crops import safe_name
 from camd.identity.memory import PROTOTYPES, SIGHTINGS, Hit
-from camd.identity.service import IdentityService, _safe
+from camd.identity.service import IdentityService
 from camd.private import open_private
 
 FORMAT = "camd-person-export"
@@ -75,7 +76,7 @@ def write_export(
         crop = hit.payload.get("crop")
         row["crop_file"] = None
         if crop and Path(crop).is_file():
-            inside = f"crops/{_safe(str(hit.payload.get('sighting_id') or hit.key))}.jpg"
+            inside = f"crops/{safe_name(str(hit.payload.get('sighting_id') or hit.key))}.jpg"
             crops.append((inside, Path(crop)))
             row["crop_file"] = inside
         sightings.append(row)

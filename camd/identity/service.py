@@ -1,99 +1,45 @@
-"""The identity service: models, memory and matcher behind one object the daemon, the CLI and (later) the
-control API share. Methods take plain arguments and return JSON-able dicts.
+"""The identity service: the extractors, the memory and the matcher behind one object that the daemon,
+the CLI and the control API (through camd/identity/api.py) share.
 
-Per camera, `CameraIdentity` gathers evidence for every open track, answers early (an IdentityDecision)
-when the evidence names someone confidently, and concludes each track when it ends: the decision, the
-sighting (vectors, a small JPEG crop, handed back with the decision), a same-day prototype for a confident
-identification, and a stable `unknown-N` for strangers. It returns values; the pipeline
-(camd/tracks.py) puts them into the events.
+Per camera, `camera(name)` gives a CameraIdentity (camd/identity/camera.py), which gathers evidence
+and decides tracks; at a track's end it calls `conclude` here: the final decision, the sighting
+(vectors and a small JPEG crop, camd/identity/crops.py), a same-day prototype for a confident
+identification, and a stable `unknown-N` for strangers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-import cv2
 import numpy as np
 
 from camd.config.schema import Config
-from camd.identity.evidence._crops import crop_box
-from camd.identity.evidence.body import BodyEmbedder, body_dim, body_space, load_body_embedder
+from camd.identity.camera import CameraIdentity
+from camd.identity.crops import CropStore, SavedCrop
+from camd.identity.evidence.body import body_dim, body_space
 from camd.identity.evidence.centring import RunningMean
-from camd.identity.evidence.colour import ClothingColourDescriptor
-from camd.identity.evidence.face import FaceEmbedder
-from camd.identity.evidence.gait import PoseSample
-from camd.identity.evidence.pose import MoveNetPose
-from camd.identity.evidence.quality import crop_quality
-from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
+from camd.identity.extractors import Extractors
 from camd.identity.matcher import Decision, Matcher, TrackSpan, TrackVectors, shape_list
 from camd.identity.memory import Memory, UnknownPersonError
-from camd.identity.model_files import IdentityModelPaths
-from camd.identity.person import PersonRecord
+from camd.identity.person import PersonRecord, assign_stranger_id
 from camd.identity.strangers import APPEARANCE
-from camd.identity.track import (
-    ENOUGH_FACES,
-    MAX_FACE_TRIES,
-    KeptCrop,
-    TrackEvidence,
-    pose_turns,
-)
+from camd.identity.track import TrackEvidence
 from camd.outage import OutageLog
-from camd.private import private_dir, write_private
-from camd.types import (
-    PERSON,
-    Box,
-    Frame,
-    Identity,
-    IdentityDecision,
-    TrackedObject,
-    TrackSnapshot,
-    kind_of,
-    pixel_box,
-)
+from camd.types import PERSON, Box, TrackSnapshot, kind_of, pixel_box
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
 CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd mean
-CROP_HEIGHT = 128  # px: the stored JPEG is small on purpose
 CROWD_KEY = "crowd_mean_body"
 # Sightings (track means) before body vectors are centred on the crowd: track means are steadier than
 # single crops, and on reid/train a mean of 62 track means already centred well (docs/identity.md).
 CROWD_MIN_COUNT = 50
-
-
-@dataclass
-class Models:
-    """The loaded extractors; None where a modality is disabled. One lock: LiteRT and dlib are not
-    thread-safe, and two cameras embedding at once would only fight for the same 2 cores."""
-
-    body: BodyEmbedder | None
-    colour: ClothingColourDescriptor | None
-    vehicle: VehicleAppearanceEmbedder | None
-    face: FaceEmbedder | None
-    pose: MoveNetPose | None
-    lock: threading.Lock
-
-    @classmethod
-    def load(cls, config: Config) -> Models:
-        ident = config.identity
-        paths = IdentityModelPaths.prepare(config.models_path)
-        return cls(
-            body=load_body_embedder(ident, config.models_path) if ident.body else None,
-            colour=ClothingColourDescriptor() if ident.body else None,
-            vehicle=VehicleAppearanceEmbedder(paths.appearance_onnx) if ident.vehicle else None,
-            face=FaceEmbedder(paths.face_shape, paths.face_resnet) if ident.face else None,
-            pose=MoveNetPose(paths.movenet) if ident.gait else None,
-            lock=threading.Lock(),
-        )
 
 
 class IdentityService:
@@ -101,16 +47,16 @@ class IdentityService:
         self,
         config: Config,
         memory: Memory | None = None,
-        models: Models | None = None,
-        load_models: bool = True,
+        extractors: Extractors | None = None,
+        load_extractors: bool = True,
     ) -> None:
-        """load_models: load the extractors now (the daemon: a camera thread must not stall seconds on its
-        first person); False defers it to first use (CLI commands that only read or edit the memory)."""
+        """load_extractors: load them now (the daemon: a camera thread must not stall seconds on its first
+        person); False defers it to first use (CLI commands that only read or edit the memory)."""
         self.config = config
         self.memory = memory if memory is not None else Memory(config)
         self.enabled = config.identity.enabled
-        self._models = models
-        self._models_lock = threading.Lock()
+        self._extractors = extractors
+        self._extractors_lock = threading.Lock()
         # One crowd mean per body space: a mean of another backbone's vectors has another length.
         space = body_space(config.identity)
         self.crowd_key = CROWD_KEY if space == "mobilenetv2" else f"{CROWD_KEY}:{space}"
@@ -125,22 +71,21 @@ class IdentityService:
         self._last_prune = 0.0
         self._strangers_since_prune = 0  # new unknown-N ids since the last prune
         self._write_lock = threading.Lock()
-        self.crop_outage = OutageLog(
-            log, f"saving crops in {config.crops_path}", "sightings are stored without their crop"
-        )
+        self.crops = CropStore(config.crops_path)
+        self.crop_outage = self.crops.outage
         self.store_outage = OutageLog(
             log, f"writing sightings to the memory ({config.store.url or config.store_path})",
             "events still carry their identity, but these sightings are not remembered",
         )
-        if load_models and self.enabled:
-            self.models  # noqa: B018  (loads them)
+        if load_extractors and self.enabled:
+            self.extractors  # noqa: B018  (loads them)
 
     @property
-    def models(self) -> Models:
-        with self._models_lock:
-            if self._models is None:
-                self._models = Models.load(self.config)
-            return self._models
+    def extractors(self) -> Extractors:
+        with self._extractors_lock:
+            if self._extractors is None:
+                self._extractors = Extractors.load(self.config)
+            return self._extractors
 
     def camera(self, name: str) -> CameraIdentity:
         return CameraIdentity(self, name)
@@ -178,7 +123,7 @@ class IdentityService:
 
     def embed_crop(self, kind: str, crop: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(appearance, colour) of one crop: body + clothing colour for people, vehicle for vehicles."""
-        m = self.models
+        m = self.extractors
         with m.lock:
             if kind == PERSON or kind == "person":
                 if m.body is None or m.colour is None:
@@ -189,7 +134,7 @@ class IdentityService:
             return m.vehicle.embed([crop])[0], None
 
     def face_in_person(self, image: np.ndarray, box: Any) -> np.ndarray | None:
-        m = self.models
+        m = self.extractors
         if m.face is None:
             return None
         with m.lock:
@@ -197,7 +142,7 @@ class IdentityService:
         return None if found is None else found.embedding
 
     def pose(self, image: np.ndarray, box: Any) -> np.ndarray | None:
-        m = self.models
+        m = self.extractors
         if m.pose is None:
             return None
         with m.lock:
@@ -217,7 +162,7 @@ class IdentityService:
         decision = None
         if self.enabled and evidence is not None:
             decision = self._final_decision(vectors, now, _span(track))
-        crop: _Crop | None = None
+        crop: SavedCrop | None = None
         with self._write_lock:
             try:
                 if decision is not None:
@@ -242,13 +187,8 @@ class IdentityService:
         """A stranger nobody was linked to gets a new `unknown-N` (`vehicle-N`) id."""
         if decision.name is not None or decision.person_id is not None:
             return decision
-        kind = vectors.kind
-        new_id = self.memory.next_unknown_id(kind)
+        new_id = assign_stranger_id(self.memory, vectors.kind, track.camera, now, now + self._retention_s())
         self._strangers_since_prune += 1
-        self.memory.save_person(PersonRecord(
-            person_id=new_id, name=new_id, role="stranger", kind=kind, created=now, last_seen=now,
-            last_camera=track.camera, seen_count=0, expires_at=now + self._retention_s(),
-        ).payload())  # fmt: skip
         return replace(decision, person_id=new_id, global_id=new_id)
 
     def _store_sighting(
@@ -258,13 +198,13 @@ class IdentityService:
         decision: Decision | None,
         track: TrackSnapshot,
         now: float,
-    ) -> _Crop | None:
+    ) -> SavedCrop | None:
         """The sighting in the memory; returns the crop it was stored with."""
         sighting_id = track.event_id
         crop = None
         best = evidence.best_crop() if evidence is not None else None
         if best is not None and self.config.identity.save_crops:
-            crop = self._save_crop(sighting_id, best.image, now)
+            crop = self.crops.save(sighting_id, best.image, now)
         known = decision is not None and decision.name is not None
         payload: dict[str, Any] = {
             "event_id": track.event_id, "camera": track.camera, "label": track.label,
@@ -340,39 +280,6 @@ class IdentityService:
     def _retention_s(self) -> float:
         return self.config.identity.retention_days * 86400.0
 
-    def _save_crop(self, sighting_id: str, image: np.ndarray, now: float) -> _Crop | None:
-        """The sighting's small JPEG, or None when it cannot be written (a full disk: logged once per
-        outage, see OutageLog; the sighting is stored without it and the next crop tries again)."""
-        folder = self.config.crops_path / time.strftime("%Y-%m-%d", time.localtime(now))
-        scale = min(1.0, CROP_HEIGHT / max(1, image.shape[0]))
-        small = (
-            cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
-        )
-        ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
-        if not ok:
-            return None
-        data = encoded.tobytes()
-        path = folder / f"{_safe(sighting_id)}.jpg"
-        try:
-            private_dir(folder)
-            private_dir(self.config.crops_path)
-            write_private(path, data)
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # no half-written JPEG left behind
-                path.unlink()
-            self.crop_outage.failed(exc)
-            return None
-        self.crop_outage.ok()
-        return _Crop(path, data)
-
-
-@dataclass(frozen=True, slots=True)
-class _Crop:
-    """A sighting's crop as written: the file, and its JPEG bytes for whoever shows it next."""
-
-    path: Path
-    jpeg: bytes
-
 
 def _store_write_errors() -> tuple[type[BaseException], ...]:
     """What a failing store raises: SQLite (the embedded store: "database or disk is full"), OS
@@ -385,120 +292,6 @@ def _store_write_errors() -> tuple[type[BaseException], ...]:
 STORE_WRITE_ERRORS = _store_write_errors()
 
 
-class CameraIdentity:
-    """One camera's open tracks and their evidence; called from that camera's thread only."""
-
-    def __init__(self, service: IdentityService, camera: str) -> None:
-        self.service, self.camera = service, camera
-        self.tracks: dict[int, TrackEvidence] = {}
-        self.stats = {"embeds": 0, "face_tries": 0, "poses": 0, "decisions": 0, "early": 0}
-
-    def observe(
-        self, frame: Frame, tracked: list[TrackedObject], identities: Mapping[int, Identity]
-    ) -> list[IdentityDecision]:
-        """Gather evidence from this frame for the tracked objects that are open tracks (`identities`:
-        who each open track is published as); return the early decisions that name a track anew."""
-        if not self.service.enabled:
-            return []
-        decisions = []
-        boxes = [t.detection.box for t in tracked]
-        now = frame.timestamp
-        present = []
-        for obj in tracked:
-            current = identities.get(obj.track_id)
-            if current is None:
-                continue
-            evidence = self.tracks.get(obj.track_id)
-            if evidence is None:
-                evidence = TrackEvidence.for_label(
-                    obj.detection.label, self.service.config.identity.best_crops, self.camera
-                )
-                self.tracks[obj.track_id] = evidence
-            present.append((obj, current, evidence))
-        posed = pose_turns([(obj.track_id, e, obj.detection.box) for obj, _, e in present], now)
-        for obj, current, evidence in present:
-            gather(self.service, evidence, frame, obj, boxes, self.stats, pose=obj.track_id in posed)
-            if evidence.decision_due(now):
-                decision = self._decide_early(evidence, obj.track_id, current, now)
-                if decision is not None:
-                    decisions.append(decision)
-        return decisions
-
-    def _decide_early(
-        self, evidence: TrackEvidence, track_id: int, current: Identity, now: float
-    ) -> IdentityDecision | None:
-        decision = self.service.matcher.decide(evidence.vectors(with_shape=False), time.time())
-        self.stats["decisions"] += 1
-        news = decision.early and current.name != decision.name
-        evidence.decided(now, news)
-        if not news:
-            return None
-        self.stats["early"] += 1
-        return IdentityDecision(track_id, decision.identity())
-
-    def end(self, track: TrackSnapshot) -> IdentityDecision:
-        """An announced track ended: decide it for good and store its sighting. When nothing could be
-        decided (or the memory failed) the track keeps the identity it has."""
-        evidence = self.tracks.pop(track.track_id, None)
-        try:
-            decision, crop = self.service.conclude(evidence, track, time.time())
-        except Exception:  # the memory failing must not lose the end event
-            log.exception("camera %s: identity of track %s failed", self.camera, track.track_id)
-            return IdentityDecision(track.track_id, track.identity)
-        identity = decision.identity() if decision is not None else track.identity
-        return IdentityDecision(track.track_id, identity, crop)
-
-    def drop(self, track_id: int) -> None:
-        """A track ended that was never announced (a flicker): its evidence goes, no sighting."""
-        self.tracks.pop(track_id, None)
-
-
-def gather(
-    service: IdentityService,
-    evidence: TrackEvidence,
-    frame: Frame,
-    obj: TrackedObject,
-    boxes: list[Any],
-    stats: dict[str, int] | None = None,
-    pose: bool = True,
-) -> None:
-    """Add one frame of a track to its evidence: a pose when due and `pose` (its turn this frame, see
-    `pose_turns`), appearance and a face try only for crops that enter the track's top-K by quality
-    (track.py explains the budget)."""
-    stats = stats if stats is not None else {}
-    box = obj.detection.box
-    evidence.frames += 1
-    try:
-        quality = crop_quality(frame.image, box, boxes).score
-        crop = crop_box(frame.image, box)
-    except ValueError:
-        return  # a box with no pixels inside the frame
-    person = evidence.kind == "person"
-    if pose and service.config.identity.gait and evidence.pose_wanted(frame.timestamp, box):
-        keypoints = service.pose(frame.image, box)
-        if keypoints is not None:
-            evidence.poses.append(PoseSample(frame.timestamp, box, keypoints))
-            stats["poses"] = stats.get("poses", 0) + 1
-    if not evidence.wants(quality):
-        return
-    appearance, colour = service.embed_crop(evidence.kind, crop)
-    evidence.keep(KeptCrop(quality, crop.copy(), box, frame.timestamp, appearance, colour))
-    stats["embeds"] = stats.get("embeds", 0) + 1
-    face_model = service.models.face if service.config.identity.face else None
-    if not person or face_model is None:
-        return
-    if len(evidence.faces) >= ENOUGH_FACES or evidence.face_tries >= MAX_FACE_TRIES:
-        return
-    if (box[3] - box[1]) * 0.3 < face_model.min_face_px:
-        return  # head region too small: face_in_person would skip it anyway
-    evidence.face_tries += 1
-    stats["face_tries"] = stats.get("face_tries", 0) + 1
-    face = service.face_in_person(frame.image, box)
-    if face is not None:
-        evidence.faces.append(face)
-        evidence.changed = evidence.new_face = True
-
-
 def _span(track: TrackSnapshot) -> TrackSpan:
     """A finished track's camera, times and last box (in whole pixels, as its sighting records it)."""
     box: Box = tuple(pixel_box(track.box))  # type: ignore[assignment]
@@ -509,20 +302,4 @@ def _shape(vectors: TrackVectors) -> list[float] | None:
     return shape_list(vectors.shape) if vectors.shape is not None else None
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def require_person_name(name: str) -> str:
-    """Names become ids in MQTT payloads and file names: keep them plain."""
-    cleaned = name.strip()
-    if not cleaned or len(cleaned) > 64 or any(c in cleaned for c in "/\\\n\t"):
-        raise ValueError(f"invalid name {name!r}: 1-64 characters, no slashes or control characters")
-    if cleaned.startswith(("unknown-", "vehicle-")):
-        raise ValueError(
-            f"names starting with 'unknown-' or 'vehicle-' are camd's own stranger ids: {name!r}"
-        )
-    return cleaned
-
-
-__all__ = ["CameraIdentity", "IdentityService", "Models", "Path", "UnknownPersonError", "require_person_name"]
+__all__ = ["CameraIdentity", "IdentityService", "UnknownPersonError"]

@@ -51,7 +51,7 @@ def track_from_image(
         appearance, colour = service.embed_crop("person", crops[0])
         evidence.crops.append(KeptCrop(1.0, crops[0].copy(), (0, 0, 1, 1), 0.0, appearance, colour))
     if face:
-        found = service.models.face.faces(image) if service.models.face is not None else []
+        found = service.extractors.face.faces(image) if service.extractors.face is not None else []
         assert found, "the photo shows no face"
         evidence.faces.append(found[0].embedding)
     return evidence
