@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from camd.assets import ensure_asset
-from camd.config.models import DetectorConfig
+from camd.config.schema import DetectorConfig
 from camd.identity.evidence._crops import crop_box
 from camd.identity.evidence.body import BodyAppearanceEmbedder
 from camd.identity.evidence.osnet import OSNetEmbedder
-from camd.identity.models import model_file
+from camd.identity.model_files import model_file
 from camd.modelprep.osnet_convert import export_osnet_onnx
 from camd.modelprep.osnet_network import build_osnet
 from camd.vision.detector import create_detector

@@ -29,9 +29,10 @@ from typing import Any
 
 from camd.bench import EventClock, percentile, rss_mb
 from camd.config import CameraConfig, Config, MqttConfig
-from camd.config.models import ApiConfig, DetectorConfig, HomeAssistantConfig, IdentityConfig
+from camd.config.schema import ApiConfig, DetectorConfig, HomeAssistantConfig, IdentityConfig
 from camd.daemon import Daemon
 from camd.demo import broker_answers, default_footage
+from camd.types import EventKind
 
 
 def counters(daemon: Daemon) -> dict[str, tuple[int, int, int]]:
@@ -93,9 +94,9 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
         per_camera[name] = {"fps": round(frames / elapsed, 2), "dropped": dropped,
                             "detector_calls_per_s": round(detected / elapsed, 2)}
     latencies = [
-        arrived - event["after"]["frame_time"]
+        arrived - event.after.frame_time
         for arrived, event in window
-        if event.get("type") in ("new", "update")
+        if event.kind in (EventKind.NEW, EventKind.UPDATE)
     ]
     timings = list(daemon.pool.recent_ms) if daemon.pool is not None else []
     sustained = len(per_camera) == n and all(

@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camd.config.models import TrackerConfig
+from camd.config.schema import TrackerConfig
 from camd.eval.tracks import ClipInfo, ClipTrack, clip_info, decode, track_clip
 from camd.eval.truth import TRUTH_VERSION
 

@@ -57,7 +57,7 @@ import numpy as np
 
 from camd.bench import least_squares_slope, rss_mb
 from camd.config import CameraConfig, Config, DetectorConfig
-from camd.config.models import IdentityConfig
+from camd.config.schema import IdentityConfig
 from camd.identity.evidence._crops import crop_box
 from camd.malloc import give_back, heap_stats, tune_allocator
 from camd.types import Box
@@ -119,7 +119,7 @@ def apply_ort_options(overrides: dict[str, str]) -> None:
 def build(component: str, args: argparse.Namespace, frames: list[np.ndarray],
           boxes: list[tuple[int, Box]], rng: random.Random) -> Callable[[], object]:
     """A function making one realistic call of `component` (its inputs drawn from rng)."""
-    from camd.identity.models import IdentityModelPaths
+    from camd.identity.model_files import IdentityModelPaths
 
     paths = IdentityModelPaths.prepare(args.models_dir)
     crops = [crop(frames[i], box) for i, box in boxes]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from camd.bench import least_squares_slope, rss_mb
 from camd.config import CameraConfig, Config, MqttConfig
-from camd.config.models import ApiConfig, IdentityConfig
+from camd.config.schema import ApiConfig, IdentityConfig
 from camd.daemon import Daemon
 from camd.demo import broker_answers, default_footage
 from camd.malloc import heap_stats

@@ -22,16 +22,17 @@ import av
 
 from camd.bench import decode_only
 from camd.config import CameraConfig, Config, MqttConfig
-from camd.identity.service import IdentityService, Models
+from camd.identity.extractors import Extractors
+from camd.identity.service import IdentityService
 from camd.pipeline import CameraPipeline
 from camd.vision.detector import create_detector
 from tests.support.data import SHARED_DATA
 from tests.support.media import transcode
 
 
-def run(config: Config, models: Models) -> dict[str, Any]:
+def run(config: Config, models: Extractors) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="camd-substream-") as state:
-        identity = IdentityService(config.model_copy(update={"state_dir": Path(state)}), models=models)
+        identity = IdentityService(config.model_copy(update={"state_dir": Path(state)}), extractors=models)
         detector = create_detector(config.detector, config.models_path)
         pipeline = CameraPipeline(
             "cam", config, detector, lambda _e: None, threading.Event(), identity=identity
@@ -70,7 +71,7 @@ def main() -> None:
               f"sub {sub_size[0]}x{sub_size[1]} {decode_sub['fps']:.0f} frames/s")
         base = Config(models_dir=args.models_dir, mqtt=MqttConfig(enabled=False),
                       cameras={"cam": CameraConfig(url=str(main_clip))})
-        models = Models.load(base)
+        models = Extractors.load(base)
         alone = run(base, models)
         split_camera = CameraConfig(url=str(main_clip), detect_url=str(sub_clip))
         both = base.model_copy(update={"cameras": {"cam": split_camera}})

@@ -39,12 +39,14 @@ from typing import Any
 import av
 
 from camd.config import CameraConfig, Config, DetectorConfig, MqttConfig
-from camd.config.models import ApiConfig, HomeAssistantConfig
+from camd.config.schema import ApiConfig, HomeAssistantConfig
 from camd.demo import broker_answers, default_footage
+from camd.geometry import iou
 from camd.pipeline import CameraPipeline
-from camd.sources.stream import CameraSource
-from camd.types import Box, Frame
+from camd.publish.frigate import event_from_payload
+from camd.types import Box, EventKind, Frame, TrackEvent
 from camd.vision.detector import Detector, detect_batch
+from camd.vision.offline import clip_frames
 from camd.vision.pool import InferencePool
 
 log = logging.getLogger(__name__)
@@ -117,13 +119,8 @@ def decode_only(source: str) -> dict[str, float]:
 
 
 def sampled_frames(source: str, detect_fps: float, limit: int) -> list[Frame]:
-    camera = CameraConfig(url=source, detect_fps=detect_fps)
-    frames = []
-    for frame in CameraSource("bench", camera, threading.Event()).frames():
-        frames.append(frame)
-        if len(frames) >= limit:
-            break
-    return frames
+    """The first `limit` frames the daemon's decoder samples from the source at detect_fps."""
+    return list(clip_frames(source, detect_fps, max_frames=limit))
 
 
 def detector_only(detector: Detector, frames: list[Frame]) -> dict[str, float | None]:
@@ -159,7 +156,7 @@ Trace = dict[int, list[tuple[int, Box]]]  # frame index -> (track id, box) the p
 def pipeline_run(
     source: str, config: Config, pool: InferencePool, identity: Any | None
 ) -> dict[str, Any]:
-    events: list[dict[str, Any]] = []
+    events: list[TrackEvent] = []
     pipeline = CameraPipeline("bench", config, pool, events.append, threading.Event(), identity=identity)
     trace: Trace = {}
     pipeline.on_frame = lambda frame, _detected, boxes: trace.__setitem__(frame.index, boxes)
@@ -178,14 +175,6 @@ def pipeline_run(
         "reasons": dict(pipeline.gate.reasons),
         "trace": trace,
     }
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def tracks_of(trace: Trace) -> dict[int, dict[int, Box]]:
@@ -225,7 +214,7 @@ class EventClock:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
-        self.received: list[tuple[float, dict[str, Any]]] = []
+        self.received: list[tuple[float, TrackEvent]] = []
         self._subscribed = threading.Event()
         client_id = f"camd-bench-{uuid.uuid4().hex[:6]}"
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -240,8 +229,8 @@ class EventClock:
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         arrived = time.time()
-        with contextlib.suppress(ValueError):
-            self.received.append((arrived, json.loads(message.payload)))
+        with contextlib.suppress(ValueError, KeyError, TypeError):  # not one of camd's events
+            self.received.append((arrived, event_from_payload(json.loads(message.payload))))
 
     def close(self) -> None:
         self._client.loop_stop()
@@ -251,9 +240,9 @@ class EventClock:
         """Seconds from the frame an event describes to its arrival, for new and update events
         (an end event is sent lost_track_s after the last frame on purpose)."""
         return [
-            arrived - event["after"]["frame_time"]
+            arrived - event.after.frame_time
             for arrived, event in self.received
-            if event.get("type") in ("new", "update")
+            if event.kind in (EventKind.NEW, EventKind.UPDATE)
         ]
 
 
@@ -348,13 +337,13 @@ def run_bench(args: argparse.Namespace) -> int:
     config = bench_config(source, args)
     use_identity = not args.no_identity
     pool = InferencePool.from_config(config.detector, config.models_path)
-    models = None
+    extractors = None
     if use_identity:
-        from camd.identity.service import Models
+        from camd.identity.extractors import Extractors
 
-        models = Models.load(config)  # loaded once, shared by every run below
+        extractors = Extractors.load(config)  # loaded once, shared by every run below
     try:
-        result = _measure(source, config, pool, models, use_identity, args)
+        result = _measure(source, config, pool, extractors, use_identity, args)
     finally:
         pool.stop()
     if args.json:
@@ -367,7 +356,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _measure(
-    source: str, config: Config, pool: InferencePool, models: Any, use_identity: bool,
+    source: str, config: Config, pool: InferencePool, extractors: Any, use_identity: bool,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     decode = decode_only(source)
@@ -379,12 +368,12 @@ def _measure(
     detector_limit = 1000.0 / detector["p50"] if detector["p50"] else None
     limit = min(decode_limit, detector_limit) if detector_limit else decode_limit
 
-    gated = _pipeline_with_identity(source, config, pool, models, use_identity)
+    gated = _pipeline_with_identity(source, config, pool, extractors, use_identity)
     naive_camera = config.cameras["bench"].model_copy(
         update={"motion": config.cameras["bench"].motion.model_copy(update={"enabled": False})}
     )
     naive_config = config.model_copy(update={"cameras": {"bench": naive_camera}})
-    naive = _pipeline_with_identity(source, naive_config, pool, models, use_identity)
+    naive = _pipeline_with_identity(source, naive_config, pool, extractors, use_identity)
     min_frames = max(2, round(RECALL_MIN_TRACK_S * args.detect_fps))
     recall, reference_tracks = track_recall(naive["trace"], gated["trace"], min_frames)
 
@@ -453,14 +442,15 @@ def _measure(
 
 
 def _pipeline_with_identity(
-    source: str, config: Config, pool: InferencePool, models: Any, use_identity: bool
+    source: str, config: Config, pool: InferencePool, extractors: Any, use_identity: bool
 ) -> dict[str, Any]:
     if not use_identity:
         return pipeline_run(source, config, pool, None)
     from camd.identity.service import IdentityService
 
     with tempfile.TemporaryDirectory(prefix="camd-bench-") as state:
-        identity = IdentityService(config.model_copy(update={"state_dir": Path(state)}), models=models)
+        private = config.model_copy(update={"state_dir": Path(state)})
+        identity = IdentityService(private, extractors=extractors)
         try:
             return pipeline_run(source, config, pool, identity)
         finally:

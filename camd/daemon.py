@@ -19,10 +19,13 @@ from camd.identity.service import IdentityService
 from camd.malloc import give_back, tune_allocator
 from camd.pipeline import CameraPipeline, EventSink
 from camd.publish.commands import CameraSwitches
+from camd.publish.discovery import Person
+from camd.publish.frigate import event_payload
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
 from camd.service import DaemonServices
 from camd.sources.status import CameraStatus
+from camd.types import TrackEvent
 from camd.vision.pool import InferencePool
 
 log = logging.getLogger(__name__)
@@ -175,20 +178,18 @@ class Daemon:
 
     # -- event and status flow -------------------------------------------------------------
 
-    def _fan_out(self, event: dict[str, Any]) -> None:
+    def _fan_out(self, event: TrackEvent) -> None:
         with self._sink_lock:  # one event at a time keeps every sink's order identical
-            after = event["after"]
+            after = event.after
             log.info(
                 "event %s camera=%s label=%s id=%s score=%.2f",
-                event["type"], after["camera"], after["label"], after["id"], after["top_score"],
+                event.kind, after.camera, after.label, after.event_id, round(after.top_score, 4),
             )
             if self.publisher is not None:
-                self.publisher.publish_event(event)
+                self.publisher.publish_event(event_payload(event))
             if self.hass is not None:
-                ended = event["type"] == "end" and self.identity is not None
-                crop = self.identity.crop_of(after["id"]) if ended else None  # type: ignore[union-attr]
                 hass = self.hass
-                self._guard("home assistant", lambda: hass.handle_event(event, crop))
+                self._guard("home assistant", lambda: hass.handle_event(event))
             for sink in self._extra_sinks:
                 self._guard("sink", lambda sink=sink: sink(event))
 
@@ -201,10 +202,7 @@ class Daemon:
         """Home Assistant gets a last-seen sensor and a presence tracker per enrolled person."""
         if self.hass is None or self.identity is None:
             return
-        people = [
-            {"name": p["person_id"], "role": p.get("role"), "kind": p.get("kind", "person")}
-            for p in self.identity.memory.people()
-        ]
+        people = [Person(name=p.person_id, role=p.role, kind=p.kind) for p in self.identity.people()]
         self._guard("home assistant people", lambda: self.hass.set_people(people))  # type: ignore[union-attr]
 
     @staticmethod

@@ -1,7 +1,7 @@
 """The control API of a real running daemon (real decode and detector on the bikes clip).
 
 The identity engine is built separately; its place is taken by tests.support.service.MemoryIdentity,
-which implements the same IdentityService protocol (and decodes photos for real).
+which implements the same IdentityBackend protocol (and decodes photos for real).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from camd.api import ApiClient, ApiError, ApiServer, ApiStartError, TokenError, ensure_token, read_token
-from camd.api.identity import IdentityService
-from camd.config.models import ApiConfig
+from camd.api.identity import IdentityBackend
+from camd.config.schema import ApiConfig
 from camd.daemon import Daemon
 from camd.identity.memory import Memory, MemoryLockedError
 from tests.support.service import MemoryIdentity, daemon_config, running_daemon, wait_for
@@ -201,7 +201,7 @@ def test_bad_photo_is_a_clear_400(running: Running, tmp_path: Path) -> None:
 def test_identity_service_protocol_is_what_the_stand_in_implements() -> None:
     from camd.api.app import CorrectionService, EnrollmentService
 
-    assert isinstance(MemoryIdentity(), IdentityService)
+    assert isinstance(MemoryIdentity(), IdentityBackend)
     assert isinstance(MemoryIdentity(), EnrollmentService) and isinstance(MemoryIdentity(), CorrectionService)
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from camd.config import CameraConfig, Config
-from camd.config.models import ApiConfig, HomeAssistantConfig, IdentityConfig
+from camd.config.schema import ApiConfig, HomeAssistantConfig, IdentityConfig
 from camd.daemon import Daemon
 from camd.publish.commands import parse_switch
 from tests.support.broker import BrokerAddress, MqttRecorder

@@ -18,6 +18,7 @@ from camd.config import CameraConfig
 from camd.config.loader import load_config
 from camd.daemon import Daemon
 from camd.identity.memory import Memory
+from camd.publish.frigate import event_payload
 from camd.publish.mqtt import MqttPublisher
 from tests.support.broker import BrokerAddress, BrokerProcess, MqttRecorder
 from tests.support.daemon import config_for, run_in_thread, unique_prefix
@@ -126,7 +127,7 @@ def test_broker_stopped_and_restarted_mid_run_loses_no_event(
     camera = CameraConfig(url=str(clip), realtime=True, detect_fps=5.0)  # 10 s of traffic at its own pace
     produced: list[dict[str, Any]] = []
     daemon = Daemon(config_for(tmp_path, models_dir, gate.address, {"street": camera}, prefix),
-                    extra_sinks=[produced.append])
+                    extra_sinks=[lambda event: produced.append(event_payload(event))])
     thread, result = run_in_thread(daemon)
 
     recorder.wait_for(lambda msgs: len(msgs) >= 1, timeout=30, what="a first event before the outage")

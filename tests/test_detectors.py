@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from camd.bench import iou
-from camd.config.models import DetectorConfig, ObjectFilter, ObjectsConfig
+from camd.config.schema import DetectorConfig, ObjectFilter, ObjectsConfig
+from camd.geometry import iou
 from camd.types import TRACKED_LABELS, Box, Detection
 from camd.vision import Detector, DetectorError, create_detector, filter_detections
 from tests.support.data import shared_data

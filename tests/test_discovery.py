@@ -10,12 +10,13 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.publish.discovery import EVENT_TYPES
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
@@ -249,7 +250,7 @@ def test_events_drive_occupancy_sighting_image_and_presence(
         bridge.handle_event(make_event("new", "front_door", "e1"))  # a person, identity undecided
         last_on(rec, f"{camera}/person/occupancy", lambda m: m.text == "ON")
         stranger = make_event("update", "front_door", "e1", identity_class="stranger", confidence=0.8)
-        bridge.handle_event(stranger, crop_jpeg=jpeg)
+        bridge.handle_event(replace(stranger, crop_jpeg=jpeg))
         fired = last_on(rec, f"{camera}/sighting").json()
         assert (fired["event_type"], fired["event_id"], fired["camera"]) == ("stranger", "e1", "front_door")
         last_on(rec, f"{camera}/stranger/occupancy", lambda m: m.text == "ON")
@@ -298,7 +299,7 @@ def test_bad_people_and_crops_are_refused_clearly(tmp_path: Path, private_broker
         with pytest.raises(ValueError, match="kind 'cat'"):
             bridge.set_people([{"name": "Tom", "kind": "cat"}])
         with MqttRecorder(mqtt_broker, f"{config.mqtt.topic_prefix}/cameras/+/crop").start() as rec:
-            bridge.handle_event(make_event("new", "front_door", "e1"), crop_jpeg=b"\x89PNG not a jpeg")
-            bridge.handle_event(make_event("new", "front_door", "e2"), crop_jpeg=b"\xff\xd8\xff\xdbok")
+            bridge.handle_event(make_event("new", "front_door", "e1", crop_jpeg=b"\x89PNG not a jpeg"))
+            bridge.handle_event(make_event("new", "front_door", "e2", crop_jpeg=b"\xff\xd8\xff\xdbok"))
             assert last_on(rec, f"{config.mqtt.topic_prefix}/cameras/front_door/crop").payload.endswith(b"ok")
         assert len(rec.messages()) == 1

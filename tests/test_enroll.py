@@ -13,7 +13,8 @@ import pytest
 from camd.cli import main
 from camd.identity import enroll
 from camd.identity.memory import UnknownPersonError
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
+from camd.types import TrackSnapshot
 from tests.support.data import shared_data
 from tests.support.identity_data import read_image, track_from_image
 
@@ -61,7 +62,7 @@ def test_enrolled_households_from_the_shared_face_photos(tmp_path: Path, service
     probes = []
     for photo in sorted((root / "test").iterdir()):
         image = read_image(photo)
-        if len(service.models.face.faces(image)) != 1:  # type: ignore[union-attr]
+        if len(service.extractors.face.faces(image)) != 1:  # type: ignore[union-attr]
             continue  # group photos: one track is one person
         decision = service.matcher.decide(track_from_image(service, image, body=False).vectors(), NOW)
         probes.append((photo.stem, decision.name))
@@ -177,7 +178,7 @@ def test_cli_says_the_daemon_holds_the_store(tmp_path: Path, models_dir: Path, s
 def test_enroll_from_a_past_sighting_takes_over_the_stranger(models_dir: Path, service_factory: Any) -> None:
     service = service_factory()
     look = track_from_image(service, read_image(face_photo(models_dir, "obama.jpg")))
-    seen = service.finalise(look, {**_after("door-1")}, NOW)
+    seen = service.finalise(look, _after("door-1"), NOW)
     assert seen is not None and seen.global_id == "unknown-1"
 
     result = enroll.enroll_sighting(service, "barack", "visitor", "door-1")
@@ -193,7 +194,7 @@ def test_enroll_from_a_past_sighting_takes_over_the_stranger(models_dir: Path, s
         enroll.enroll_sighting(service, "barack", "visitor", "door-2")
 
 
-def _after(event_id: str) -> dict[str, Any]:
+def _after(event_id: str) -> TrackSnapshot:
     from tests.support.identity_data import after_for
 
     return after_for(event_id, at=NOW)

@@ -123,7 +123,7 @@ def test_each_kind_is_read_upright_in_colour_or_refused_naming_the_file(
 ) -> None:
     good, refused = cases
     service = service_factory()
-    faces = service.models.face
+    faces = service.extractors.face
     for name, path in good.items():
         image = read_photo(path)
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, name

@@ -23,8 +23,9 @@ import pytest
 from camd.api.auth import read_token
 from camd.config.loader import load_config
 from camd.daemon import Daemon
-from camd.identity.models import face_photo
-from camd.identity.service import IdentityService, Models
+from camd.identity.extractors import Extractors
+from camd.identity.model_files import face_photo
+from camd.identity.service import IdentityService
 from camd.identity.track import KeptCrop, TrackEvidence
 from tests.support.identity_data import after_for, read_image, track_from_image
 from tests.support.service import free_port, running_daemon, wait_for
@@ -41,7 +42,7 @@ def camd(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 class Running:
-    def __init__(self, daemon: Daemon, config_file: Path, models: Models) -> None:
+    def __init__(self, daemon: Daemon, config_file: Path, models: Extractors) -> None:
         self.daemon = daemon
         self.config_file = config_file
         assert daemon.identity is not None
@@ -49,7 +50,7 @@ class Running:
         # Evidence for the sightings a test makes is embedded with the test's own model instances: the
         # daemon's are busy with its camera (dlib and LiteRT are not thread-safe). Same models, same
         # vectors; the daemon's engine then decides and stores them.
-        self.embedder = IdentityService(daemon.config, memory=daemon.identity.memory, models=models)
+        self.embedder = IdentityService(daemon.config, memory=daemon.identity.memory, extractors=models)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return camd(*args, "--config", str(self.config_file))
@@ -64,7 +65,7 @@ class Running:
 
 @pytest.fixture(scope="module")
 def running(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, identity_models: Models
+    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, identity_models: Extractors
 ) -> Iterator[Running]:
     root = tmp_path_factory.mktemp("through-daemon")
     config_file = root / "camd.yaml"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from camd.config import EventsConfig, ObjectsConfig
-from camd.events import TrackEvents
-from camd.types import Detection, Frame, TrackedObject
+from camd.events import TrackEvents, TrackState
+from camd.publish.frigate import event_payload
+from camd.tracks import CameraTracks
+from camd.types import Detection, Frame, TrackedObject, TrackEvent
 
 IMAGE = np.zeros((360, 480, 3), dtype=np.uint8)
 FRIGATE_KEYS = {"id", "camera", "label", "score", "top_score", "box", "start_time", "end_time", "frame_time",
@@ -22,9 +26,33 @@ def obj(track_id: int, x: float, score: float = 0.8, label: str = "person") -> T
     return TrackedObject(track_id, Detection(label, score, (x, 50.0, x + 40.0, 170.0)))
 
 
-def make(update_interval_s: float = 1.0) -> TrackEvents:
-    return TrackEvents("door", EventsConfig(update_interval_s=update_interval_s, min_track_frames=2),
-                       ObjectsConfig(), lost_track_s=1.0)
+class Published:
+    """One camera's tracks -> events (identity off), each event as it is published on MQTT."""
+
+    def __init__(self, tracks: CameraTracks) -> None:
+        self.tracks = tracks
+
+    def update(
+        self, tracked: list[TrackedObject], frame: Frame, followed: bool = False
+    ) -> list[dict[str, Any]]:
+        return _wire(self.tracks.update(tracked, frame, followed))
+
+    def finish(self) -> list[dict[str, Any]]:
+        return _wire(self.tracks.finish())
+
+    @property
+    def open_tracks(self) -> list[TrackState]:
+        return self.tracks.events.open_tracks
+
+
+def _wire(events: list[TrackEvent]) -> list[dict[str, Any]]:
+    return [event_payload(event) for event in events]
+
+
+def make(update_interval_s: float = 1.0) -> Published:
+    return Published(CameraTracks(TrackEvents(
+        "door", EventsConfig(update_interval_s=update_interval_s, min_track_frames=2), ObjectsConfig(),
+        lost_track_s=1.0)))  # fmt: skip
 
 
 def test_new_updates_end_in_order_with_the_frigate_shape() -> None:

@@ -20,7 +20,7 @@ from camd.cli import main
 from camd.config.loader import load_config
 from camd.identity import enroll
 from camd.identity.memory import PROTOTYPES, SIGHTINGS, Memory
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from tests.support.identity_data import after_for, read_image, track_from_image
 from tests.support.service import free_port, running_daemon, wait_for
 

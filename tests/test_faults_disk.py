@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 
 from camd.config import CameraConfig, Config
-from camd.config.models import ApiConfig, HomeAssistantConfig, IdentityConfig
+from camd.config.schema import ApiConfig, HomeAssistantConfig, IdentityConfig
 from camd.daemon import Daemon
+from camd.publish.frigate import event_payload
+from camd.types import TrackEvent
 from tests.support.broker import BrokerAddress, MqttRecorder
 from tests.support.daemon import config_for, run_in_thread, unique_prefix
 from tests.support.service import wait_for
@@ -70,15 +72,15 @@ def traffic(models_dir: Path) -> CameraConfig:
 
 
 class Events:
-    """An extra sink of the daemon: every event, in order."""
+    """An extra sink of the daemon: every event, in order, as published."""
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: TrackEvent) -> None:
         with self._lock:
-            self.items.append(event)
+            self.items.append(event_payload(event))
 
     def ends(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.identity.body_model import resolve_body_model
 from camd.identity.memory import PEOPLE, PROTOTYPES, Memory, body_collections
 from camd.publish.outbox import Outbox

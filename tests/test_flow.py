@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import camd.vision.flow as flow_module
-from camd.bench import iou
 from camd.config import CameraConfig, Config, DetectorConfig, MotionConfig, MqttConfig
+from camd.geometry import iou
 from camd.pipeline import CameraPipeline
 from camd.sources.stream import CameraSource
 from camd.vision.detector import create_detector

@@ -125,8 +125,8 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
 
         # a stranger at the front door, with a crop; then Anna comes home
         crop = b"\xff\xd8\xff\xe0" + bytes(512) + b"\xff\xd9"
-        bridge.handle_event(make_event("new", "front_door", "e1", identity_class="stranger", confidence=0.9),
-                            crop_jpeg=crop)
+        bridge.handle_event(make_event("new", "front_door", "e1", identity_class="stranger", confidence=0.9,
+                                       crop_jpeg=crop))
         bridge.handle_event(make_event("new", "front_door", "e2", identity="Anna", identity_class="family",
                                        confidence=0.95))
         for entity_id, expected in [

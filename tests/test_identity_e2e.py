@@ -15,13 +15,15 @@ import cv2
 import numpy as np
 import pytest
 
-from camd.config.models import Config, EventsConfig, ObjectsConfig
+from camd.config.schema import Config, EventsConfig, ObjectsConfig
 from camd.daemon import Daemon
 from camd.events import TrackEvents
 from camd.identity import enroll
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from camd.identity.service import IdentityService
-from camd.types import Detection, Frame, TrackedObject
+from camd.publish.frigate import event_payload
+from camd.tracks import CameraTracks
+from camd.types import Detection, Frame, TrackedObject, TrackEvent
 from tests.support.data import shared_data
 from tests.support.identity_data import identity_config, read_image
 
@@ -72,7 +74,8 @@ def test_a_person_enrolled_from_one_part_is_recognised_in_another(tmp_path: Path
     events: list[dict[str, Any]] = []
     camera = {"url": str(_tail(clip, SPLIT_S, tmp_path / "later.mp4")), "detect_fps": 5}
     daemon_config = Config.model_validate({**config.model_dump(mode="json"), "cameras": {"stage": camera}})
-    summary = Daemon(daemon_config, extra_sinks=[events.append], mqtt=False).run(install_signals=False)
+    summary = Daemon(daemon_config, extra_sinks=[lambda event: events.append(event_payload(event))],
+                     mqtt=False).run(install_signals=False)
 
     ends = [e["after"] for e in events if e["type"] == "end" and e["after"]["label"] == "person"]
     assert summary.tracks >= 2 and ends
@@ -88,7 +91,7 @@ def test_a_person_enrolled_from_one_part_is_recognised_in_another(tmp_path: Path
     assert others and all(a["identity_class"] == "stranger" for a in others)
     assert all(str(a["global_id"]).startswith("unknown-") for a in others)
     # Every finished track is a sighting; the stranger ids are stable ids in the memory.
-    check = IdentityService(daemon_config, load_models=False)
+    check = IdentityService(daemon_config, load_extractors=False)
     try:
         assert check.memory.count_sightings() == summary.tracks
         assert {p["person_id"] for p in check.memory.people(include_strangers=True)} >= {"lin"}
@@ -106,26 +109,24 @@ def test_a_confident_identity_is_published_before_the_track_ends(
     photo = read_image(face_photo(models_dir, "obama2.jpg"))
     # The photo is a portrait: put it at the top of a taller frame so that the face sits in the head
     # region of a standing person's box, as it does on a camera.
-    fx1, fy1, fx2, _ = service.models.face.faces(photo)[0].box  # type: ignore[union-attr]
+    fx1, fy1, fx2, _ = service.extractors.face.faces(photo)[0].box  # type: ignore[union-attr]
     size = fx2 - fx1
     image = np.zeros((photo.shape[0] * 3, photo.shape[1], 3), np.uint8)
     image[: photo.shape[0]] = photo
     detector_box = (max(0.0, fx1 - 0.6 * size), max(0.0, fy1 - 0.4 * size),
                     min(photo.shape[1] - 1.0, fx2 + 0.6 * size), fy1 + 5.5 * size)  # fmt: skip
     camera = service.camera("hall")
-    track_events = TrackEvents(
-        "hall", EventsConfig(), ObjectsConfig(), lost_track_s=2.0, on_close=camera.close
-    )
-    events: list[dict[str, Any]] = []
+    tracks = CameraTracks(TrackEvents("hall", EventsConfig(), ObjectsConfig(), lost_track_s=2.0), camera)
+    published: list[TrackEvent] = []
     turned_away = image.copy()
     turned_away[: int(fy1 + 1.2 * size)] = 0  # no face in the first frames: the person has their back to us
     for index in range(6):  # 2 frames/s; decisions are due at most once a second
         frame = Frame("hall", index, 1000.0 + index * 0.5, turned_away if index < 2 else image)
         tracked = [TrackedObject(7, Detection("person", 0.9, detector_box))]
-        events += track_events.update(tracked, frame)
-        for state in camera.observe(frame, tracked, track_events.states):
-            events += track_events.refresh(state, frame.timestamp)
-    events += track_events.finish()
+        published += tracks.update(tracked, frame)
+        published += tracks.identify(frame, tracked)
+    published += tracks.finish()
+    events = [event_payload(event) for event in published]
 
     kinds = [(e["type"], e["after"]["identity"]) for e in events]
     assert kinds[0] == ("new", None)
@@ -155,16 +156,14 @@ def test_a_crowd_gets_at_most_the_pose_budget_each_frame_and_every_person_a_turn
         image[10 : 10 + person.shape[0], x : x + person.shape[1]] = person
         boxes.append((float(x), 10.0, float(x + person.shape[1]), 10.0 + person.shape[0]))
     camera = service.camera("crowd")
-    track_events = TrackEvents(
-        "crowd", EventsConfig(), ObjectsConfig(), lost_track_s=2.0, on_close=camera.close
-    )
+    tracks = CameraTracks(TrackEvents("crowd", EventsConfig(), ObjectsConfig(), lost_track_s=2.0), camera)
     posed_per_frame = []
     for index in range(4):  # 4 frames/s: each person's next pose is due 0.4 s (2 frames) after the last
         frame = Frame("crowd", index, 1000.0 + index * 0.25, image)
         tracked = [TrackedObject(tid, Detection("person", 0.9, box)) for tid, box in enumerate(boxes)]
-        track_events.update(tracked, frame)
+        tracks.update(tracked, frame)
         before = {tid: len(e.poses) for tid, e in camera.tracks.items()}
-        camera.observe(frame, tracked, track_events.states)
+        tracks.identify(frame, tracked)
         posed = {tid for tid, e in camera.tracks.items() if len(e.poses) > before.get(tid, 0)}
         posed_per_frame.append(posed)
     assert [len(p) for p in posed_per_frame] == [POSES_PER_FRAME, 10 - POSES_PER_FRAME, POSES_PER_FRAME, 4]

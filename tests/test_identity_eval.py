@@ -11,7 +11,7 @@ from camd.eval import reid as ev
 from camd.identity.evidence.body import BodyAppearanceEmbedder
 from camd.identity.evidence.colour import ClothingColourDescriptor
 from camd.identity.evidence.face import FaceEmbedder
-from camd.identity.models import model_file
+from camd.identity.model_files import model_file
 from tests.support.data import shared_data
 
 

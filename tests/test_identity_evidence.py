@@ -18,7 +18,7 @@ from camd.identity.evidence.gait import PoseSample, gait_signature, signature_di
 from camd.identity.evidence.pose import INDEX, MoveNetPose
 from camd.identity.evidence.quality import crop_quality
 from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
-from camd.identity.models import face_photo, model_file
+from camd.identity.model_files import face_photo, model_file
 from tests.support.data import shared_data
 
 

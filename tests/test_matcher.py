@@ -11,7 +11,7 @@ import numpy as np
 from camd.identity import enroll
 from camd.identity.evidence.gait import GaitSignature
 from camd.identity.matcher import TrackVectors, shape_list
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from tests.support.identity_data import after_for, read_image, track_from_image
 
 pytest_plugins = ["tests.support.identity"]

@@ -12,7 +12,7 @@ from qdrant_client import models as qm
 
 from camd.identity import enroll
 from camd.identity.memory import PEOPLE, PROTOTYPES, Memory, MemoryLockedError, UnknownPersonError
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from tests.support.identity_data import after_for, read_image, track_from_image
 
 pytest_plugins = ["tests.support.identity"]
@@ -54,7 +54,7 @@ def test_forget_removes_every_vector_and_crop(tmp_path: Path, models_dir: Path, 
     for collection in (PEOPLE, PROTOTYPES):
         assert _points(service.memory, collection, "obama") == [], collection
     assert service.memory.sightings("obama") == []
-    face = service.models.face.faces(photo)[0].embedding  # type: ignore[union-attr]
+    face = service.extractors.face.faces(photo)[0].embedding  # type: ignore[union-attr]
     assert all(h.person_id != "obama" for h in service.memory.search(PROTOTYPES, "face", face, NOW))
     assert not crop.exists()
     with pytest.raises(UnknownPersonError, match="no one called 'obama'"):
@@ -93,7 +93,7 @@ def test_a_stranger_seen_again_keeps_the_same_unknown_id(models_dir: Path, servi
 def _enroll_face_only(service: Any, models_dir: Path, name: str, photo: str) -> None:
     """An enrolled person known by the face alone, so a body match can only come from what camd learns."""
     service.memory.save_person({"person_id": name, "name": name, "role": "family", "kind": "person"})
-    face = service.models.face.faces(read_image(face_photo(models_dir, photo)))[0].embedding
+    face = service.extractors.face.faces(read_image(face_photo(models_dir, photo)))[0].embedding
     service.memory.add_prototype(name, {"face": face}, source="test")
 
 

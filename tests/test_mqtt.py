@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from camd.config.models import MqttConfig
+from camd.config.schema import MqttConfig
 from camd.publish.mqtt import WINDOW, MqttPublisher, encode_payload
 from camd.publish.outbox import Outbox
 from tests.support.broker import (
@@ -143,7 +143,7 @@ def test_last_will_says_offline_when_the_process_is_killed(
     recorder = mqtt_recorder(mqtt_broker, available)
     script = (
         "import sys, time\nfrom pathlib import Path\n"
-        "from camd.config.models import MqttConfig\nfrom camd.publish.mqtt import MqttPublisher\n"
+        "from camd.config.schema import MqttConfig\nfrom camd.publish.mqtt import MqttPublisher\n"
         "publisher = MqttPublisher(MqttConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]))\n"
         "publisher.start()\n"
         "while not publisher.connected: time.sleep(0.02)\n"

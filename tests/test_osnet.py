@@ -24,14 +24,15 @@ import torch
 from camd.assets import AssetError, DownloadPolicy, asset_path, ensure_asset, load_manifest, sha256_file
 from camd.cli import main as camd_main
 from camd.config.loader import ConfigError, load_config
-from camd.config.models import DetectorConfig
+from camd.config.schema import DetectorConfig
 from camd.identity import enroll
 from camd.identity.body_model import resolve_body_model
 from camd.identity.evidence.colour import ClothingColourDescriptor
 from camd.identity.evidence.osnet import OSNetEmbedder, greyscale
+from camd.identity.extractors import Extractors
 from camd.identity.memory import PROTOTYPES, SIGHTINGS
-from camd.identity.models import face_photo
-from camd.identity.service import IdentityService, Models
+from camd.identity.model_files import face_photo
+from camd.identity.service import IdentityService
 from camd.modelprep.osnet import onnx_name, prepare_osnet, space_id
 from camd.modelprep.osnet_convert import OSNetWeightsError, read_state_dict, torch_embed
 from camd.modelprep.osnet_network import VARIANTS, build_osnet
@@ -415,7 +416,7 @@ def test_config_requires_weights_and_checksum(tmp_path: Path) -> None:
 
 def test_models_prepare_with_config_fetches_and_the_daemon_models_use_it(
     checkpoint: tuple[Path, str], server: WeightsServer, tmp_path: Path, models_dir: Path,
-    identity_models: Models, capsys: pytest.CaptureFixture[str],
+    identity_models: Extractors, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     path, sha = checkpoint
     models = tmp_path / "models"
@@ -439,7 +440,7 @@ def test_models_prepare_with_config_fetches_and_the_daemon_models_use_it(
     assert model.kind == "osnet" and model.fallback_reason is None
     body = model.load()
     assert isinstance(body, OSNetEmbedder) and body.dim == 1024 and body.name == f"osnet_x1_0_{sha[:12]}_cg"
-    service = IdentityService(config, models=_with_body(identity_models, body))
+    service = IdentityService(config, extractors=_with_body(identity_models, body))
     try:
         appearance, colour = service.embed_crop("person", bus_people(models_dir)[0])
         assert appearance is not None and appearance.shape == (1024,) and colour is not None
@@ -448,8 +449,8 @@ def test_models_prepare_with_config_fetches_and_the_daemon_models_use_it(
         service.close()
 
 
-def _with_body(models: Models, body: Any) -> Models:
-    return Models(body=body, colour=ClothingColourDescriptor(), vehicle=models.vehicle, face=models.face,
+def _with_body(models: Extractors, body: Any) -> Extractors:
+    return Extractors(body=body, colour=ClothingColourDescriptor(), vehicle=models.vehicle, face=models.face,
                   pose=models.pose, lock=models.lock)  # fmt: skip
 
 
@@ -461,7 +462,7 @@ def _body_size(service: IdentityService, collection: str) -> int:
 
 
 def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_spaces(
-    prepared: tuple[Path, Any, int], tmp_path: Path, models_dir: Path, identity_models: Models,
+    prepared: tuple[Path, Any, int], tmp_path: Path, models_dir: Path, identity_models: Extractors,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     onnx, osnet, _ = prepared
@@ -472,7 +473,7 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
     state = tmp_path / "state"
 
     mobilenet = identity_config(state, models_dir, body_model="mobilenetv2")
-    before = IdentityService(mobilenet, models=_with_body(identity_models, resolve_body_model(
+    before = IdentityService(mobilenet, extractors=_with_body(identity_models, resolve_body_model(
         mobilenet.identity, models_dir).load()))
     enroll.enroll_photos(before, "obama", "family", photos)
     old_protos = before.memory.prototypes("obama")
@@ -489,7 +490,7 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
     space = model.space
     assert space == f"{space_id(osnet)}_cg" and model.onnx == onnx
     with caplog.at_level(logging.WARNING, logger="camd.identity.memory"):
-        after = IdentityService(config, models=_with_body(identity_models, model.load()))
+        after = IdentityService(config, extractors=_with_body(identity_models, model.load()))
     try:
         assert (
             f"mobilenetv2 -> {space}" in caplog.text and "re-enroll" in caplog.text and "obama" in caplog.text

@@ -12,7 +12,8 @@ from typing import Any
 
 from camd.config import CameraConfig, Config, DetectorConfig, MotionConfig, MqttConfig
 from camd.pipeline import CameraPipeline
-from camd.types import Frame
+from camd.publish.frigate import event_payload
+from camd.types import Frame, TrackEvent
 from camd.vision.detector import Detector, create_detector
 from tests.support.detectors import RecordingDetector
 from tests.support.media import make_photo_walkers
@@ -29,7 +30,8 @@ def _replay(
         "c": CameraConfig(url=str(clip), detect_fps=10, motion=motion)})  # fmt: skip
     events: list[tuple[Any, ...]] = []
 
-    def sink(event: dict[str, Any]) -> None:
+    def sink(published: TrackEvent) -> None:
+        event = event_payload(published)
         after = event["after"]
         events.append((event["type"], after["track_id"], after["label"], [round(v) for v in after["box"]]))
         time.sleep(event_delay_s)

@@ -15,7 +15,7 @@ from camd.identity import enroll
 from camd.identity import memory as memory_module
 from camd.identity.evidence.body import BodyAppearanceEmbedder
 from camd.identity.memory import PROTOTYPES, SIGHTINGS, Memory, point_id
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from camd.identity.sightings import SightingLog
 from tests.support.identity_data import after_for, identity_config, read_image, track_from_image
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camd.config.models import CameraConfig
+from camd.config.schema import CameraConfig
 from camd.sources import Backoff, CameraSource, CameraStatus, FrameSampler, resolve_target
 from camd.types import Frame
 from tests.support.data import shared_data

@@ -14,9 +14,10 @@ from camd.eval import reid as ev
 from camd.identity.evidence._crops import crop_box
 from camd.identity.matcher import TrackSpan
 from camd.identity.memory import PROTOTYPES, STRANGER_LOOKS
-from camd.identity.models import face_photo
+from camd.identity.model_files import face_photo
 from camd.identity.service import IdentityService
 from camd.identity.track import KeptCrop, TrackEvidence
+from camd.types import TrackSnapshot
 from tests.support.data import shared_data
 from tests.support.identity_data import person_crops, read_image
 
@@ -37,9 +38,10 @@ def _track(service: IdentityService, kind: str, crops: list[np.ndarray], faces: 
 
 
 def _after(event_id: str, start: float, end: float, box: tuple[float, ...] = (10, 10, 60, 160),
-           label: str = "person", camera: str = "yard") -> dict[str, Any]:
-    return {"id": event_id, "camera": camera, "label": label, "track_id": 1, "start_time": start,
-            "end_time": end, "frame_time": end, "box": list(box), "top_score": 0.9, "frames": 10}  # fmt: skip
+           label: str = "person", camera: str = "yard") -> TrackSnapshot:
+    return TrackSnapshot(event_id=event_id, camera=camera, label=label, track_id=1, start_time=start,
+                         end_time=end, frame_time=end, box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+                         score=0.9, top_score=0.9, frames=10, frame_size=(640, 360))  # fmt: skip
 
 
 def _jittered(image: np.ndarray, box: tuple[float, ...], count: int = 4) -> list[np.ndarray]:
@@ -139,7 +141,7 @@ def test_a_face_links_a_stranger_and_a_different_face_does_not(
 
     def face_track(photo: str) -> Any:
         image = read_image(face_photo(models_dir, photo))
-        faces = service.models.face.faces(image)  # type: ignore[union-attr]
+        faces = service.extractors.face.faces(image)  # type: ignore[union-attr]
         return _track(service, "person", person_crops(service, image)[:1] or [image], [faces[0].embedding])
 
     first = service.finalise(face_track("obama.jpg"), _after("a", T0, T0 + 3), T0 + 3)
@@ -222,7 +224,7 @@ def test_a_strangers_face_links_for_the_retention_and_forgetting_removes_it(
 
     def face_track(photo: str) -> Any:
         image = read_image(face_photo(models_dir, photo))
-        faces = service.models.face.faces(image)  # type: ignore[union-attr]
+        faces = service.extractors.face.faces(image)  # type: ignore[union-attr]
         return _track(service, "person", person_crops(service, image)[:1] or [image], [faces[0].embedding])
 
     first = service.finalise(face_track("obama.jpg"), _after("a", T0, T0 + 3), T0 + 3)
@@ -291,7 +293,7 @@ def test_reid_strangers_stay_apart_and_returns_link(models_dir: Path, service_fa
     reid = ev.load_reid(shared_data("reid/train"))
     service = service_factory()
     model = service.body_model
-    tracks = reid_tracks(reid, service.models.body, service.models.colour, model.halves)
+    tracks = reid_tracks(reid, service.extractors.body, service.extractors.colour, model.halves)
     people = np.unique(reid.query_ids)
     fold, others = people[::2], people[1::2]
     for i in np.flatnonzero(np.isin(tracks.person, others) & ~tracks.grey):

@@ -16,6 +16,7 @@ import pytest
 from camd.config import CameraConfig, Config, MotionConfig, MqttConfig, ObjectFilter, ObjectsConfig
 from camd.identity.service import IdentityService
 from camd.pipeline import CameraPipeline
+from camd.publish.frigate import event_payload
 from camd.sources.mainstream import MainStream
 from camd.sources.stream import CameraSource
 from camd.vision.detector import create_detector
@@ -98,7 +99,8 @@ def test_identity_crops_come_from_the_main_stream(streams: tuple[Path, Path], tm
     identity = IdentityService(config)
     events: list[dict[str, Any]] = []
     detector = create_detector(config.detector, config.models_path)
-    pipeline = CameraPipeline("door", config, detector, events.append, threading.Event(), identity=identity)
+    pipeline = CameraPipeline("door", config, detector, lambda event: events.append(event_payload(event)),
+                              threading.Event(), identity=identity)
     assert pipeline.identity is not None and pipeline.main is not None
 
     tracked_boxes: list[dict[int, tuple[float, ...]]] = []

@@ -6,8 +6,8 @@ import random
 import threading
 from pathlib import Path
 
-from camd.bench import iou
 from camd.config import CameraConfig, DetectorConfig, TrackerConfig
+from camd.geometry import iou
 from camd.sources.stream import CameraSource
 from camd.types import Detection
 from camd.vision.detector import create_detector

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from camd.api.status import camera_health
-from camd.config.models import ApiConfig, CameraConfig
+from camd.config.schema import ApiConfig, CameraConfig
 from camd.service import PipelineWatchdog, Progress, SystemdNotifier, daemon_progress
 from camd.service.systemd import SEND_TIMEOUT_S
 from tests.support.service import daemon_config, free_port, running_daemon, wait_for

@@ -3,7 +3,7 @@
 from camd.api.app import ControlApi, create_app
 from camd.api.auth import TokenError, ensure_token, read_token
 from camd.api.client import ApiClient, ApiError, ApiUnavailable
-from camd.api.identity import IdentityService
+from camd.api.identity import IdentityBackend
 from camd.api.server import ApiServer, ApiStartError
 
 __all__ = [
@@ -13,7 +13,7 @@ __all__ = [
     "ApiStartError",
     "ApiUnavailable",
     "ControlApi",
-    "IdentityService",
+    "IdentityBackend",
     "TokenError",
     "create_app",
     "ensure_token",

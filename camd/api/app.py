@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -24,8 +23,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from camd import __version__
-from camd.api.identity import Category, IdentityService
+from camd.api.identity import Category, IdentityBackend
 from camd.api.status import METRICS_CONTENT_TYPE, DaemonView, health_report, metrics_text
+from camd.private import open_private
 
 if TYPE_CHECKING:
     from camd.service.watchdog import PipelineWatchdog
@@ -51,7 +51,7 @@ class ControlApi:
         daemon: DaemonView,
         token: str,
         watchdog: PipelineWatchdog | None = None,
-        identity: IdentityService | None = None,
+        identity: IdentityBackend | None = None,
     ) -> None:
         self.daemon = daemon
         self.token = token
@@ -125,7 +125,7 @@ def require_token(
         raise HTTPException(403, "wrong token: read it from <state_dir>/api-token")
 
 
-def identity_service(request: Request) -> IdentityService:
+def identity_backend(request: Request) -> IdentityBackend:
     service = _control(request).identity
     if service is None:
         raise HTTPException(
@@ -135,7 +135,8 @@ def identity_service(request: Request) -> IdentityService:
     return service
 
 
-Identity = Annotated[IdentityService, Depends(identity_service)]
+# What a people route gets: the daemon's identity engine behind the control API (503 when off).
+Backend = Annotated[IdentityBackend, Depends(identity_backend)]
 AUTHED: list[Any] = [Depends(require_token)]
 
 
@@ -160,15 +161,15 @@ def create_app(control: ControlApi) -> FastAPI:
         return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/api/people", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
-    def list_people(service: Identity) -> dict[str, Any]:
+    def list_people(service: Backend) -> dict[str, Any]:
         return _call(lambda: service.list_people())
 
     @app.get("/api/people/{name}", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
-    def show_person(name: PersonName, service: Identity) -> dict[str, Any]:
+    def show_person(name: PersonName, service: Backend) -> dict[str, Any]:
         return _call(lambda: service.show_person(name))
 
     @app.post("/api/people/{name}/photos", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
-    def enroll_photos(name: PersonName, body: EnrollRequest, service: Identity) -> dict[str, Any]:
+    def enroll_photos(name: PersonName, body: EnrollRequest, service: Backend) -> dict[str, Any]:
         """Enroll (or add to) a person, or with `kind: vehicle` a vehicle, from photos."""
         photos = [_decode(photo) for photo in body.photos]
         log.info("api: enroll %r (%s %s) from %d photo(s)", name, body.category, body.kind, len(photos))
@@ -178,17 +179,17 @@ def create_app(control: ControlApi) -> FastAPI:
         return _call(lambda: service.enroll_photos(name, photos, body.category))
 
     @app.patch("/api/people/{name}", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
-    def rename(name: PersonName, body: RenameRequest, service: Identity) -> dict[str, Any]:
+    def rename(name: PersonName, body: RenameRequest, service: Backend) -> dict[str, Any]:
         log.info("api: rename %r to %r", name, body.new_name)
         return _call(lambda: service.rename(name, body.new_name))
 
     @app.delete("/api/people/{name}", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
-    def remove(name: PersonName, service: Identity) -> dict[str, Any]:
+    def remove(name: PersonName, service: Backend) -> dict[str, Any]:
         log.info("api: remove %r", name)
         return _call(lambda: service.remove(name))
 
     @app.post("/api/people/{name}/forget", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
-    def forget(name: PersonName, service: Identity) -> dict[str, Any]:
+    def forget(name: PersonName, service: Backend) -> dict[str, Any]:
         """Erase everything stored about the person, sightings included."""
         log.info("api: forget %r", name)
         return _call(lambda: service.forget(name))
@@ -196,7 +197,7 @@ def create_app(control: ControlApi) -> FastAPI:
     @app.get("/api/people/{name}/export", tags=["people"], dependencies=AUTHED, response_class=Response,
              responses={**_ERRORS, 200: {"content": {"application/zip": {}},
                                          "description": "the bundle `camd people export` writes"}})
-    def export_person(name: PersonName, service: Identity) -> Response:
+    def export_person(name: PersonName, service: Backend) -> Response:
         """Everything stored about the person (record, prototypes, sightings with crops, corrections)."""
         log.info("api: export %r", name)
         data = _call(lambda: service.export_person(name))
@@ -205,7 +206,7 @@ def create_app(control: ControlApi) -> FastAPI:
 
     @app.post("/api/sightings/{sighting_id}/correct", tags=["sightings"], dependencies=AUTHED,
               responses=_ERRORS)
-    def correct(sighting_id: SightingId, body: CorrectRequest, service: Identity) -> dict[str, Any]:
+    def correct(sighting_id: SightingId, body: CorrectRequest, service: Backend) -> dict[str, Any]:
         """`name`: who it really was. `not`: who it was not (only for a sighting matched to that name).
         Neither: it was nobody enrolled, whoever it was matched to."""
         if body.name is not None and body.not_name is not None:
@@ -219,7 +220,7 @@ def create_app(control: ControlApi) -> FastAPI:
 
     @app.get("/api/sightings", tags=["sightings"], dependencies=AUTHED, responses=_ERRORS)
     def sightings(
-        service: Identity,
+        service: Backend,
         person: Annotated[str | None, Query(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)] = None,
         camera: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -241,7 +242,7 @@ TOO_BIG = (
 
 @runtime_checkable
 class EnrollmentService(Protocol):
-    """What an identity service offers beyond camd.api.identity.IdentityService to enroll through the
+    """What an identity service offers beyond camd.api.identity.IdentityBackend to enroll through the
     daemon from what only it holds (sightings) or reads (an uploaded clip), and vehicles."""
 
     def upload_dir(self) -> FilePath:
@@ -282,7 +283,7 @@ class SightingEnrollRequest(BaseModel):
     kind: Kind | None = Field(default=None, description="when given, must be the sighting's kind")
 
 
-def _capable(service: IdentityService, protocol: type[Any], what: str) -> Any:
+def _capable(service: IdentityBackend, protocol: type[Any], what: str) -> Any:
     if not isinstance(service, protocol):
         raise HTTPException(501, f"this daemon's identity service cannot {what} through the API")
     return service
@@ -290,7 +291,7 @@ def _capable(service: IdentityService, protocol: type[Any], what: str) -> Any:
 
 def _add_enrollment_routes(app: FastAPI) -> None:
     @app.post("/api/people/{name}/sighting", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
-    def enroll_sighting(name: PersonName, body: SightingEnrollRequest, service: Identity) -> dict[str, Any]:
+    def enroll_sighting(name: PersonName, body: SightingEnrollRequest, service: Backend) -> dict[str, Any]:
         """Enroll (or add to) a person or vehicle from a sighting the daemon recorded."""
         enrolling = _capable(service, EnrollmentService, "enroll from a sighting")
         log.info("api: enroll %r (%s) from sighting %s", name, body.category, body.sighting)
@@ -307,7 +308,7 @@ def _add_enrollment_routes(app: FastAPI) -> None:
     async def enroll_clip(
         name: PersonName,
         request: Request,
-        service: Identity,
+        service: Backend,
         category: Category = "family",
         kind: Kind = "person",
         track: Annotated[int | None, Query(ge=0)] = None,
@@ -346,8 +347,7 @@ def _add_enrollment_routes(app: FastAPI) -> None:
 async def _receive(request: Request, path: FilePath) -> None:
     """Stream the request body to `path` (owner-only), refusing more than MAX_CLIP_BYTES."""
     size = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
+    with open_private(path, exclusive=True) as out:
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_CLIP_BYTES:

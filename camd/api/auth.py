@@ -12,6 +12,8 @@ import secrets
 import stat
 from pathlib import Path
 
+from camd.private import OWNER_FILE, open_private
+
 log = logging.getLogger(__name__)
 
 TOKEN_FILE = "api-token"
@@ -31,20 +33,20 @@ def ensure_token(state_dir: Path) -> str:
     path = token_path(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        file = open_private(path, exclusive=True)
     except FileExistsError:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
             log.warning("api token %s was readable by others (mode %o); set to 0600", path, mode)
-            os.chmod(path, 0o600)
+            os.chmod(path, OWNER_FILE)
         token = path.read_text().strip()
         if token:
             return token
         log.warning("api token %s was empty; writing a new one", path)
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
+        file = open_private(path)
     token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as file:
-        file.write(token + "\n")
+    with file:
+        file.write((token + "\n").encode())
     log.info("api token written to %s (mode 0600)", path)
     return token
 

@@ -15,7 +15,7 @@ from camd.api.auth import read_token
 from camd.api.identity import Category
 from camd.api.server import socket_path
 from camd.config import Config
-from camd.config.models import ApiConfig
+from camd.config.schema import ApiConfig
 
 TIMEOUT_S = 60.0  # enrolment runs the face and body models on every photo
 # A clip is decoded, detected and tracked frame by frame on the daemon (~0.2 s a sampled frame on a

@@ -1,6 +1,7 @@
 """The contract between the control API and the identity engine.
 
-The identity engine's service object implements `IdentityService`; every method takes plain
+`IdentityBackend` is what the people routes call (camd.identity.api.IdentityApi implements it on the
+daemon's identity service, tests on a stand-in); every method takes plain
 arguments and returns a JSON-able dict (export_person: the zip's bytes). It signals a missing
 person or sighting with LookupError (answered 404) and bad input with ValueError (answered 400);
 the message is shown to the user, so it should say what to do.
@@ -14,7 +15,9 @@ Category = Literal["family", "visitor"]
 
 
 @runtime_checkable
-class IdentityService(Protocol):
+class IdentityBackend(Protocol):
+    """The identity engine as the control API sees it."""
+
     def list_people(self) -> dict[str, Any]:
         """Everyone enrolled: {"people": [{"name", "category", ...}, ...]}."""
         ...

@@ -15,7 +15,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from camd.config.models import ApiConfig
+from camd.config.schema import ApiConfig
 
 log = logging.getLogger(__name__)
 

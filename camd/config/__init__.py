@@ -1,7 +1,7 @@
-"""Configuration: the pydantic schema (models) and the YAML loader with line-aware errors (loader)."""
+"""Configuration: the pydantic schema (schema) and the YAML loader with line-aware errors (loader)."""
 
 from camd.config.loader import ConfigError, ConfigIssue, check_config_main, describe, load_config
-from camd.config.models import (
+from camd.config.schema import (
     CameraConfig,
     Config,
     DetectorConfig,

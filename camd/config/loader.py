@@ -2,7 +2,7 @@
 
 The file is read with ruamel.yaml's round-trip loader, which remembers where each key and item
 sits. The data is then copied into plain Python values (expanding `${VAR}` secrets and
-resolving relative paths on the way) and validated by the pydantic schema in camd.config.models;
+resolving relative paths on the way) and validated by the pydantic schema in camd.config.schema;
 each pydantic error location is mapped back to the line it came from.
 """
 
@@ -29,7 +29,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.redact import mask_url
 
 Loc = tuple[str | int, ...]

@@ -220,7 +220,7 @@ def _with(calibration: BodyCalibration, **changes: Any) -> BodyCalibration:
 
 
 def run(data: Path, models_dir: Path, models: Sequence[str] = ("osnet", "mobilenetv2")) -> dict[str, Any]:
-    from camd.config.models import IdentityConfig
+    from camd.config.schema import IdentityConfig
     from camd.eval.reid import load_reid
     from camd.identity.body_model import resolve_body_model
     from camd.identity.calibrations import calibration_for

@@ -53,7 +53,7 @@ def _rate(part: int, whole: int) -> float:
 
 def _service(state: Path, models_dir: Path, model: Any, calibration: Any, crowd_tracks: list[int],
              tracks: Tracks, mode: str) -> Any:  # fmt: skip
-    from camd.config.models import Config
+    from camd.config.schema import Config
     from camd.identity.body_compare import BodyComparer, CameraCrowds
     from camd.identity.service import IdentityService
 
@@ -61,7 +61,7 @@ def _service(state: Path, models_dir: Path, model: Any, calibration: Any, crowd_
         "state_dir": str(state), "models_dir": str(models_dir), "cameras": {"cam1": {"url": "x.mp4"}},
         "identity": {"body_model": model.kind, "face": False, "gait": False, "vehicle": False},
     })  # fmt: skip
-    service = IdentityService(config, load_models=False)
+    service = IdentityService(config, load_extractors=False)
     crowds = CameraCrowds(model.dim, min_count=1 if mode == "centred" else 10**9)
     for i in crowd_tracks:
         crowds.update(tracks.vectors[i], str(tracks.camera[i]))
@@ -80,11 +80,15 @@ def _evidence(tracks: Tracks, i: int) -> Any:
     return evidence
 
 
-def _after(event_id: str, camera: str, at: float) -> dict[str, Any]:
-    return {
-        "id": event_id, "camera": camera, "label": "person", "track_id": 1, "start_time": at - 5.0,
-        "end_time": at, "frame_time": at, "box": [0, 0, 40, 120], "top_score": 0.9, "frames": 20,
-    }  # fmt: skip
+def _after(event_id: str, camera: str, at: float) -> Any:
+    """A finished track's last snapshot, as the events stage hands it to identity."""
+    from camd.types import TrackSnapshot
+
+    return TrackSnapshot(
+        event_id=event_id, camera=camera, track_id=1, label="person", score=0.9, top_score=0.9,
+        box=(0.0, 0.0, 40.0, 120.0), frame_size=(640, 360), start_time=at - 5.0, frame_time=at, frames=20,
+        end_time=at,
+    )
 
 
 def matcher_figures(tracks: Tracks, model: Any, models_dir: Path, folds: list[np.ndarray],
@@ -204,7 +208,7 @@ def _stranger_round(service: Any, tracks: Tracks, members: np.ndarray,
 
 def reid_matcher_figures(data: Path, models_dir: Path, kind: str) -> dict[str, Any]:
     """`camd eval`'s matcher lines for one body model (or why it is unavailable)."""
-    from camd.config.models import IdentityConfig
+    from camd.config.schema import IdentityConfig
     from camd.eval.calibrate import reid_tracks
     from camd.eval.reid import load_reid
     from camd.identity.body_model import resolve_body_model

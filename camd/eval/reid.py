@@ -290,31 +290,28 @@ def video_tracks(
     keep_frames: bool = False,
 ) -> tuple[dict[int, list[TrackFrame]], dict[int, np.ndarray], float]:
     """Detect with camd's SSD MobileNetV2 (`ssd_model`: its .pb, or the folder holding it and its
-    .pbtxt) on every frame, track with camd's ObjectTracker.
+    .pbtxt) on every frame (the daemon's decoder and tracker, camd/vision/offline.py; a detection
+    floor of `min_score` and no area filter, the set-up of the figures in docs/identity.md).
 
     Returns the tracks, the frames by index when `keep_frames` (memory: ~0.5 MB per 480x360 frame),
     and the clip's fps.
     """
-    from camd.config.models import TrackerConfig
+    from camd.config.schema import ObjectFilter, ObjectsConfig, TrackerConfig
+    from camd.vision.offline import clip_frames, probe, tracked_frames
     from camd.vision.ssd import SsdDetector
     from camd.vision.tracker import ObjectTracker
 
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise ValueError(f"cannot open video: {video}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
+    fps = probe(video).fps
     detector = SsdDetector(ssd_model, min_score=min_score)
+    floor = ObjectFilter(min_score=min_score, min_area=0)
+    objects = ObjectsConfig(track=sorted(labels), filters=dict.fromkeys(labels, floor))
     tracker = ObjectTracker(TrackerConfig(), fps=fps)
     tracks: dict[int, list[TrackFrame]] = {}
     frames: dict[int, np.ndarray] = {}
-    index = 0
-    while max_frames is None or index < max_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        detections = [d for d in detector.detect(frame) if d.label in labels]
-        boxes = [d.box for d in detections]
-        for tracked in tracker.update(detections, index / fps):
+    for seen in tracked_frames(clip_frames(video, max_frames=max_frames), detector, objects, tracker):
+        index = seen.frame.index
+        boxes = [d.box for d in seen.detections]
+        for tracked in seen.tracked:
             tracks.setdefault(tracked.track_id, []).append(
                 TrackFrame(
                     index / fps,
@@ -324,9 +321,7 @@ def video_tracks(
                 )
             )
         if keep_frames:
-            frames[index] = frame
-        index += 1
-    capture.release()
+            frames[index] = seen.frame.image
     return tracks, frames, fps
 
 

@@ -27,7 +27,7 @@ BODY_MODELS = ("osnet", "mobilenetv2")
 
 
 def run_eval(data: Path, models_dir: Path, body_models: tuple[str, ...] = BODY_MODELS) -> dict[str, Any]:
-    from camd.config.models import IdentityConfig
+    from camd.config.schema import IdentityConfig
     from camd.eval import reid as ev
     from camd.eval.calibrate import run as calibrate_run
     from camd.eval.matcher_eval import reid_matcher_figures
@@ -36,7 +36,7 @@ def run_eval(data: Path, models_dir: Path, body_models: tuple[str, ...] = BODY_M
     from camd.identity.evidence.face import FaceEmbedder
     from camd.identity.evidence.pose import MoveNetPose
     from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
-    from camd.identity.models import IdentityModelPaths
+    from camd.identity.model_files import IdentityModelPaths
 
     paths = IdentityModelPaths.prepare(models_dir)
     colour = ClothingColourDescriptor()

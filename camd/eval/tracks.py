@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from camd.config.models import DetectorConfig, EventsConfig, ObjectsConfig, TrackerConfig
+from camd.config.schema import DetectorConfig, EventsConfig, ObjectsConfig, TrackerConfig
 from camd.sources.stream import FrameSampler, StreamClock
 from camd.types import PERSON, Box
 from camd.vision.detector import Detector, create_detector, filter_detections

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from camd.identity import enroll
-from camd.identity.memory import restrict
 from camd.identity.service import IdentityService
+from camd.private import private_dir, restrict, write_private
 
 # Image types the API accepts for enrollment, told apart by their first bytes.
 SIGNATURES = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png", b"BM": ".bmp"}
@@ -25,7 +25,7 @@ def photo_suffix(data: bytes) -> str:
 
 
 class IdentityApi:
-    """Implements camd.api.identity.IdentityService on the daemon's IdentityService."""
+    """Implements camd.api.identity.IdentityBackend on the daemon's IdentityService."""
 
     def __init__(self, service: IdentityService, on_people_changed: Callable[[], None] | None = None) -> None:
         self.service = service
@@ -44,7 +44,7 @@ class IdentityApi:
             raise ValueError("no photos given")
         with tempfile.TemporaryDirectory(prefix="camd-enroll-") as folder:
             for index, data in enumerate(photos):
-                (Path(folder) / f"photo{index:03d}{photo_suffix(data)}").write_bytes(data)
+                write_private(Path(folder) / f"photo{index:03d}{photo_suffix(data)}", data)
             result = enroll.enroll_photos(self.service, name, category, Path(folder), kind)
         self._changed()
         return result
@@ -53,9 +53,8 @@ class IdentityApi:
 
     def upload_dir(self) -> Path:
         """Where uploaded clips are written while they are processed: in the state dir, owner-only."""
-        folder = self.service.config.state_dir / "uploads"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        restrict(folder)
+        folder = private_dir(self.service.config.state_dir / "uploads")
+        restrict(folder)  # an upload left by an earlier run too
         return folder
 
     def enroll_sighting(

@@ -23,7 +23,7 @@ from camd.assets import AssetError, DownloadPolicy
 from camd.identity.evidence.body import MOBILENET_DIM, MOBILENET_SPACE, BodyAppearanceEmbedder, BodyEmbedder
 
 if TYPE_CHECKING:
-    from camd.config.models import IdentityConfig
+    from camd.config.schema import IdentityConfig
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def resolve_body_model(
 
 
 def _mobilenet(models_dir: Path, prepare: bool, fallback: str | None = None) -> BodyModel:
-    from camd.identity.models import model_file
+    from camd.identity.model_files import model_file
 
     label = "MobileNetV2 ImageNet features (generic, not trained for re-ID)"
     onnx = model_file(models_dir, "appearance_onnx", prepare=prepare)

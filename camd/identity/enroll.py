@@ -20,12 +20,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from camd.identity.camera import gather
 from camd.identity.evidence._crops import crop_box
 from camd.identity.matcher import TrackVectors, shape_list
 from camd.identity.memory import UnknownPersonError
-from camd.identity.service import IdentityService, gather, require_person_name
+from camd.identity.person import PersonRecord, require_person_name
+from camd.identity.service import IdentityService
 from camd.identity.track import TrackEvidence
-from camd.types import PERSON, VEHICLE_LABELS, Detection, Frame
+from camd.private import private_dir, write_private
+from camd.types import Detection, kind_of, labels_of
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 # A photo claiming more pixels than this is refused from its header, before anything is decoded (a
@@ -57,10 +60,7 @@ def _person_record(service: IdentityService, name: str, role: str, kind: str) ->
     person = service.memory.person(name)
     now = time.time()
     if person is None:
-        person = {
-            "person_id": name, "name": name, "role": role, "kind": kind, "created": now,
-            "last_seen": None, "last_camera": None, "seen_count": 0, "expires_at": None,
-        }  # fmt: skip
+        person = PersonRecord(person_id=name, name=name, role=role, kind=kind, created=now).payload()
     elif person.get("role") == "stranger":
         raise EnrollmentError(
             f"{name!r} is a stranger id; enroll under a real name (camd correct can relabel)"
@@ -90,10 +90,6 @@ def _detector(service: IdentityService) -> Any:
     from camd.vision.detector import create_detector
 
     return create_detector(service.config.detector, service.config.models_path)
-
-
-def _labels(kind: str) -> frozenset[str]:
-    return frozenset({PERSON}) if kind == "person" else VEHICLE_LABELS
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -239,7 +235,7 @@ def _photo_vectors(
 ) -> dict[str, dict[str, np.ndarray]]:
     """{"body": {...}} and/or {"face": {...}} (people) or {"vehicle": {...}} for one photo."""
     out: dict[str, dict[str, np.ndarray]] = {}
-    detections = [d for d in detector.detect(image) if d.label in _labels(kind) and d.score >= 0.5]
+    detections = [d for d in detector.detect(image) if d.label in labels_of(kind) and d.score >= 0.5]
     if detections:
         best = max(detections, key=lambda d: d.area)
         appearance, colour = service.embed_crop(kind, crop_box(image, best.box))
@@ -247,11 +243,12 @@ def _photo_vectors(
             out["vehicle"] = {"vehicle": appearance}
         elif appearance is not None and colour is not None:
             out["body"] = {"body": appearance, "colour": colour}
-    if kind == "person" and service.models.face is not None:
-        with service.models.lock:
-            faces = service.models.face.faces(image)
+    face = service.extractors.face
+    if kind == "person" and face is not None:
+        with service.extractors.lock:
+            faces = face.faces(image)
             if not faces:  # small faces in a big photo: look again at twice the size
-                faces = service.models.face.faces(image, upscale=2.0) if max(image.shape[:2]) < 1400 else []
+                faces = face.faces(image, upscale=2.0) if max(image.shape[:2]) < 1400 else []
         if faces:
             out["face"] = {"face": faces[0].embedding}
     return out
@@ -269,52 +266,26 @@ def clip_tracks(
     fps: float = 5.0,
     progress: Progress | None = None,
 ) -> dict[int, TrackEvidence]:
-    """Detect, track and gather evidence for every person (or vehicle) track in a clip's time span."""
-    from camd.config.models import TrackerConfig
-    from camd.vision.tracker import ObjectTracker
+    """Every person (or vehicle) track of a clip's time span, tracked as the daemon would track it
+    (camd/vision/offline.py: its decoder, detector, object filters and tracker), with its evidence."""
+    from camd.vision.offline import ClipError, daemon_view
 
     clip = Path(clip)
-    if not clip.is_file():
-        raise EnrollmentError(f"{clip}: no such video file")
-    capture = cv2.VideoCapture(str(clip))
-    if not capture.isOpened():
-        raise EnrollmentError(f"{clip}: unreadable (not a video OpenCV can decode)")
-    rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    step = max(1, round(rate / fps))
-    detector = _detector(service)
-    tracker = ObjectTracker(TrackerConfig(), fps=rate / step)
     tracks: dict[int, TrackEvidence] = {}
-    labels = _labels(kind)
-    index = 0
+    best_k, frames = service.config.identity.best_crops, 0
     try:
-        while True:
-            ok, image = capture.read()
-            if not ok:
-                break
-            t = index / rate
-            index += 1
-            if progress is not None and total:
-                progress(min(index, total), total)
-            if t < start_s or (index - 1) % step:
-                continue
-            if end_s is not None and t > end_s:
-                break
-            detections = [d for d in detector.detect(image) if d.label in labels and d.score >= 0.4]
-            tracked = tracker.update(detections, t)
-            frame = Frame("enroll", index - 1, t, image)
-            boxes = [o.detection.box for o in tracked]
-            for obj in tracked:
-                evidence = tracks.setdefault(
-                    obj.track_id,
-                    TrackEvidence.for_label(
-                        obj.detection.label, service.config.identity.best_crops, "enroll"
-                    ),
-                )
-                gather(service, evidence, frame, obj, boxes)
-    finally:
-        capture.release()
-    if index == 0:
+        for seen in daemon_view(clip, service.config, fps, labels_of(kind), start_s, end_s, None, progress):
+            frames += 1
+            boxes = [o.detection.box for o in seen.tracked]
+            for obj in seen.tracked:
+                evidence = tracks.get(obj.track_id)
+                if evidence is None:
+                    evidence = TrackEvidence.for_label(obj.detection.label, best_k, "enroll")
+                    tracks[obj.track_id] = evidence
+                gather(service, evidence, seen.frame, obj, boxes)
+    except ClipError as exc:
+        raise EnrollmentError(str(exc)) from None
+    if frames == 0:
         raise EnrollmentError(f"{clip}: no frame could be decoded")
     return {tid: ev for tid, ev in tracks.items() if ev.frames >= MIN_TRACK_FRAMES and ev.crops}
 
@@ -366,14 +337,15 @@ def enroll_clip(
 
 
 def _save_track_crops(tracks: dict[int, TrackEvidence], folder: Path) -> list[dict[str, Any]]:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     listing = []
     for tid, evidence in sorted(tracks.items()):
         best = evidence.best_crop()
         path = folder / f"track-{tid}.jpg"
         if best is not None:
-            cv2.imwrite(str(path), best.image)
-            path.chmod(0o600)
+            ok, jpeg = cv2.imencode(".jpg", best.image)
+            if ok:
+                write_private(path, jpeg.tobytes())
         listing.append({
             "track": tid, "frames": evidence.frames, "faces": len(evidence.faces),
             "crop": str(path) if best is not None else None,
@@ -411,8 +383,7 @@ def _add_track_prototypes(
 
 def _sighting_vectors(service: IdentityService, sighting_id: str) -> tuple[dict[str, Any], TrackVectors]:
     hit = service.memory.sighting(sighting_id)
-    kind = "person" if hit.payload.get("label") == PERSON else "vehicle"
-    vectors = TrackVectors(kind=kind)
+    vectors = TrackVectors(kind=kind_of(str(hit.payload.get("label"))))
     if "face" in hit.vectors:
         vectors.faces = hit.vectors["face"][None]
     vectors.body = hit.vectors.get("body")

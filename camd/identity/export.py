@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from camd import __version__
+from camd.identity.crops import safe_name
 from camd.identity.memory import PROTOTYPES, SIGHTINGS, Hit
-from camd.identity.service import IdentityService, _safe
+from camd.identity.service import IdentityService
+from camd.private import open_private
 
 FORMAT = "camd-person-export"
 VERSION = 1
@@ -74,7 +76,7 @@ def write_export(
         crop = hit.payload.get("crop")
         row["crop_file"] = None
         if crop and Path(crop).is_file():
-            inside = f"crops/{_safe(str(hit.payload.get('sighting_id') or hit.key))}.jpg"
+            inside = f"crops/{safe_name(str(hit.payload.get('sighting_id') or hit.key))}.jpg"
             crops.append((inside, Path(crop)))
             row["crop_file"] = inside
         sightings.append(row)
@@ -98,9 +100,7 @@ def write_export(
 def _private(out: Path) -> IO[bytes]:
     """`out` opened for writing, owner-only (the bundle holds biometric data)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-    return os.fdopen(fd, "wb")
+    return open_private(out)
 
 
 def export_file(service: IdentityService, name: str, out: Path) -> dict[str, Any]:

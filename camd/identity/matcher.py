@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from camd.config.models import IdentityConfig
+from camd.config.schema import IdentityConfig
+from camd.geometry import iou
 from camd.identity.body_compare import BodyComparer
 from camd.identity.evidence.gait import GaitSignature, signature_distance
 from camd.identity.memory import PROTOTYPES, Hit, Memory
-from camd.types import Identity
+from camd.types import Evidence, Identity
 
 FACE_SLOPE = 0.04
 VEHICLE_SLOPE = 0.04
@@ -104,7 +105,7 @@ class TrackSpan:
     box: tuple[float, float, float, float] | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
     name: str | None  # a known person's or vehicle's name
     identity_class: str  # family | visitor | stranger | known_vehicle | unknown_vehicle
@@ -122,7 +123,7 @@ class Decision:
             name=self.name,
             identity_class=self.identity_class,
             confidence=round(self.confidence, 3),
-            evidence={k: (None if v is None else round(v, 3)) for k, v in self.evidence.items()},
+            evidence=Evidence(**{k: (None if v is None else round(v, 3)) for k, v in self.evidence.items()}),
             global_id=self.global_id,
         )
 
@@ -130,7 +131,7 @@ class Decision:
         identity = self.identity()
         return {
             "identity": identity.name, "identity_class": identity.identity_class,
-            "confidence": identity.confidence, "evidence": identity.evidence,
+            "confidence": identity.confidence, "evidence": identity.evidence.as_dict(),
             "global_id": identity.global_id, "person_id": self.person_id,
         }  # fmt: skip
 
@@ -263,7 +264,7 @@ class Matcher:
             if start is None or end is None or start > span.end or end < span.start:
                 continue
             box = sighting.get("box")
-            if span.box is not None and box is not None and _iou(span.box, tuple(box)) >= SAME_PLACE_IOU:
+            if span.box is not None and box is not None and iou(span.box, tuple(box)) >= SAME_PLACE_IOU:
                 continue
             return True
         return False
@@ -382,11 +383,6 @@ class Matcher:
         return scores
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _empty_evidence() -> dict[str, float | None]:

@@ -10,8 +10,8 @@ Three collections (names carry a schema version, so a later layout can live besi
 - meta: small state (the crowd mean used for centring, the stranger counters).
 Sightings, one per finished track (time, camera, label, the track's vectors, the decision, a crop path),
 are history rather than something searched by vector: they go to the sighting log (sightings.py, SQLite
-on disk), so that memory does not grow with every track. Stores made before that keep their sightings:
-they are moved into the log on open.
+on disk), so that memory does not grow with every track. Stores made before that kept their sightings in
+Qdrant: migrations.py moves them into the log on open.
 
 The embedded (local) mode keeps every point in RAM, deleted ones too, until the client is reopened.
 Strangers and same-day prototypes come and go all day, so after `COMPACT_AFTER` deletions the prune
@@ -25,9 +25,8 @@ moves.
 Body vectors of different backbones (or of different OSNet weights) are not comparable, so prototypes
 live in one collection per body space (`identity.body_model`): the default MobileNetV2 keeps the plain
 name above, OSNet adds its space, e.g. `camd_prototypes_v1_osnet_x1_0_<sha256[:12]>` (the sighting log
-keeps each body vector under its space). Switching spaces copies every prototype but the body appearance
-(faces, vehicles, gait shapes) into the new collection once and logs who needs re-enrolling; the old one
-stays (switching back finds it), and forgetting, renaming and retention act on every space.
+keeps each body vector under its space). Switching spaces carries the rest over once (migrations.py);
+forgetting, renaming and retention act on every space. Collection and vector names: layout.py.
 
 Enrollment is all or nothing, though the embedded store commits one point at a time: an enrollment's
 prototypes carry its batch id, and the person's record, written last, lists the batches it committed
@@ -39,7 +38,6 @@ starts clean.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -50,33 +48,28 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.identity.body_model import BodyModel, resolve_body_model
-from camd.identity.evidence.body import MOBILENET_SPACE
 from camd.identity.hit import Hit
+from camd.identity.layout import (
+    META,
+    PEOPLE,
+    PROTOTYPES,
+    ROLES,
+    SIGHTINGS,
+    STRANGER_LOOKS,
+    VECTORS,
+    body_collections,
+    point_id,
+)
+from camd.identity.migrations import StoreMigrations
 from camd.identity.sightings import SightingLog
 from camd.identity.strangers import SOURCE as STRANGER_SOURCE
 from camd.identity.strangers import Look, StrangerIndex
+from camd.private import private_dir, restrict
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "v1"
-PEOPLE = f"camd_people_{SCHEMA}"
-PROTOTYPES = f"camd_prototypes_{SCHEMA}"
-SIGHTINGS = f"camd_sightings_{SCHEMA}"  # the sighting log; a Qdrant collection in stores made before it
-META = f"camd_meta_{SCHEMA}"
-STRANGER_LOOKS = "stranger_looks"  # strangers' looks: in the sighting log, not a Qdrant collection
-
-VECTORS: dict[str, tuple[int, models.Distance]] = {
-    "face": (128, models.Distance.EUCLID),
-    "body": (1280, models.Distance.COSINE),
-    "colour": (72, models.Distance.COSINE),
-    "vehicle": (196, models.Distance.COSINE),
-}
-BODY_VECTORS = ("body",)  # named vectors that depend on the body backbone
-BODY_SPACE_KEY = "body_space"  # meta: the space the store was last opened with
-ROLES = ("family", "visitor")
-KINDS = ("person", "vehicle")
 SCROLL_PAGE = 256
 COMPACT_AFTER = 2000  # deleted points an embedded store holds in RAM before the prune reopens it
 
@@ -98,7 +91,7 @@ def open_client(config: Config) -> QdrantClient:
         api_key = store.api_key.get_secret_value() if store.api_key else None
         return QdrantClient(url=store.url, api_key=api_key)
     path = config.store_path
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path)
     try:
         return QdrantClient(path=str(path))
     except RuntimeError as exc:  # qdrant-client's local mode refuses a second process
@@ -106,31 +99,6 @@ def open_client(config: Config) -> QdrantClient:
             f"the memory at {path} is held by another camd process (the running daemon?): stop it, "
             "or run this command through the daemon once its control API is available"
         ) from exc
-
-
-def body_collections(space: str) -> dict[str, str]:
-    """Logical collection name -> the collection that holds it for a body space (SIGHTINGS: only in
-    stores made before the sighting log)."""
-    if space == MOBILENET_SPACE:  # the names stores had before body spaces existed
-        return {PROTOTYPES: PROTOTYPES, SIGHTINGS: SIGHTINGS}
-    return {PROTOTYPES: f"{PROTOTYPES}_{space}", SIGHTINGS: f"{SIGHTINGS}_{space}"}
-
-
-def point_id(key: str) -> str:
-    """A stable Qdrant point id for a camd key (person id, sighting id, prototype key)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"camd:{key}"))
-
-
-def restrict(path: Path) -> None:
-    """Biometric data: readable by its owner only (directories 0700, files 0600)."""
-    if not path.exists():
-        return
-    os.chmod(path, 0o700 if path.is_dir() else 0o600)
-    for root, dirs, files in os.walk(path):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o700)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o600)
 
 
 def _not_expired(now: float) -> models.Filter:
@@ -145,7 +113,7 @@ def _match_any(key: str, values: list[str]) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key=key, match=models.MatchAny(any=values))])
 
 
-class Memory:
+class Memory(StoreMigrations):
     """People, prototypes and sightings; every method is thread-safe (one lock around the client)."""
 
     def __init__(self, config: Config, body: BodyModel | None = None) -> None:
@@ -198,92 +166,6 @@ class Memory:
             names = [c.name for c in self.client.get_collections().collections]
         spaces = (n for n in names if n == collection or n.startswith(collection + "_"))
         return sorted({self._c(collection), *spaces})
-
-    def _check_body_size(self, dim: int) -> None:
-        with self._lock:
-            params = self.client.get_collection(self._c(PROTOTYPES)).config.params.vectors
-        size = params["body"].size if isinstance(params, dict) and "body" in params else None
-        if size != dim:
-            raise RuntimeError(
-                f"memory collection {self._c(PROTOTYPES)} holds {size}-d body vectors, but body space "
-                f"{self.body_space} makes {dim}-d ones; this store was not made by this camd version"
-            )
-
-    def _move_sightings_to_log(self) -> None:
-        """Stores made before the sighting log kept sightings in Qdrant collections (one per body space):
-        copy them into the log, then drop those collections. An interrupted move resumes (merge keeps what
-        is there), and a collection is dropped only once all of it is in the log."""
-        for collection in self._every_space(SIGHTINGS):
-            with self._lock:
-                if not self.client.collection_exists(collection):
-                    continue
-            space = MOBILENET_SPACE if collection == SIGHTINGS else collection[len(SIGHTINGS) + 1 :]
-            moved = 0
-            for page in self._pages(collection):
-                for point in page:
-                    hit = self._hit(point)
-                    self.log.merge(hit.key or str(point.id), hit.vectors, hit.payload, space)
-                    moved += 1
-            with self._lock:
-                self.client.delete_collection(collection)
-            log.info("memory: moved %d sightings from collection %s into the sighting log", moved, collection)
-
-    def _switch_body_space(self) -> None:
-        """When the body backbone changed since the store was last opened, carry the rest over once."""
-        state = self.load_state(BODY_SPACE_KEY)
-        previous = str(state.get("space")) if state else MOBILENET_SPACE  # stores made before body spaces
-        if previous == self.body_space:
-            if state is None:
-                self.save_state(BODY_SPACE_KEY, {"space": self.body_space})
-            return
-        self._carry_over(previous)
-        self.save_state(BODY_SPACE_KEY, {"space": self.body_space})
-
-    def _carry_over(self, previous: str) -> None:
-        """Copy the prototypes that do not depend on the body backbone from the previous space's collection:
-        faces, vehicles, gait shapes. Body vectors cannot be converted between backbones, so body prototypes
-        (and the clothing colour fused with them) stay behind; points already here (from an earlier time in
-        this space) are kept as they are. Idempotent: an interrupted copy resumes. The sighting log keeps
-        each sighting's body vectors per space, so sightings need no copy."""
-        source = body_collections(previous)
-        if not self.client.collection_exists(source[PROTOTYPES]):
-            return
-        copied = 0
-        lost_body: set[str] = set()
-        dropped = {*BODY_VECTORS, "colour"}
-        target = self._c(PROTOTYPES)
-        present = {point.id for point in self._scroll(target, None)}
-        for page in self._pages(source[PROTOTYPES]):
-            points = []
-            for point in page:
-                if point.id in present:
-                    continue
-                raw = point.vector if isinstance(point.vector, dict) else {}
-                vectors = {k: v for k, v in raw.items() if k not in dropped and v is not None}
-                payload = dict(point.payload or {})
-                if "body" in raw:
-                    lost_body.add(str(payload.get("person_id")))
-                payload["modalities"] = [m for m in payload.get("modalities", []) if m not in dropped]
-                if not payload["modalities"]:
-                    continue  # it held body appearance only
-                points.append(models.PointStruct(id=point.id, vector=vectors, payload=payload))
-            if points:
-                with self._lock:
-                    self.client.upsert(target, points)
-                copied += len(points)
-        roles = {p["person_id"]: p.get("role") for p in self.people(include_strangers=True)}
-        needing = lost_body - self.people_with("body", time.time())
-        enrolled = sorted(pid for pid in needing if roles.get(pid) in ROLES)
-        strangers = sum(1 for pid in needing if roles.get(pid) == "stranger")
-        log.warning(
-            "identity.body_model changed (body space %s -> %s): body vectors of different backbones are not "
-            "comparable. Copied %d prototypes (faces, vehicles, gait shapes) without their body appearance; "
-            "the old collection stays, for switching back. No body prototypes any more for "
-            "%s: re-enroll them (camd enroll NAME --photos DIR, or --clip FILE) to recognise them from "
-            "behind again. %d strangers will get new unknown-N ids.",
-            previous, self.body_space, copied,
-            ", ".join(enrolled) or "nobody enrolled", strangers,
-        )  # fmt: skip
 
     def _pages(self, collection: str) -> Iterator[list[Any]]:
         """Every point with payload and vectors, a page at a time (bounded memory on a large store)."""

@@ -1,87 +1,43 @@
-"""The identity service: models, memory and matcher behind one object the daemon, the CLI and (later) the
-control API share. Methods take plain arguments and return JSON-able dicts.
+"""The identity service: the extractors, the memory and the matcher behind one object that the daemon,
+the CLI and the control API (through camd/identity/api.py) share.
 
-Per camera, `CameraIdentity` gathers evidence for every open track, publishes a decision early when the
-evidence suffices (TrackEvents.refresh), and finalises each track when it ends: the decision, the sighting
-(vectors, a small JPEG crop), a same-day prototype for a confident identification, and a stable
-`unknown-N` for strangers.
+Per camera, `camera(name)` gives a CameraIdentity (camd/identity/camera.py), which gathers evidence
+and decides tracks; at a track's end it calls `conclude` here: the final decision, the sighting
+(vectors and a small JPEG crop, camd/identity/crops.py), a same-day prototype for a confident
+identification, and a stable `unknown-N` for strangers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-import cv2
 import numpy as np
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.identity.body_compare import BodyComparer, CameraCrowds
-from camd.identity.body_model import BodyModel, log_body_model, resolve_body_model
+from camd.identity.body_model import log_body_model, resolve_body_model
 from camd.identity.calibrations import calibration_for
-from camd.identity.evidence._crops import crop_box
-from camd.identity.evidence.body import BodyEmbedder
-from camd.identity.evidence.colour import ClothingColourDescriptor
-from camd.identity.evidence.face import FaceEmbedder
-from camd.identity.evidence.gait import PoseSample
-from camd.identity.evidence.pose import MoveNetPose
-from camd.identity.evidence.quality import crop_quality
-from camd.identity.evidence.vehicle import VehicleAppearanceEmbedder
+from camd.identity.camera import CameraIdentity
+from camd.identity.crops import CropStore, SavedCrop
+from camd.identity.extractors import Extractors
 from camd.identity.matcher import Decision, Matcher, TrackSpan, TrackVectors, shape_list
 from camd.identity.memory import Memory, UnknownPersonError
-from camd.identity.models import IdentityModelPaths
+from camd.identity.person import PersonRecord, assign_stranger_id
 from camd.identity.strangers import APPEARANCE
-from camd.identity.track import (
-    ENOUGH_FACES,
-    MAX_FACE_TRIES,
-    KeptCrop,
-    TrackEvidence,
-    pose_turns,
-)
+from camd.identity.track import TrackEvidence
 from camd.outage import OutageLog
-from camd.types import PERSON, Frame, TrackedObject
+from camd.types import PERSON, Box, TrackSnapshot, kind_of, pixel_box
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
 CROWD_SAVE_EVERY = 20  # sightings between saves of the crowd means
-CROP_HEIGHT = 128  # px: the stored JPEG is small on purpose
-RECENT_CROPS = 64  # crops of the latest sightings kept at hand for Home Assistant
 CROWD_KEY = "crowd_mean_body"
-
-
-@dataclass
-class Models:
-    """The loaded extractors; None where a modality is disabled. One lock: LiteRT and dlib are not
-    thread-safe, and two cameras embedding at once would only fight for the same 2 cores."""
-
-    body: BodyEmbedder | None
-    colour: ClothingColourDescriptor | None
-    vehicle: VehicleAppearanceEmbedder | None
-    face: FaceEmbedder | None
-    pose: MoveNetPose | None
-    lock: threading.Lock
-
-    @classmethod
-    def load(cls, config: Config, body: BodyModel) -> Models:
-        ident = config.identity
-        paths = IdentityModelPaths.prepare(config.models_path)
-        return cls(
-            body=body.load() if ident.body else None,
-            colour=ClothingColourDescriptor() if ident.body else None,
-            vehicle=VehicleAppearanceEmbedder(paths.appearance_onnx) if ident.vehicle else None,
-            face=FaceEmbedder(paths.face_shape, paths.face_resnet) if ident.face else None,
-            pose=MoveNetPose(paths.movenet) if ident.gait else None,
-            lock=threading.Lock(),
-        )
 
 
 class IdentityService:
@@ -89,20 +45,20 @@ class IdentityService:
         self,
         config: Config,
         memory: Memory | None = None,
-        models: Models | None = None,
-        load_models: bool = True,
+        extractors: Extractors | None = None,
+        load_extractors: bool = True,
     ) -> None:
-        """load_models: load the extractors now (the daemon: a camera thread must not stall seconds on its
-        first person); False defers it to first use (CLI commands that only read or edit the memory)."""
+        """load_extractors: load them now (the daemon: a camera thread must not stall seconds on its first
+        person); False defers it to first use (CLI commands that only read or edit the memory)."""
         self.config = config
         # The body model decides the memory's body space: resolved (prepared, for the daemon) first.
-        self.body_model = resolve_body_model(config.identity, config.models_path, prepare=load_models)
-        if load_models and config.identity.enabled and config.identity.body:
+        self.body_model = resolve_body_model(config.identity, config.models_path, prepare=load_extractors)
+        if load_extractors and config.identity.enabled and config.identity.body:
             log_body_model(self.body_model)
         self.memory = memory if memory is not None else Memory(config, self.body_model)
         self.enabled = config.identity.enabled
-        self._models = models
-        self._models_lock = threading.Lock()
+        self._extractors = extractors
+        self._extractors_lock = threading.Lock()
         # One set of crowd means (per camera and overall) per body space: another backbone's vectors have
         # another length and another bias.
         space = self.memory.body_space
@@ -117,26 +73,28 @@ class IdentityService:
         self._last_prune = 0.0
         self._strangers_since_prune = 0  # new unknown-N ids since the last prune
         self._write_lock = threading.Lock()
-        self._recent_crops: OrderedDict[str, str] = OrderedDict()  # sighting id -> crop file
-        self.crop_outage = OutageLog(
-            log, f"saving crops in {config.crops_path}", "sightings are stored without their crop"
-        )
+        self.crops = CropStore(config.crops_path)
+        self.crop_outage = self.crops.outage
         self.store_outage = OutageLog(
             log, f"writing sightings to the memory ({config.store.url or config.store_path})",
             "events still carry their identity, but these sightings are not remembered",
         )
-        if load_models and self.enabled:
-            self.models  # noqa: B018  (loads them)
+        if load_extractors and self.enabled:
+            self.extractors  # noqa: B018  (loads them)
 
     @property
-    def models(self) -> Models:
-        with self._models_lock:
-            if self._models is None:
-                self._models = Models.load(self.config, self.body_model)
-            return self._models
+    def extractors(self) -> Extractors:
+        with self._extractors_lock:
+            if self._extractors is None:
+                self._extractors = Extractors.load(self.config, self.body_model)
+            return self._extractors
 
     def camera(self, name: str) -> CameraIdentity:
         return CameraIdentity(self, name)
+
+    def people(self) -> list[PersonRecord]:
+        """The enrolled people and vehicles (no strangers), by name."""
+        return [PersonRecord.from_payload(p) for p in self.memory.people()]
 
     # -- run-time upkeep -------------------------------------------------------------------------
 
@@ -167,7 +125,7 @@ class IdentityService:
 
     def embed_crop(self, kind: str, crop: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(appearance, colour) of one crop: body + clothing colour for people, vehicle for vehicles."""
-        m = self.models
+        m = self.extractors
         with m.lock:
             if kind == PERSON or kind == "person":
                 if m.body is None or m.colour is None:
@@ -178,7 +136,7 @@ class IdentityService:
             return m.vehicle.embed([crop])[0], None
 
     def face_in_person(self, image: np.ndarray, box: Any) -> np.ndarray | None:
-        m = self.models
+        m = self.extractors
         if m.face is None:
             return None
         with m.lock:
@@ -186,7 +144,7 @@ class IdentityService:
         return None if found is None else found.embedding
 
     def pose(self, image: np.ndarray, box: Any) -> np.ndarray | None:
-        m = self.models
+        m = self.extractors
         if m.pose is None:
             return None
         with m.lock:
@@ -194,24 +152,31 @@ class IdentityService:
 
     # -- finishing a track -----------------------------------------------------------------------
 
-    def finalise(self, evidence: TrackEvidence | None, after: dict[str, Any], now: float) -> Decision | None:
-        """Decide a finished track, store its sighting and learn from it. `after` is its last snapshot."""
-        vectors = evidence.vectors() if evidence is not None else TrackVectors(kind=_kind(after["label"]))
+    def finalise(self, evidence: TrackEvidence | None, track: TrackSnapshot, now: float) -> Decision | None:
+        """Decide a finished track, store its sighting and learn from it. `track` is its last snapshot."""
+        return self.conclude(evidence, track, now)[0]
+
+    def conclude(
+        self, evidence: TrackEvidence | None, track: TrackSnapshot, now: float
+    ) -> tuple[Decision | None, bytes | None]:
+        """`finalise`, and the JPEG crop the sighting was stored with (None when none was written)."""
+        vectors = evidence.vectors() if evidence is not None else TrackVectors(kind=kind_of(track.label))
         decision = None
         if self.enabled and evidence is not None:
-            decision = self._final_decision(vectors, now, _span(after))
+            decision = self._final_decision(vectors, now, _span(track))
+        crop: SavedCrop | None = None
         with self._write_lock:
             try:
                 if decision is not None:
-                    self._assign_stranger(decision, vectors, after, now)
-                self._store_sighting(evidence, vectors, decision, after, now)
+                    decision = self._assign_stranger(decision, vectors, track, now)
+                crop = self._store_sighting(evidence, vectors, decision, track, now)
                 if decision is not None:
-                    self._learn(decision, vectors, after, now)
+                    self._learn(decision, vectors, track, now)
             except STORE_WRITE_ERRORS as exc:  # a full disk, a Qdrant server away: the event goes on
                 self.store_outage.failed(exc)
-                return decision
+                return decision, crop.jpeg if crop is not None else None
         self.store_outage.ok()
-        return decision
+        return decision, crop.jpeg if crop is not None else None
 
     def _final_decision(self, vectors: TrackVectors, now: float, span: TrackSpan | None) -> Decision | None:
         if vectors.body is None and vectors.vehicle is None and not vectors.faces.size:
@@ -219,38 +184,36 @@ class IdentityService:
         return self.matcher.decide(vectors, now, span)
 
     def _assign_stranger(
-        self, decision: Decision, vectors: TrackVectors, after: dict[str, Any], now: float
-    ) -> None:
+        self, decision: Decision, vectors: TrackVectors, track: TrackSnapshot, now: float
+    ) -> Decision:
+        """A stranger nobody was linked to gets a new `unknown-N` (`vehicle-N`) id."""
         if decision.name is not None or decision.person_id is not None:
-            return
-        kind = vectors.kind
-        new_id = self.memory.next_unknown_id(kind)
+            return decision
+        new_id = assign_stranger_id(self.memory, vectors.kind, track.camera, now, now + self._retention_s())
         self._strangers_since_prune += 1
-        self.memory.save_person({
-            "person_id": new_id, "name": new_id, "role": "stranger", "kind": kind, "created": now,
-            "last_seen": now, "last_camera": after["camera"], "seen_count": 0,
-            "expires_at": now + self._retention_s(),
-        })  # fmt: skip
-        decision.person_id = decision.global_id = new_id
+        return replace(decision, person_id=new_id, global_id=new_id)
 
     def _store_sighting(
         self,
         evidence: TrackEvidence | None,
         vectors: TrackVectors,
         decision: Decision | None,
-        after: dict[str, Any],
+        track: TrackSnapshot,
         now: float,
-    ) -> None:
-        sighting_id = str(after["id"])
-        crop_path = None
-        if evidence is not None and self.config.identity.save_crops and evidence.best_crop() is not None:
-            crop_path = self._save_crop(sighting_id, evidence.best_crop().image, now)  # type: ignore[union-attr]
+    ) -> SavedCrop | None:
+        """The sighting in the memory; returns the crop it was stored with."""
+        sighting_id = track.event_id
+        crop = None
+        best = evidence.best_crop() if evidence is not None else None
+        if best is not None and self.config.identity.save_crops:
+            crop = self.crops.save(sighting_id, best.image, now)
         known = decision is not None and decision.name is not None
         payload: dict[str, Any] = {
-            "event_id": after["id"], "camera": after["camera"], "label": after["label"],
-            "track_id": after.get("track_id"), "start_time": after.get("start_time"),
-            "end_time": after.get("end_time") or after.get("frame_time"), "box": after.get("box"),
-            "top_score": after.get("top_score"), "frames": after.get("frames"), "crop": crop_path,
+            "event_id": track.event_id, "camera": track.camera, "label": track.label,
+            "track_id": track.track_id, "start_time": track.start_time,
+            "end_time": track.end_time or track.frame_time, "box": pixel_box(track.box),
+            "top_score": round(track.top_score, 4), "frames": track.frames,
+            "crop": str(crop.path) if crop is not None else None,
             "shape": shape_list(vectors.shape) if vectors.shape is not None else None,
             "person_id": decision.person_id if decision is not None else None,
             # Strangers' sightings expire; enrolled people's are kept until forgotten.
@@ -259,29 +222,16 @@ class IdentityService:
         }  # fmt: skip
         stored = vectors.stored_vectors() if self.enabled else {}
         self.memory.add_sighting(sighting_id, stored, payload)
-        if crop_path is not None:
-            self._recent_crops[sighting_id] = crop_path
-            while len(self._recent_crops) > RECENT_CROPS:
-                self._recent_crops.popitem(last=False)
+        return crop
 
-    def crop_of(self, sighting_id: str) -> bytes | None:
-        """The JPEG crop of a sighting that ended recently (for Home Assistant's latest-crop image)."""
-        path = self._recent_crops.get(sighting_id)
-        if path is None:
-            return None
-        try:
-            return Path(path).read_bytes()
-        except OSError:
-            return None
-
-    def _learn(self, decision: Decision, vectors: TrackVectors, after: dict[str, Any], now: float) -> None:
+    def _learn(self, decision: Decision, vectors: TrackVectors, track: TrackSnapshot, now: float) -> None:
         pid = decision.person_id
         if pid is None:
             return
         person = self.memory.person(pid)
         if person is not None:
             person.update(
-                last_seen=now, last_camera=after["camera"], seen_count=int(person.get("seen_count", 0)) + 1
+                last_seen=now, last_camera=track.camera, seen_count=int(person.get("seen_count", 0)) + 1
             )
             if person.get("role") == "stranger":
                 person["expires_at"] = now + self._retention_s()
@@ -289,7 +239,7 @@ class IdentityService:
         stored = vectors.stored_vectors()
         appearance = {k: v for k, v in stored.items() if k in ("body", "colour", "vehicle")}
         if decision.name is None:
-            self._learn_stranger(pid, vectors, after, now)
+            self._learn_stranger(pid, vectors, track, now)
         elif (
             decision.confidence >= self.config.identity.learn_confidence
             and appearance
@@ -297,17 +247,17 @@ class IdentityService:
         ):
             # Same-day appearance: today's clothes recognise this person from behind, on any camera.
             self.memory.add_prototype(
-                pid, appearance, source="same_day", camera=after["camera"], sighting_id=str(after["id"]),
+                pid, appearance, source="same_day", camera=track.camera, sighting_id=track.event_id,
                 expires_at=now + self.config.identity.same_day_hours * 3600.0,
             )  # fmt: skip
         if vectors.body is not None:
-            self.crowd.update(vectors.body, after["camera"])
+            self.crowd.update(vectors.body, track.camera)
             self._sightings_since_save += 1
             if self._sightings_since_save >= CROWD_SAVE_EVERY:
                 self.memory.save_state(self.crowd_key, self.crowd.state())
                 self._sightings_since_save = 0
 
-    def _learn_stranger(self, pid: str, vectors: TrackVectors, after: dict[str, Any], now: float) -> None:
+    def _learn_stranger(self, pid: str, vectors: TrackVectors, track: TrackSnapshot, now: float) -> None:
         """Remember a stranger by this track so that a later sighting can be linked (matcher.py says when).
 
         A face is kept for the retention period. A person's body look is kept for `same_day_hours` only:
@@ -325,39 +275,12 @@ class IdentityService:
             return
         # The sighting just stored holds these vectors: the look only says they link, and until when.
         self.memory.add_stranger_look(
-            pid, str(after["id"]), camera=after["camera"], face_until=face_until, look_until=look_until,
+            pid, track.event_id, camera=track.camera, face_until=face_until, look_until=look_until,
             shape=_shape(vectors) if look_until is not None else None, learned_at=now,
         )  # fmt: skip
 
     def _retention_s(self) -> float:
         return self.config.identity.retention_days * 86400.0
-
-    def _save_crop(self, sighting_id: str, image: np.ndarray, now: float) -> str | None:
-        """The sighting's small JPEG, or None when it cannot be written (a full disk: logged once per
-        outage, see OutageLog; the sighting is stored without it and the next crop tries again)."""
-        folder = self.config.crops_path / time.strftime("%Y-%m-%d", time.localtime(now))
-        scale = min(1.0, CROP_HEIGHT / max(1, image.shape[0]))
-        small = (
-            cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
-        )
-        ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
-        if not ok:
-            return None
-        path = folder / f"{_safe(sighting_id)}.jpg"
-        try:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(self.config.crops_path, 0o700)
-            os.chmod(folder, 0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data.tobytes())
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # no half-written JPEG left behind
-                path.unlink()
-            self.crop_outage.failed(exc)
-            return None
-        self.crop_outage.ok()
-        return str(path)
 
 
 def _store_write_errors() -> tuple[type[BaseException], ...]:
@@ -371,143 +294,14 @@ def _store_write_errors() -> tuple[type[BaseException], ...]:
 STORE_WRITE_ERRORS = _store_write_errors()
 
 
-class CameraIdentity:
-    """One camera's open tracks and their evidence; called from that camera's thread only."""
-
-    def __init__(self, service: IdentityService, camera: str) -> None:
-        self.service, self.camera = service, camera
-        self.tracks: dict[int, TrackEvidence] = {}
-        self.stats = {"embeds": 0, "face_tries": 0, "poses": 0, "decisions": 0, "early": 0}
-
-    def observe(self, frame: Frame, tracked: list[TrackedObject], states: dict[int, Any]) -> list[Any]:
-        """Gather evidence from this frame; return the TrackStates whose identity changed (to refresh)."""
-        if not self.service.enabled:
-            return []
-        changed = []
-        boxes = [t.detection.box for t in tracked]
-        now = frame.timestamp
-        present = []
-        for obj in tracked:
-            state = states.get(obj.track_id)
-            if state is None:
-                continue
-            evidence = self.tracks.get(obj.track_id)
-            if evidence is None:
-                evidence = TrackEvidence.for_label(
-                    obj.detection.label, self.service.config.identity.best_crops, self.camera
-                )
-                self.tracks[obj.track_id] = evidence
-            present.append((obj, state, evidence))
-        posed = pose_turns([(obj.track_id, e, obj.detection.box) for obj, _, e in present], now)
-        for obj, state, evidence in present:
-            gather(self.service, evidence, frame, obj, boxes, self.stats, pose=obj.track_id in posed)
-            if evidence.decision_due(now) and self._decide_early(evidence, state, now):
-                changed.append(state)
-        return changed
-
-    def _decide_early(self, evidence: TrackEvidence, state: Any, now: float) -> bool:
-        decision = self.service.matcher.decide(evidence.vectors(with_shape=False), time.time())
-        self.stats["decisions"] += 1
-        news = decision.early and state.identity.name != decision.name
-        evidence.decided(now, news)
-        if not news:
-            return False
-        state.identity = decision.identity()
-        self.stats["early"] += 1
-        return True
-
-    def close(self, state: Any, announced: bool) -> None:
-        """A track ended: decide it for good, store the sighting (announced tracks only)."""
-        evidence = self.tracks.pop(state.track_id, None)
-        if not announced:
-            return
-        after = state.snapshot()
-        try:
-            decision = self.service.finalise(evidence, after, time.time())
-        except Exception:  # the memory failing must not lose the end event
-            log.exception("camera %s: identity of track %s failed", self.camera, state.track_id)
-            return
-        if decision is not None:
-            state.identity = decision.identity()
-
-
-def gather(
-    service: IdentityService,
-    evidence: TrackEvidence,
-    frame: Frame,
-    obj: TrackedObject,
-    boxes: list[Any],
-    stats: dict[str, int] | None = None,
-    pose: bool = True,
-) -> None:
-    """Add one frame of a track to its evidence: a pose when due and `pose` (its turn this frame, see
-    `pose_turns`), appearance and a face try only for crops that enter the track's top-K by quality
-    (track.py explains the budget)."""
-    stats = stats if stats is not None else {}
-    box = obj.detection.box
-    evidence.frames += 1
-    try:
-        quality = crop_quality(frame.image, box, boxes).score
-        crop = crop_box(frame.image, box)
-    except ValueError:
-        return  # a box with no pixels inside the frame
-    person = evidence.kind == "person"
-    if pose and service.config.identity.gait and evidence.pose_wanted(frame.timestamp, box):
-        keypoints = service.pose(frame.image, box)
-        if keypoints is not None:
-            evidence.poses.append(PoseSample(frame.timestamp, box, keypoints))
-            stats["poses"] = stats.get("poses", 0) + 1
-    if not evidence.wants(quality):
-        return
-    appearance, colour = service.embed_crop(evidence.kind, crop)
-    evidence.keep(KeptCrop(quality, crop.copy(), box, frame.timestamp, appearance, colour))
-    stats["embeds"] = stats.get("embeds", 0) + 1
-    face_model = service.models.face if service.config.identity.face else None
-    if not person or face_model is None:
-        return
-    if len(evidence.faces) >= ENOUGH_FACES or evidence.face_tries >= MAX_FACE_TRIES:
-        return
-    if (box[3] - box[1]) * 0.3 < face_model.min_face_px:
-        return  # head region too small: face_in_person would skip it anyway
-    evidence.face_tries += 1
-    stats["face_tries"] = stats.get("face_tries", 0) + 1
-    face = service.face_in_person(frame.image, box)
-    if face is not None:
-        evidence.faces.append(face)
-        evidence.changed = evidence.new_face = True
-
-
-def _span(after: dict[str, Any]) -> TrackSpan | None:
-    """A finished track's camera, times and last box, from its last snapshot."""
-    start, end = after.get("start_time"), after.get("end_time") or after.get("frame_time")
-    if start is None or end is None:
-        return None
-    box = after.get("box")
-    return TrackSpan(str(after["camera"]), float(start), float(end), tuple(box) if box else None)  # type: ignore[arg-type]
-
-
-def _kind(label: str) -> str:
-    return "person" if label == PERSON else "vehicle"
+def _span(track: TrackSnapshot) -> TrackSpan:
+    """A finished track's camera, times and last box (in whole pixels, as its sighting records it)."""
+    box: Box = tuple(pixel_box(track.box))  # type: ignore[assignment]
+    return TrackSpan(track.camera, track.start_time, track.end_time or track.frame_time, box)
 
 
 def _shape(vectors: TrackVectors) -> list[float] | None:
     return shape_list(vectors.shape) if vectors.shape is not None else None
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def require_person_name(name: str) -> str:
-    """Names become ids in MQTT payloads and file names: keep them plain."""
-    cleaned = name.strip()
-    if not cleaned or len(cleaned) > 64 or any(c in cleaned for c in "/\\\n\t"):
-        raise ValueError(f"invalid name {name!r}: 1-64 characters, no slashes or control characters")
-    if cleaned.startswith(("unknown-", "vehicle-")):
-        raise ValueError(
-            f"names starting with 'unknown-' or 'vehicle-' are camd's own stranger ids: {name!r}"
-        )
-    return cleaned
-
-
-__all__ = ["CameraIdentity", "IdentityService", "Models", "Path", "UnknownPersonError", "require_person_name"]
+__all__ = ["CameraIdentity", "IdentityService", "UnknownPersonError"]

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from camd.identity.strangers import Look
+from camd.private import create_private
 
 ANY_SPACE = ""  # vectors that do not depend on the body backbone
 SPACE_DEPENDENT = frozenset({"body"})
@@ -108,8 +109,7 @@ class SightingLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # owner-only before the first byte
-        os.close(fd)
+        create_private(self.path)  # owner-only before the first byte
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         # 16 KB pages: a sighting's vectors (2.6 KB with float16 bodies, ~1.7 KB now) leave much of a

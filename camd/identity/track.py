@@ -16,7 +16,7 @@ import numpy as np
 
 from camd.identity.evidence.gait import PoseSample, gait_signature
 from camd.identity.matcher import TrackVectors
-from camd.types import PERSON, Box
+from camd.types import Box, kind_of
 
 # Embedding budget per track: the top-K crops change often early in a track, rarely later.
 MAX_EMBEDS = 15
@@ -72,7 +72,7 @@ class TrackEvidence:
 
     @classmethod
     def for_label(cls, label: str, best_k: int, camera: str) -> TrackEvidence:
-        return cls(kind="person" if label == PERSON else "vehicle", best_k=best_k, camera=camera)
+        return cls(kind=kind_of(label), best_k=best_k, camera=camera)
 
     def wants(self, quality: float) -> bool:
         """Whether a crop of this quality is worth embedding now."""

@@ -26,7 +26,7 @@ from camd.identity.evidence.osnet import INPUT_HW
 from camd.modelprep.osnet_convert import OSNetWeightsError
 
 if TYPE_CHECKING:
-    from camd.config.models import OSNetConfig
+    from camd.config.schema import OSNetConfig
 
 log = logging.getLogger(__name__)
 

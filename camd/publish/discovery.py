@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from camd import __version__
-from camd.config.models import HomeAssistantConfig
+from camd.config.schema import HomeAssistantConfig
 
 log = logging.getLogger(__name__)
 

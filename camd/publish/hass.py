@@ -17,16 +17,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.publish.discovery import EVENT_TYPES, Discovery, Person
 from camd.publish.mqtt import MqttPublisher
-from camd.types import PERSON, VEHICLE_LABELS
+from camd.types import PERSON, VEHICLE_LABELS, EventKind, TrackEvent, TrackSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class _Sighting:
 
 
 class HassBridge:
-    """An event sink for the daemon (``bridge(event)``), plus ``set_people`` for the identity engine.
+    """An event sink for the daemon (``bridge(event)``, a TrackEvent), plus ``set_people`` for the
+    identity engine.
 
     Thread-safe: events arrive from the daemon's fan-out, Home Assistant's `online` from the MQTT
     network thread, timers from the bridge's own thread."""
@@ -113,10 +114,11 @@ class HassBridge:
             self._timer.join(2.0)
         self._save_sightings()
 
-    def set_people(self, people: list[dict[str, Any]]) -> None:
-        """The enrolled people and vehicles: [{name, role, kind}], at start and on enroll/forget.
-        Those gone are removed from Home Assistant; new ones appear. Raises ValueError on a bad entry."""
-        parsed = [Person.from_dict(entry) for entry in people]
+    def set_people(self, people: Iterable[Person | dict[str, Any]]) -> None:
+        """The enrolled people and vehicles (Person, or {name, role, kind}), at start and on
+        enroll/forget. Those gone are removed from Home Assistant; new ones appear. Raises ValueError
+        on a bad entry."""
+        parsed = [entry if isinstance(entry, Person) else Person.from_dict(entry) for entry in people]
         with self._lock:
             self._people = {p.name: p for p in parsed}
             self.discovery.set_people(self._people.values())
@@ -145,31 +147,32 @@ class HassBridge:
 
     # -- events ----------------------------------------------------------------------------------
 
-    def __call__(self, event: dict[str, Any], crop_jpeg: bytes | None = None) -> None:
-        self.handle_event(event, crop_jpeg)
+    def __call__(self, event: TrackEvent) -> None:
+        self.handle_event(event)
 
-    def handle_event(self, event: dict[str, Any], crop_jpeg: bytes | None = None) -> None:
-        """One Frigate-shaped event (new/update/end). crop_jpeg: the track's latest crop as JPEG
-        bytes, when the identity engine has one; it becomes the camera's `Latest crop` image."""
-        after = event["after"]
-        camera, event_id, kind = after["camera"], after["id"], event["type"]
+    def handle_event(self, event: TrackEvent) -> None:
+        """One track event (new/update/end). Its crop (an `end`'s, when identity stored one) becomes
+        the camera's `Latest crop` image."""
+        after = event.after
+        camera, event_id = after.camera, after.event_id
         if camera not in self.cameras:
             log.debug("Home Assistant: event from unannounced camera %s ignored", camera)
             return
+        ended = event.kind is EventKind.END
         with self._lock:
-            self._update_occupancy(camera, event_id, after, ended=kind == "end")
+            self._update_occupancy(camera, event_id, after, ended=ended)
             self._maybe_fire(camera, event_id, after)
-            if kind == "end":
+            if ended:
                 self._fired.pop(event_id, None)
             self._record_sighting(camera, after)
-        if crop_jpeg is not None:
-            self._publish_crop(camera, after, crop_jpeg)
+        if event.crop_jpeg is not None:
+            self._publish_crop(camera, after, event.crop_jpeg)
 
-    def _update_occupancy(self, camera: str, event_id: str, after: dict[str, Any], ended: bool) -> None:
-        label = after.get("label")
-        present = not ended and after.get("active", True)
+    def _update_occupancy(self, camera: str, event_id: str, after: TrackSnapshot, ended: bool) -> None:
+        label = after.label
+        present = not ended and after.active
         kinds = {"person": label == PERSON, "vehicle": label in VEHICLE_LABELS,
-                 "stranger": label == PERSON and after.get("identity_class") == "stranger"}
+                 "stranger": label == PERSON and after.identity.identity_class == "stranger"}
         for kind, matches in kinds.items():
             occupancy = self._occupancy.setdefault((camera, kind), _Occupancy())
             if matches and present:
@@ -190,30 +193,31 @@ class HassBridge:
         occupancy.off_at = None
         self._publish(self.topics.occupancy(camera, kind), state)
 
-    def _maybe_fire(self, camera: str, event_id: str, after: dict[str, Any]) -> None:
-        identity_class = after.get("identity_class")
+    def _maybe_fire(self, camera: str, event_id: str, after: TrackSnapshot) -> None:
+        identity = after.identity
+        identity_class = identity.identity_class
         if identity_class not in EVENT_TYPES or self._fired.get(event_id) == identity_class:
             return  # undecided, or this class already fired for this track
         self._fired[event_id] = identity_class
         payload = {
             "event_type": identity_class,
-            "identity": after.get("identity"),
-            "label": after.get("label"),
-            "confidence": after.get("confidence"),
+            "identity": identity.name,
+            "label": after.label,
+            "confidence": identity.confidence,
             "camera": camera,
             "event_id": event_id,
-            "global_id": after.get("global_id"),
-            "time": iso(after.get("frame_time") or self._clock()),
+            "global_id": identity.global_id,
+            "time": iso(after.frame_time or self._clock()),
         }
         self.publisher.publish_topic(
             self.topics.sighting(camera), payload, retain=False, qos=1, durable=False
         )
 
-    def _record_sighting(self, camera: str, after: dict[str, Any]) -> None:
-        name = after.get("identity")
-        if name not in self._people:
+    def _record_sighting(self, camera: str, after: TrackSnapshot) -> None:
+        name = after.identity.name
+        if name is None or name not in self._people:
             return
-        now = after.get("frame_time") or self._clock()
+        now = after.frame_time or self._clock()
         sighting = self._sightings.get(name)
         previous_camera = sighting.camera if sighting else None
         previous_presence = sighting.presence if sighting else NOT_HOME
@@ -223,8 +227,8 @@ class HassBridge:
         sighting.camera = camera
         sighting.presence = HOME
         sighting.attributes = {
-            "event_id": after.get("id"), "label": after.get("label"),
-            "identity_class": after.get("identity_class"), "confidence": after.get("confidence"),
+            "event_id": after.event_id, "label": after.label,
+            "identity_class": after.identity.identity_class, "confidence": after.identity.confidence,
         }
         self._wake.notify_all()  # the away timer moved
         due = self._clock() - sighting.published_at >= LAST_SEEN_MIN_INTERVAL_S
@@ -242,16 +246,16 @@ class HassBridge:
             "role": person.role, "kind": person.kind, **sighting.attributes,
         })
 
-    def _publish_crop(self, camera: str, after: dict[str, Any], crop_jpeg: bytes) -> None:
+    def _publish_crop(self, camera: str, after: TrackSnapshot, crop_jpeg: bytes) -> None:
         if not crop_jpeg.startswith(JPEG_MAGIC):
             log.warning("Home Assistant: crop for event %s on %s is not a JPEG (starts %r); not published",
-                        after.get("id"), camera, crop_jpeg[:4])
+                        after.event_id, camera, crop_jpeg[:4])
             return
         self._publish(self.topics.crop(camera), crop_jpeg)
         self._publish(self.topics.crop_attributes(camera), {
-            "event_id": after.get("id"), "label": after.get("label"), "identity": after.get("identity"),
-            "identity_class": after.get("identity_class"),
-            "time": iso(after.get("frame_time") or self._clock()),
+            "event_id": after.event_id, "label": after.label, "identity": after.identity.name,
+            "identity_class": after.identity.identity_class,
+            "time": iso(after.frame_time or self._clock()),
         })
 
     # -- timers ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from camd.config.models import MqttConfig
+from camd.config.schema import MqttConfig
 from camd.outage import OutageLog
 from camd.publish.outbox import Outbox, OutboxError
 

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from camd.private import create_private
+
 log = logging.getLogger(__name__)
 
 # At most one "dropped" warning per interval, so a long outage does not flood the log.
@@ -92,8 +94,7 @@ class Outbox:
 
     def _open_db(self) -> sqlite3.Connection:
         # Create the file owner-only before SQLite does; its -wal/-shm files copy these permissions.
-        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-        os.chmod(self.path, 0o600)
+        create_private(self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so each put is exactly one transaction.
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
         try:

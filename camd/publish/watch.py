@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from camd.publish.console import ConsoleSink
+from camd.publish.frigate import event_from_payload
 
 
 def watch_events(host: str, port: int, prefix: str, count: int = 0) -> int:
@@ -33,8 +34,7 @@ def watch_events(host: str, port: int, prefix: str, count: int = 0) -> int:
             sink.console.print(f"camd is {message.payload.decode(errors='replace')}")
             return
         try:
-            event = json.loads(message.payload)
-            sink(event)
+            sink(event_from_payload(json.loads(message.payload)))
         except (ValueError, KeyError, TypeError) as exc:
             sink.console.print(f"[yellow]unreadable event on {message.topic}: {exc}[/]")
             return

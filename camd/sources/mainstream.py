@@ -20,16 +20,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
 import av.container
 import numpy as np
 
-from camd.config.models import CameraConfig
+from camd.config.schema import CameraConfig
+from camd.geometry import scale_box
 from camd.sources.backoff import Backoff
 from camd.sources.stream import describe_error, open_container, resolve_target
+from camd.types import Frame, TrackedObject
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +217,23 @@ class MainStream:
                 self.stats.converted += 1
             self.stats.served += 1
             return self._cached[1]
+
+    def identity_view(
+        self, frame: Frame, tracked: list[TrackedObject]
+    ) -> tuple[Frame, list[TrackedObject]] | None:
+        """The main-stream frame nearest to a substream `frame`, with the tracked objects' boxes scaled
+        to it: what identity crops from. None when no main frame is at hand (identity then uses the
+        substream frame)."""
+        image = self.image_near(frame.timestamp)
+        if image is None:
+            return None
+        sx, sy = image.shape[1] / frame.width, image.shape[0] / frame.height
+        main = Frame(frame.camera, frame.index, frame.timestamp, image, frame.pts_seconds)
+        scaled = [
+            TrackedObject(obj.track_id, replace(obj.detection, box=scale_box(obj.detection.box, sx, sy)))
+            for obj in tracked
+        ]
+        return main, scaled
 
     # -- a file, read as far as asked ----------------------------------------------------------
 

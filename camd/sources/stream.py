@@ -27,7 +27,7 @@ import av.container
 import av.error
 import numpy as np
 
-from camd.config.models import CameraConfig
+from camd.config.schema import CameraConfig
 from camd.redact import MASK, mask_url
 from camd.sources.backoff import Backoff
 from camd.sources.status import CameraState, CameraStatus

@@ -1,4 +1,6 @@
-"""Vision stages: detector backends (ssd, yolo) now; tracker, embedders, pose, face, gait later."""
+"""Vision stages: detector backends (ssd, yolo) and the inference pool they share, the motion gate
+and its feedback, optical flow between detections, the tracker, and a clip's frames -> tracks offline.
+Evidence for identity (embedders, face, pose, gait) lives in camd/identity/evidence."""
 
 from camd.vision.detector import Detector, DetectorError, create_detector, filter_detections
 

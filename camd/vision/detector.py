@@ -14,8 +14,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from camd.assets import AssetError, ensure_asset, load_manifest
-from camd.config.models import DetectorConfig, ObjectsConfig
-from camd.types import Box, Detection
+from camd.config.schema import DetectorConfig, ObjectsConfig
+from camd.geometry import clip_box  # noqa: F401  (the backends import it from here; it lives in camd.geometry)
+from camd.types import Detection
 
 DEFAULT_MODELS = {"ssd": "ssd_mobilenet_v2_coco", "yolo": "yolov8s_person"}
 DEFAULT_MIN_SCORE = 0.25
@@ -113,11 +114,3 @@ def check_image(image: object) -> np.ndarray:
         raise ValueError(f"detector input is empty (shape {image.shape})")
     return image
 
-
-def clip_box(x1: float, y1: float, x2: float, y2: float, width: int, height: int) -> Box:
-    return (
-        min(max(x1, 0.0), float(width)),
-        min(max(y1, 0.0), float(height)),
-        min(max(x2, 0.0), float(width)),
-        min(max(y2, 0.0), float(height)),
-    )

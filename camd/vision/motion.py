@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camd.config.models import MotionConfig
+from camd.config.schema import MotionConfig
 from camd.types import Box
 
 

@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from camd.config.models import DetectorConfig
-from camd.types import Detection, Frame
+from camd.config.schema import DetectorConfig
+from camd.types import Box, Detection, Frame
 from camd.vision.detector import Detector, create_detector, detect_batch
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,9 @@ class LaneItem:
     detections: list[Detection] = field(default_factory=list)
     elapsed_ms: float = 0.0  # the detector's time for this frame (a batch's time shared out)
     failed: bool = False  # the detector raised on it: handled like a skipped frame
-    context: Any = None  # the submitter's own note, handed back with the frame
+    # The moving regions the motion gate saw in this frame: the detector's answer explains them
+    # (camd/vision/gate.py); None for a frame the gate kept from the detector.
+    regions: tuple[Box, ...] | None = None
     submitted_at: float = field(default_factory=time.monotonic)
 
 
@@ -70,10 +72,14 @@ class CameraLane:
     # -- camera thread ------------------------------------------------------------------------
 
     def submit(
-        self, frame: Frame, detect: bool, halted: Callable[[], bool] = lambda: False, context: Any = None
+        self,
+        frame: Frame,
+        detect: bool,
+        halted: Callable[[], bool] = lambda: False,
+        regions: tuple[Box, ...] | None = None,
     ) -> bool:
         """Queue a frame. False when the lane is closed (or `halted` while waiting for room)."""
-        item = LaneItem(frame, detect, state="waiting" if detect else "done", context=context)
+        item = LaneItem(frame, detect, state="waiting" if detect else "done", regions=regions)
         cond = self.pool.cond
         message = None
         with cond:

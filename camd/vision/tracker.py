@@ -13,12 +13,8 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from camd.config import TrackerConfig
-from camd.types import PERSON, Detection, TrackedObject
-
-
-def label_group(label: str) -> str:
-    return "person" if label == PERSON else "vehicle"
+from camd.config import ObjectsConfig, TrackerConfig
+from camd.types import Detection, TrackedObject, kind_of
 
 
 class ObjectTracker:
@@ -31,6 +27,13 @@ class ObjectTracker:
         self._trackers: dict[str, ByteTrackTracker] = {}
         self._ids: dict[tuple[str, int], int] = {}  # (group, ByteTrack id) -> our id
         self._next_id = itertools.count(1)
+
+    @classmethod
+    def for_objects(cls, config: TrackerConfig, objects: ObjectsConfig, fps: float) -> ObjectTracker:
+        """The daemon's tracker for a camera: a new track may start from a box as weak as the lowest
+        min_score of the labels it tracks (the events stage holds back its `new` until its label's bar)."""
+        activation = min(objects.filter_for(label).min_score for label in objects.track)
+        return cls(config, fps=fps, activation_score=activation)
 
     def _tracker_for(self, group: str) -> ByteTrackTracker:
         if group not in self._trackers:
@@ -49,7 +52,7 @@ class ObjectTracker:
         """Feed every group each frame (also with no detections) so lost tracks age out in time."""
         by_group: dict[str, list[Detection]] = {"person": [], "vehicle": []}
         for det in detections:
-            by_group[label_group(det.label)].append(det)
+            by_group[kind_of(det.label)].append(det)
         tracked: list[TrackedObject] = []
         for group, dets in by_group.items():
             if not dets and group not in self._trackers:

@@ -20,9 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.events import TrackState
-from camd.types import Identity
+from camd.types import EventKind, Identity, TrackEvent
 from tests.support.broker import BrokerAddress, free_port
 
 HASS_VENV = Path(os.environ.get("CAMD_HASS_VENV", Path.home() / ".cache" / "camd-hass" / "venv"))
@@ -45,7 +45,8 @@ def hass_config(state_dir: Path, broker: BrokerAddress, cameras: list[str] | Non
 
 def make_event(kind: str, camera: str, event_id: str, label: str = "person", *,
                identity: str | None = None, identity_class: str | None = None,
-               confidence: float | None = None, frame_time: float | None = None) -> dict[str, Any]:
+               confidence: float | None = None, frame_time: float | None = None,
+               crop_jpeg: bytes | None = None) -> TrackEvent:
     """An event as camd's event builder shapes it (the identity fields as identity will fill them)."""
     now = frame_time if frame_time is not None else time.time()
     state = TrackState(event_id=event_id, camera=camera, track_id=1, start_time=now - 1.0)
@@ -60,7 +61,7 @@ def make_event(kind: str, camera: str, event_id: str, label: str = "person", *,
     if kind == "end":
         state.end_time = now
     after = state.snapshot()
-    return {"type": kind, "message_id": f"{event_id}:1", "before": after, "after": after}
+    return TrackEvent(EventKind(kind), f"{event_id}:1", after, after, crop_jpeg)
 
 
 class HomeAssistantProcess:

@@ -12,25 +12,26 @@ from typing import Any
 import pytest
 
 from camd.identity.body_model import resolve_body_model
-from camd.identity.service import IdentityService, Models
+from camd.identity.extractors import Extractors
+from camd.identity.service import IdentityService
 from tests.support.identity_data import identity_config
 
 
 @pytest.fixture(scope="session")
-def identity_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Models:
+def identity_models(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Extractors:
     """Every identity model, loaded once for the session (loading dlib and LiteRT takes seconds)."""
     config = identity_config(tmp_path_factory.mktemp("models-config"), models_dir)
-    return Models.load(config, resolve_body_model(config.identity, models_dir))
+    return Extractors.load(config, resolve_body_model(config.identity, models_dir))
 
 
 @pytest.fixture
-def service_factory(tmp_path: Path, models_dir: Path, identity_models: Models) -> Any:
+def service_factory(tmp_path: Path, models_dir: Path, identity_models: Extractors) -> Any:
     """Open IdentityService(s) on this test's store; all are closed at the end of the test."""
     opened: list[IdentityService] = []
 
     def make(**identity: Any) -> IdentityService:
         service = IdentityService(
-            identity_config(tmp_path / "state", models_dir, **identity), models=identity_models
+            identity_config(tmp_path / "state", models_dir, **identity), extractors=identity_models
         )
         opened.append(service)
         return service

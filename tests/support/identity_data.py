@@ -8,9 +8,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camd.config.models import Config
+from camd.config.schema import Config
 from camd.identity.evidence._crops import crop_box
 from camd.identity.service import IdentityService
+from camd.types import TrackSnapshot
 
 
 def identity_config(state_dir: Path, models_dir: Path, **identity: Any) -> Config:
@@ -50,15 +51,16 @@ def track_from_image(
         appearance, colour = service.embed_crop("person", crops[0])
         evidence.crops.append(KeptCrop(1.0, crops[0].copy(), (0, 0, 1, 1), 0.0, appearance, colour))
     if face:
-        found = service.models.face.faces(image) if service.models.face is not None else []
+        found = service.extractors.face.faces(image) if service.extractors.face is not None else []
         assert found, "the photo shows no face"
         evidence.faces.append(found[0].embedding)
     return evidence
 
 
-def after_for(event_id: str, label: str = "person", at: float = 1_000_000.0) -> dict[str, Any]:
+def after_for(event_id: str, label: str = "person", at: float = 1_000_000.0) -> TrackSnapshot:
     """The last snapshot of a finished track, as TrackEvents builds it."""
-    return {
-        "id": event_id, "camera": "yard", "label": label, "track_id": 1, "start_time": at - 3.0,
-        "end_time": at, "frame_time": at, "box": [10, 10, 60, 160], "top_score": 0.9, "frames": 10,
-    }  # fmt: skip
+    return TrackSnapshot(
+        event_id=event_id, camera="yard", label=label, track_id=1, start_time=at - 3.0, end_time=at,
+        frame_time=at, box=(10.0, 10.0, 60.0, 160.0), score=0.9, top_score=0.9, frames=10,
+        frame_size=(640, 360),
+    )

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from camd.config import Config
-from camd.config.models import ApiConfig, CameraConfig, ServiceConfig
+from camd.config.schema import ApiConfig, CameraConfig, ServiceConfig
 from camd.daemon import Daemon
 
 

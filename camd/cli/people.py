@@ -1,4 +1,5 @@
-"""`camd enroll|people|correct|forget|eval`: thin argument parsing around camd.identity.enroll.
+"""`camd enroll|people|correct|forget|eval`: thin argument parsing around camd.identity.enroll
+(and camd.eval for `eval`).
 
 These commands open the memory directly. While the daemon runs, its embedded store is locked, so they
 go through the daemon's control API instead (camd.api.client): the same operations, run by the daemon.
@@ -19,7 +20,7 @@ EXIT_CHOOSE_TRACK = 3
 
 
 def register(sub: Any) -> None:
-    """Add the identity subcommands to camd's argparse subparsers."""
+    """Add the people commands to camd's argparse subparsers."""
     enroll = sub.add_parser("enroll", help="teach camd a person or vehicle from photos, a clip or a sighting")
     enroll.add_argument("name")
     enroll.add_argument("--role", choices=["family", "visitor"], default="family")
@@ -74,7 +75,7 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace) -> Any:
     from camd.config.loader import load_config
-    from camd.config.models import Config
+    from camd.config.schema import Config
 
     if args.config:
         return load_config(args.config)
@@ -89,7 +90,7 @@ def _config(args: argparse.Namespace) -> Any:
 def _service(args: argparse.Namespace) -> Iterator[Any]:
     from camd.identity.service import IdentityService
 
-    service = IdentityService(_config(args), load_models=False)  # loaded on first use: enroll only
+    service = IdentityService(_config(args), load_extractors=False)  # loaded on first use: enroll only
     try:
         yield service
     finally:
@@ -277,13 +278,15 @@ def _save_listing(tracks: list[dict[str, Any]], clip: Path) -> Path:
     import base64
     import tempfile
 
+    from camd.private import write_private
+
     folder = Path(tempfile.mkdtemp(prefix=f"camd-tracks-{clip.stem[:32]}-"))
     for row in tracks:
         data = row.pop("crop_jpeg", None)
         row["crop"] = None
         if data:
             path = folder / f"track-{row['track']}.jpg"
-            path.write_bytes(base64.b64decode(data))
+            write_private(path, base64.b64decode(data))
             row["crop"] = str(path)
     return folder
 
