@@ -11,7 +11,7 @@ from camd.service.systemd import SystemdNotifier
 from camd.service.watchdog import PipelineWatchdog, Progress
 
 if TYPE_CHECKING:
-    from camd.api.identity import IdentityService
+    from camd.api.identity import IdentityBackend
     from camd.api.server import ApiServer
     from camd.api.status import DaemonView
 
@@ -72,7 +72,7 @@ class DaemonServices:
             return
         self.api = server
 
-    def attach_identity(self, service: IdentityService | None) -> None:
+    def attach_identity(self, service: IdentityBackend | None) -> None:
         """Serve the people/enroll/... routes from `service` (None: they answer 503)."""
         from camd.api import ControlApi
 
