@@ -339,9 +339,12 @@ def run_bench(args: argparse.Namespace) -> int:
     pool = InferencePool.from_config(config.detector, config.models_path)
     extractors = None
     if use_identity:
+        from camd.identity.body_model import log_body_model, resolve_body_model
         from camd.identity.extractors import Extractors
 
-        extractors = Extractors.load(config)  # loaded once, shared by every run below
+        body_model = resolve_body_model(config.identity, config.models_path)
+        log_body_model(body_model)
+        extractors = Extractors.load(config, body_model)  # loaded once, shared by every run below
     try:
         result = _measure(source, config, pool, extractors, use_identity, args)
     finally:
