@@ -91,6 +91,10 @@ class Evidence(Mapping[str, float | None]):
     face: float | None = None
     body: float | None = None
     gait: float | None = None
+    # Only for a track that was not given a name because it does not look like a person: the share of
+    # its poses that show a body, and why (camd/identity/views.py). On the wire only when set.
+    person: float | None = None
+    reason: str | None = None
 
     def __getitem__(self, modality: str) -> float | None:
         if modality not in MODALITIES:
@@ -103,8 +107,11 @@ class Evidence(Mapping[str, float | None]):
     def __len__(self) -> int:
         return len(MODALITIES)
 
-    def as_dict(self) -> dict[str, float | None]:
-        return {"face": self.face, "body": self.body, "gait": self.gait}
+    def as_dict(self) -> dict[str, float | str | None]:
+        out: dict[str, float | str | None] = {"face": self.face, "body": self.body, "gait": self.gait}
+        if self.reason is not None:
+            out.update(person=self.person, reason=self.reason)
+        return out
 
 
 MODALITIES = ("face", "body", "gait")

@@ -35,6 +35,7 @@ def bundle(path: Path) -> dict[str, Any]:
         names = set(zipped.namelist())
         out = {name: json.loads(zipped.read(name)) for name in names if name.endswith(".json")}
         out["crops"] = {name: zipped.read(name) for name in names if name.startswith("crops/")}
+        out["enrollment"] = {name: zipped.read(name) for name in names if name.startswith("enrollment/")}
     return out
 
 
@@ -42,7 +43,7 @@ def same_bundle(one: dict[str, Any], other: dict[str, Any]) -> bool:
     """Equal but for the export time, and for the last bits of cosine vectors: Qdrant's local mode
     normalises them again each time the store is opened (float32 rounding)."""
     def split(exported: dict[str, Any]) -> tuple[dict[str, Any], list[np.ndarray]]:
-        kept = {k: v for k, v in exported.items() if k not in ("manifest.json", "crops")}
+        kept = {k: v for k, v in exported.items() if k not in ("manifest.json", "crops", "enrollment")}
         plain = json.loads(json.dumps(kept))
         vectors = []
         for part in ("prototypes.json", "negative_feedback.json", "sightings.json"):
@@ -51,7 +52,8 @@ def same_bundle(one: dict[str, Any], other: dict[str, Any]) -> bool:
         return plain, vectors
 
     (a, va), (b, vb) = split(one), split(other)
-    return (a == b and one["crops"] == other["crops"] and len(va) == len(vb)
+    return (a == b and one["crops"] == other["crops"] and one["enrollment"] == other["enrollment"]
+            and len(va) == len(vb)
             and all(np.allclose(x, y, rtol=1e-5, atol=1e-7) for x, y in zip(va, vb, strict=True)))
 
 
@@ -69,6 +71,10 @@ def check_against_store(exported: dict[str, Any], memory: Memory, name: str) -> 
         assert set(proto["vectors"]) == set(hit.vectors)
         for modality, vector in proto["vectors"].items():
             assert np.array_equal(np.asarray(vector, np.float32), hit.vectors[modality]), modality
+        # The crops its body vector was embedded from, kept for another body model, are in the bundle.
+        assert len(proto["crop_files"]) == len(hit.payload.get("crops") or [])
+        for inside, kept in zip(proto["crop_files"], hit.payload.get("crops") or [], strict=True):
+            assert exported["enrollment"][inside] == memory.enrollment_crops.path(kept).read_bytes()
     sightings = {h.key: h for _, h in everything[SIGHTINGS]}
     assert {s["sighting_id"] for s in exported["sightings.json"]} == set(sightings)
     for row in exported["sightings.json"]:
@@ -80,7 +86,9 @@ def check_against_store(exported: dict[str, Any], memory: Memory, name: str) -> 
     counts = exported["manifest.json"]["counts"]
     assert counts == {"prototypes": len(exported["prototypes.json"]),
                       "negative_feedback": len(exported["negative_feedback.json"]),
-                      "sightings": len(sightings), "crops": len(exported["crops"])}
+                      "sightings": len(sightings), "crops": len(exported["crops"]),
+                      "enrollment_crops": len(exported["enrollment"])}
+    assert counts["enrollment_crops"] >= 1, "the photos' body crops were kept"
 
 
 def test_export_holds_everything_about_one_person_and_forget_removes_it(
@@ -162,6 +170,8 @@ def test_export_holds_everything_about_one_person_and_forget_removes_it(
         assert memory.person("obama") is None and memory.prototypes("obama") == []
         assert memory.everything_of("obama") == {PROTOTYPES: [], SIGHTINGS: []}
         assert all(not Path(row["crop"]).exists() for row in direct["sightings.json"] if row.get("crop"))
+        kept = [name for row in direct["prototypes.json"] for name in row.get("crops") or []]
+        assert kept and not any(memory.enrollment_crops.path(name).exists() for name in kept)
         assert memory.person("biden") is not None, "only obama was forgotten"
         again = subprocess.run([sys.executable, "-m", "camd.cli", "people", "export", "obama", "--out",
                                 str(tmp_path / "gone.zip"), "--config", str(config_file)], cwd=REPO,

@@ -14,6 +14,7 @@ from camd.identity.evidence._crops import crop_box
 from camd.identity.evidence.gait import PoseSample
 from camd.identity.evidence.quality import crop_quality
 from camd.identity.track import ENOUGH_FACES, MAX_FACE_TRIES, KeptCrop, TrackEvidence, pose_turns
+from camd.identity.views import view_at
 from camd.types import Frame, Identity, IdentityDecision, TrackedObject, TrackSnapshot
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ def gather(
     except ValueError:
         return  # a box with no pixels inside the frame
     person = evidence.kind == "person"
+    evidence.path.append((frame.timestamp, box))
+    keypoints = None
     if pose and service.config.identity.gait and evidence.pose_wanted(frame.timestamp, box):
         keypoints = service.pose(frame.image, box)
         if keypoints is not None:
@@ -119,7 +122,8 @@ def gather(
     if not evidence.wants(quality):
         return
     appearance, colour = service.embed_crop(evidence.kind, crop)
-    evidence.keep(KeptCrop(quality, crop.copy(), box, frame.timestamp, appearance, colour))
+    view = view_at(frame.timestamp, evidence.path, keypoints) if person else None
+    evidence.keep(KeptCrop(quality, crop.copy(), box, frame.timestamp, appearance, colour, view))
     stats["embeds"] = stats.get("embeds", 0) + 1
     face_model = service.extractors.face if service.config.identity.face else None
     if not person or face_model is None:

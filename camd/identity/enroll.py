@@ -37,6 +37,7 @@ MAX_PHOTO_PIXELS = 50_000_000
 WORK_SIDE = 2560  # photos are scaled to at most this many pixels a side: faces stay large, memory small
 MIN_PHOTO_SIDE = 32
 MIN_TRACK_FRAMES = 3
+ENROLL_CROPS = 12  # crops a clip enrollment keeps of its track (a sighting keeps identity.best_crops)
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -82,6 +83,7 @@ def _enrollment(service: IdentityService, person: dict[str, Any]) -> Iterator[st
     except BaseException:
         with contextlib.suppress(Exception):  # best effort: the next open sweeps what is left anyway
             service.memory.discard_batch(batch)
+            service.sweep_enrollment_crops()
         raise
     service.memory.commit_enrollment(person, batch)
 
@@ -224,8 +226,11 @@ def enroll_photos(
         raise EnrollmentError(f"nothing to enroll from {photos}: {reasons}")
     with _enrollment(service, _person_record(service, name, role, kind)) as batch:
         for path, found in vectors_by_photo:
+            crop = found.pop("crop", None)
             for modality, vectors in found.items():
-                service.memory.add_prototype(name, vectors, source=f"photo:{path.name}", batch=batch)
+                kept = service.enrollment_crops.save([crop["image"]]) if modality == "body" and crop else None
+                service.memory.add_prototype(name, vectors, source=f"photo:{path.name}", batch=batch,
+                                             crops=kept)  # fmt: skip
                 added["face" if modality == "face" else ("vehicle" if kind == "vehicle" else "body")] += 1
     return {"name": name, "role": role, "kind": kind, "photos_used": used, "skipped": skipped, "added": added}
 
@@ -238,11 +243,13 @@ def _photo_vectors(
     detections = [d for d in detector.detect(image) if d.label in labels_of(kind) and d.score >= 0.5]
     if detections:
         best = max(detections, key=lambda d: d.area)
-        appearance, colour = service.embed_crop(kind, crop_box(image, best.box))
+        crop = crop_box(image, best.box)
+        appearance, colour = service.embed_crop(kind, crop)
         if kind == "vehicle" and appearance is not None:
             out["vehicle"] = {"vehicle": appearance}
         elif appearance is not None and colour is not None:
             out["body"] = {"body": appearance, "colour": colour}
+            out["crop"] = {"image": np.ascontiguousarray(crop)}  # kept for another body model
     face = service.extractors.face
     if kind == "person" and face is not None:
         with service.extractors.lock:
@@ -272,7 +279,8 @@ def clip_tracks(
 
     clip = Path(clip)
     tracks: dict[int, TrackEvidence] = {}
-    best_k, frames = service.config.identity.best_crops, 0
+    # An enrollment keeps more crops than a sighting: its prototypes should cover every view it shows.
+    best_k, frames = max(ENROLL_CROPS, service.config.identity.best_crops), 0
     try:
         for seen in daemon_view(clip, service.config, fps, labels_of(kind), start_s, end_s, None, progress):
             frames += 1
@@ -323,9 +331,13 @@ def enroll_clip(
         track = next(iter(tracks))
     if track not in tracks:
         raise EnrollmentError(f"track {track} is not among the clip's {kind} tracks: {sorted(tracks)}")
-    vectors = tracks[track].vectors()
+    evidence = tracks[track]
+    vectors = evidence.vectors()
     with _enrollment(service, _person_record(service, name, role, kind)) as batch:
-        added = _add_track_prototypes(service, name, vectors, source=f"clip:{shown}#{track}", batch=batch)
+        added = _add_track_prototypes(
+            service, name, vectors, source=f"clip:{shown}#{track}", batch=batch,
+            views=evidence.view_prototypes() if kind == "person" else None,
+        )  # fmt: skip
     return {
         "name": name,
         "role": role,
@@ -356,16 +368,28 @@ def _save_track_crops(tracks: dict[int, TrackEvidence], folder: Path) -> list[di
 
 def _add_track_prototypes(
     service: IdentityService, name: str, vectors: TrackVectors, source: str, batch: str,
-    negative: bool = False,
+    negative: bool = False, views: list[Any] | None = None, crop_images: list[np.ndarray] | None = None,
 ) -> dict[str, int]:
+    """A track's prototypes: up to 3 faces, its body (one per view it showed, with `views` from
+    TrackEvidence.view_prototypes; else the track's mean), its vehicle look, its body shape (with its
+    view). The body crops are kept (enrollment_crops.py) so that another body model can embed them."""
     added = {"face": 0, "body": 0, "vehicle": 0, "shape": 0}
     memory = service.memory
     for face in vectors.faces[:3]:
         memory.add_prototype(name, {"face": face}, source=source, negative=negative, batch=batch)
         added["face"] += 1
-    if vectors.body is not None:
+    if views:
+        for body, colour, view, crops in views:
+            parts = {"body": body, **({"colour": colour} if colour is not None else {})}
+            kept = service.enrollment_crops.save([c.image for c in crops])
+            memory.add_prototype(name, parts, source=source, negative=negative, batch=batch, view=view,
+                                 camera=vectors.camera, crops=kept)  # fmt: skip
+            added["body"] += 1
+    elif vectors.body is not None:
         parts = {"body": vectors.body, **({"colour": vectors.colour} if vectors.colour is not None else {})}
-        memory.add_prototype(name, parts, source=source, negative=negative, batch=batch)
+        kept = service.enrollment_crops.save(crop_images) if crop_images else None
+        memory.add_prototype(name, parts, source=source, negative=negative, batch=batch,
+                             camera=vectors.camera, crops=kept)  # fmt: skip
         added["body"] += 1
     if vectors.vehicle is not None:
         memory.add_prototype(
@@ -373,7 +397,8 @@ def _add_track_prototypes(
         )
         added["vehicle"] += 1
     if vectors.shape is not None and not negative:
-        memory.add_prototype(name, {}, source=source, shape=shape_list(vectors.shape), batch=batch)
+        memory.add_prototype(name, {}, source=source, shape=shape_list(vectors.shape), batch=batch,
+                             view=vectors.shape_view)  # fmt: skip
         added["shape"] += 1
     return added
 
@@ -383,7 +408,7 @@ def _add_track_prototypes(
 
 def _sighting_vectors(service: IdentityService, sighting_id: str) -> tuple[dict[str, Any], TrackVectors]:
     hit = service.memory.sighting(sighting_id)
-    vectors = TrackVectors(kind=kind_of(str(hit.payload.get("label"))))
+    vectors = TrackVectors(kind=kind_of(str(hit.payload.get("label"))), camera=hit.payload.get("camera"))
     if "face" in hit.vectors:
         vectors.faces = hit.vectors["face"][None]
     vectors.body = hit.vectors.get("body")
@@ -394,6 +419,13 @@ def _sighting_vectors(service: IdentityService, sighting_id: str) -> tuple[dict[
             f"sighting {sighting_id!r} holds no vectors (identity was off when it was made)"
         )
     return hit.payload, vectors
+
+
+def _sighting_crop(payload: dict[str, Any]) -> list[np.ndarray] | None:
+    """The sighting's stored crop, to keep beside the prototypes made from it."""
+    path = payload.get("crop")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
+    return [image] if image is not None else None
 
 
 def enroll_sighting(
@@ -408,7 +440,8 @@ def enroll_sighting(
             + (": drop --vehicle" if kind == "vehicle" else ": add --vehicle")
         )
     with _enrollment(service, _person_record(service, name, role, vectors.kind)) as batch:
-        added = _add_track_prototypes(service, name, vectors, source=f"sighting:{sighting_id}", batch=batch)
+        added = _add_track_prototypes(service, name, vectors, source=f"sighting:{sighting_id}", batch=batch,
+                                      crop_images=_sighting_crop(payload))  # fmt: skip
     _relabel_sighting(service, sighting_id, name, role, vectors.kind)
     _release_stranger(service, payload.get("person_id"), sighting_id)
     return {"name": name, "role": role, "kind": vectors.kind, "sighting": sighting_id, "added": added}
@@ -445,7 +478,8 @@ def correct(
         person = service.memory.require_person(is_name)
         with _enrollment(service, person) as batch:
             added = _add_track_prototypes(
-                service, is_name, vectors, source=f"correction:{sighting_id}", batch=batch
+                service, is_name, vectors, source=f"correction:{sighting_id}", batch=batch,
+                crop_images=_sighting_crop(payload),
             )
         _relabel_sighting(service, sighting_id, is_name, str(person["role"]), vectors.kind)
         _release_stranger(service, payload.get("person_id"), sighting_id)

@@ -11,7 +11,9 @@ writes:
 - ``negative_feedback.json``: the "that was not NAME" corrections: negative prototypes, same fields;
 - ``sightings.json``: every sighting matched to them, with its decision, evidence, vectors and the
   path of its crop inside the zip (``crop_file``; null when no crop was kept or it is gone);
-- ``crops/``: those crops (small JPEGs).
+- ``crops/``: those crops (small JPEGs);
+- ``enrollment/``: the crops their body prototypes were embedded from (``crop_files`` in a prototype's
+  row), kept so that another body model can embed them again.
 
 Vectors are plain JSON lists of floats (float32 values): readable without camd. Each row names its
 ``collection``: prototypes and sightings of every body space (MobileNetV2, OSNet) are included.
@@ -68,6 +70,14 @@ def write_export(
     prototypes = sorted(stored[PROTOTYPES], key=lambda r: (r[1].payload.get("learned_at") or 0.0, r[1].key))
     positive = [_prototype(h, c) for c, h in prototypes if not h.payload.get("negative")]
     negative = [_prototype(h, c) for c, h in prototypes if h.payload.get("negative")]
+    enrollment: list[tuple[str, Path]] = []
+    for row in positive + negative:
+        row["crop_files"] = []
+        for crop in row.get("crops") or []:
+            path = memory.enrollment_crops.path(crop)
+            if path.is_file():
+                enrollment.append((f"enrollment/{crop}", path))
+                row["crop_files"].append(f"enrollment/{crop}")
     sightings = []
     crops: list[tuple[str, Path]] = []
     for collection, hit in sorted(stored[SIGHTINGS], key=lambda r: r[1].payload.get("end_time") or 0.0):
@@ -84,7 +94,7 @@ def write_export(
         "format": FORMAT, "version": VERSION, "camd_version": __version__,
         "exported_at": datetime.now(tz=UTC).isoformat(timespec="seconds"), "person": name,
         "counts": {"prototypes": len(positive), "negative_feedback": len(negative),
-                   "sightings": len(sightings), "crops": len(crops)},
+                   "sightings": len(sightings), "crops": len(crops), "enrollment_crops": len(enrollment)},
     }  # fmt: skip
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         for member, content in (
@@ -92,7 +102,7 @@ def write_export(
             ("negative_feedback.json", negative), ("sightings.json", sightings),
         ):  # fmt: skip
             bundle.writestr(member, json.dumps(content, indent=1, default=str))
-        for inside, path in crops:
+        for inside, path in crops + sorted(set(enrollment)):
             bundle.write(path, inside, compress_type=zipfile.ZIP_STORED)  # JPEGs do not compress
     return manifest
 

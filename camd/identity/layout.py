@@ -29,6 +29,7 @@ VECTORS: dict[str, tuple[int, models.Distance]] = {
 BODY_VECTORS = ("body",)  # named vectors that depend on the body backbone
 BODY_SPACE_KEY = "body_space"  # meta: the space the store was last opened with
 ROLES = ("family", "visitor")
+STRANGER_PREFIXES = ("unknown-", "vehicle-")  # strangers' ids; enrolled names never start so
 KINDS = ("person", "vehicle")
 
 

@@ -39,6 +39,7 @@ from camd.geometry import iou
 from camd.identity.body_compare import BodyComparer
 from camd.identity.evidence.gait import GaitSignature, signature_distance
 from camd.identity.memory import PROTOTYPES, Hit, Memory
+from camd.identity.views import PersonCheck, View
 from camd.types import Evidence, Identity
 
 FACE_SLOPE = 0.04
@@ -83,6 +84,8 @@ class TrackVectors:
     shape: GaitSignature | None = None
     body_crops: int = 0
     camera: str | None = None  # where the track was seen: body scores depend on it (body_compare.py)
+    shape_view: View | None = None  # the view the body shape was measured in (views.py)
+    person: PersonCheck | None = None  # whether its poses look like a person (people only)
 
     def stored_vectors(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -108,8 +111,9 @@ class TrackSpan:
 @dataclass(frozen=True)
 class Decision:
     name: str | None  # a known person's or vehicle's name
-    identity_class: str  # family | visitor | stranger | known_vehicle | unknown_vehicle
-    confidence: float
+    # family | visitor | stranger | known_vehicle | unknown_vehicle; None: not decided (`reason` says why)
+    identity_class: str | None
+    confidence: float | None
     evidence: dict[str, float | None]
     global_id: str | None  # name, unknown-N or vehicle-N; None for a stranger not yet given an id
     person_id: str | None  # whose memory this track joins (known or a matched stranger)
@@ -117,13 +121,15 @@ class Decision:
     # The body match came from a same-day prototype: such a decision must not learn another one, or a
     # look-alike could keep a wrong same-day prototype alive forever.
     via_same_day: bool = False
+    reason: str | None = None  # why a track was left without an identity (it does not look like a person)
 
     def identity(self) -> Identity:
+        evidence = {k: (None if v is None else round(v, 3)) for k, v in self.evidence.items()}
         return Identity(
             name=self.name,
             identity_class=self.identity_class,
-            confidence=round(self.confidence, 3),
-            evidence=Evidence(**{k: (None if v is None else round(v, 3)) for k, v in self.evidence.items()}),
+            confidence=None if self.confidence is None else round(self.confidence, 3),
+            evidence=Evidence(**evidence, reason=self.reason),  # type: ignore[arg-type]
             global_id=self.global_id,
         )
 
@@ -169,6 +175,11 @@ class Matcher:
         """Who the track is. `span` (a finished track's camera, times and box) lets stranger linking skip
         strangers seen at the same time elsewhere in the picture."""
         self._track_household()
+        check = track.person
+        if track.kind == "person" and not track.faces.size and check and check.looks_like_a_person is False:
+            # A sign, foliage, a shadow: never a name, nor a stranger's id (views.py).
+            evidence = {**_empty_evidence(), "person": check.share}
+            return Decision(None, None, None, evidence, None, None, reason=check.reason())
         scores = self._score(track, now)
         people = {pid: self.memory.person(pid) for pid in scores}
         best_known: tuple[float, str, dict[str, float | None], _Scores] | None = None
@@ -374,6 +385,10 @@ class Matcher:
         if track.shape is not None and scores:
             for hit in self.memory.shapes(now):
                 if hit.person_id not in scores or hit.payload.get("negative") or not hit.payload.get("shape"):
+                    continue
+                # Body proportions change with the view (shoulders from the side): like views only, so
+                # that a view never turns a passing body match into "stranger".
+                if track.shape_view is None or hit.payload.get("view") != track.shape_view:
                     continue
                 other = GaitSignature(proportions=_shape_dict(hit.payload["shape"]))
                 distance = signature_distance(track.shape, other)

@@ -50,6 +50,7 @@ from qdrant_client import QdrantClient, models
 
 from camd.config.schema import Config
 from camd.identity.body_model import BodyModel, resolve_body_model
+from camd.identity.enrollment_crops import EnrollmentCrops
 from camd.identity.hit import Hit
 from camd.identity.layout import (
     META,
@@ -58,6 +59,7 @@ from camd.identity.layout import (
     ROLES,
     SIGHTINGS,
     STRANGER_LOOKS,
+    STRANGER_PREFIXES,
     VECTORS,
     body_collections,
     point_id,
@@ -129,6 +131,7 @@ class Memory(StoreMigrations):
         self.shared = config.store.url is not None
         self._deleted_since_open = 0
         self.crops_dir = config.crops_path
+        self.enrollment_crops = EnrollmentCrops(config.state_dir / "enrollment-crops")
         # Changes whenever an enrolled person is added, changed or forgotten (the matcher's thresholds
         # depend on how many people are enrolled).
         self.household_version = 0
@@ -153,6 +156,15 @@ class Memory(StoreMigrations):
         if self._path is not None:
             restrict(self._path)
         self.sweep_uncommitted()
+        self.enrollment_crops.sweep(self.referenced_crops())
+
+    def referenced_crops(self) -> set[str]:
+        """The enrollment crops some prototype of some body space lists (the others are leftovers)."""
+        names: set[str] = set()
+        for collection in self._every_space(PROTOTYPES):
+            for point in self._scroll(collection, None):
+                names.update((point.payload or {}).get("crops") or [])
+        return names
 
     def collection(self, logical: str) -> str:
         """The physical collection for a logical name (PROTOTYPES, SIGHTINGS: of this body space)."""
@@ -251,9 +263,22 @@ class Memory(StoreMigrations):
         with self._lock:
             self.client.delete(self._c(PROTOTYPES), points_selector=models.FilterSelector(filter=flt))
 
-    def enrolled_count(self, kind: str = "person") -> int:
-        """How many people (or vehicles) are enrolled."""
-        return sum(1 for p in self.people() if p.get("kind", "person") == kind)
+    def enrolled_count(self, kind: str = "person", now: float | None = None) -> float:
+        """How many people (or vehicles) a stranger could be taken for by their body: each enrolled
+        person counts 1, and each body prototype beyond their first 0.5 (a second view of someone is
+        another chance for a look-alike, but not an independent one)."""
+        people = {p["person_id"] for p in self.people() if p.get("kind", "person") == kind}
+        flt = models.Filter(
+            must=[models.FieldCondition(key="modalities", match=models.MatchAny(any=["body"]))],
+            must_not=[*(_not_expired(time.time() if now is None else now).must_not or []),
+                      _match("negative", True)],
+        )  # fmt: skip
+        protos: dict[str, int] = {}
+        for point in self._scroll(self._c(PROTOTYPES), flt):
+            pid = str((point.payload or {}).get("person_id"))
+            if pid in people:
+                protos[pid] = protos.get(pid, 0) + 1
+        return len(people) + 0.5 * sum(max(0, n - 1) for n in protos.values())
 
     def people(self, include_strangers: bool = False) -> list[dict[str, Any]]:
         flt = None if include_strangers else models.Filter(must_not=[_match("role", "stranger")])
@@ -295,11 +320,16 @@ class Memory(StoreMigrations):
             self.log.delete_looks_of([person_id])
             sightings = self.log.delete_person(person_id)
             crops = self._remove_crops(sightings)
+            kept: list[str] = []
             for collection in self._every_space(PROTOTYPES):
+                for point in self._scroll(collection, by_person):
+                    kept += (point.payload or {}).get("crops") or []
                 self.client.delete(collection, points_selector=models.FilterSelector(filter=by_person))
             self.client.delete(PEOPLE, [point_id(f"person:{person_id}")])
             self._deleted_since_open += prototypes + 1
-        return {"prototypes": prototypes, "sightings": len(sightings), "crops": crops}
+            enrollment_crops = self.enrollment_crops.remove(kept)
+        return {"prototypes": prototypes, "sightings": len(sightings), "crops": crops,
+                "enrollment_crops": enrollment_crops}  # fmt: skip
 
     # -- prototypes --------------------------------------------------------------------------------
 
@@ -316,9 +346,13 @@ class Memory(StoreMigrations):
         shape: list[float] | None = None,
         learned_at: float | None = None,
         batch: str | None = None,
+        view: str | None = None,
+        crops: list[str] | None = None,
     ) -> str:
         """Store one prototype (one or more named vectors, or only a gait shape); returns its key.
-        batch: the enrollment it belongs to; it counts once `commit_enrollment` lists that batch."""
+        batch: the enrollment it belongs to; it counts once `commit_enrollment` lists that batch.
+        view: which way the person faced (views.py); crops: the kept crops its body vector was embedded
+        from (enrollment_crops.py), so that another body model can embed them again."""
         key = f"proto:{person_id}:{uuid.uuid4().hex}"
         payload = {
             "key": key,
@@ -332,13 +366,34 @@ class Memory(StoreMigrations):
             "sighting_id": sighting_id,
             "shape": shape,
             **({"batch": batch} if batch is not None else {}),
+            **({"view": view} if view is not None else {}),
+            **({"crops": list(crops)} if crops else {}),
         }
         vector = {name: np.asarray(v, dtype=np.float32).ravel().tolist() for name, v in vectors.items()}
         with self._lock:
             self.client.upsert(
                 self._c(PROTOTYPES), [models.PointStruct(id=point_id(key), vector=vector, payload=payload)]
             )
+            if "body" in vectors and not negative and not person_id.startswith(STRANGER_PREFIXES):
+                self.household_version += 1
         return key
+
+    def set_body(self, hit: Hit, body: np.ndarray, colour: np.ndarray | None) -> None:
+        """Give a stored prototype its body vector in this space again (reembed.py): the vectors it has
+        beside (a face, a shape) stay."""
+        payload = dict(hit.payload)
+        payload.pop("reembed", None)
+        modalities = set(payload.get("modalities", [])) | {"body"}
+        payload["modalities"] = sorted(modalities | ({"colour"} if colour is not None else set()))
+        vectors = {name: np.asarray(v, np.float32).ravel().tolist() for name, v in hit.vectors.items()}
+        vectors["body"] = np.asarray(body, np.float32).ravel().tolist()
+        if colour is not None:
+            vectors["colour"] = np.asarray(colour, np.float32).ravel().tolist()
+        with self._lock:
+            point = models.PointStruct(id=point_id(hit.key), vector=vectors, payload=payload)
+            self.client.upsert(self._c(PROTOTYPES), [point])
+            if not str(hit.person_id).startswith(STRANGER_PREFIXES):
+                self.household_version += 1
 
     def remove_prototypes(self, person_id: str, sighting_id: str) -> int:
         """Delete the prototypes a person learned from one sighting (a corrected stranger sighting)."""

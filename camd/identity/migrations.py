@@ -93,11 +93,13 @@ class StoreMigrations:
         self.save_state(BODY_SPACE_KEY, {"space": self.body_space})
 
     def _carry_over(self, previous: str) -> None:
-        """Copy the prototypes that do not depend on the body backbone from the previous space's collection:
-        faces, vehicles, gait shapes. Body vectors cannot be converted between backbones, so body prototypes
-        (and the clothing colour fused with them) stay behind; points already here (from an earlier time in
-        this space) are kept as they are. Idempotent: an interrupted copy resumes. The sighting log keeps
-        each sighting's body vectors per space, so sightings need no copy."""
+        """Copy the prototypes from the previous space's collection: faces, vehicles, gait shapes as they
+        are. Body vectors cannot be converted between backbones: a body prototype whose crops were kept
+        (enrollment_crops.py: enrolled people's) comes over without its body vector, marked `reembed`,
+        and the identity service embeds its crops again once the new model is loaded (reembed.py); one
+        without crops (a stranger's look) stays behind. Points already here (from an earlier time in this
+        space) are kept as they are. Idempotent: an interrupted copy resumes. The sighting log keeps each
+        sighting's body vectors per space, so sightings need no copy."""
         source = body_collections(previous)
         if not self.client.collection_exists(source[PROTOTYPES]):
             return
@@ -114,10 +116,13 @@ class StoreMigrations:
                 raw = point.vector if isinstance(point.vector, dict) else {}
                 vectors = {k: v for k, v in raw.items() if k not in dropped and v is not None}
                 payload = dict(point.payload or {})
-                if "body" in raw:
+                keeps_crops = "body" in raw and bool(payload.get("crops"))
+                if "body" in raw and not keeps_crops:
                     lost_body.add(str(payload.get("person_id")))
                 payload["modalities"] = [m for m in payload.get("modalities", []) if m not in dropped]
-                if not payload["modalities"]:
+                if keeps_crops:
+                    payload["reembed"] = True  # its body vector comes back from its kept crops
+                elif not payload["modalities"]:
                     continue  # it held body appearance only
                 points.append(models.PointStruct(id=point.id, vector=vectors, payload=payload))
             if points:
@@ -130,10 +135,10 @@ class StoreMigrations:
         strangers = sum(1 for pid in needing if roles.get(pid) == "stranger")
         log.warning(
             "identity.body_model changed (body space %s -> %s): body vectors of different backbones are not "
-            "comparable. Copied %d prototypes (faces, vehicles, gait shapes) without their body appearance; "
-            "the old collection stays, for switching back. No body prototypes any more for "
-            "%s: re-enroll them (camd enroll NAME --photos DIR, or --clip FILE) to recognise them from "
-            "behind again. %d strangers will get new unknown-N ids.",
+            "comparable. Copied %d prototypes; body prototypes with kept enrollment crops are embedded "
+            "again by the new model; the old collection stays, for switching back. No body prototypes any "
+            "more for %s: re-enroll them (camd enroll NAME --photos DIR, or --clip FILE) to recognise them "
+            "from behind again. %d strangers will get new unknown-N ids.",
             previous, self.body_space, copied,
             ", ".join(enrolled) or "nobody enrolled", strangers,
         )  # fmt: skip

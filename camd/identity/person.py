@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from camd.identity.layout import STRANGER_PREFIXES
+
 if TYPE_CHECKING:
     from camd.identity.memory import Memory
 
@@ -70,7 +72,7 @@ def require_person_name(name: str) -> str:
     cleaned = name.strip()
     if not cleaned or len(cleaned) > 64 or any(c in cleaned for c in "/\\\n\t"):
         raise ValueError(f"invalid name {name!r}: 1-64 characters, no slashes or control characters")
-    if cleaned.startswith(("unknown-", "vehicle-")):
+    if cleaned.startswith(STRANGER_PREFIXES):
         raise ValueError(
             f"names starting with 'unknown-' or 'vehicle-' are camd's own stranger ids: {name!r}"
         )

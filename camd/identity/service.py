@@ -81,6 +81,10 @@ class IdentityService:
         )
         if load_extractors and self.enabled:
             self.extractors  # noqa: B018  (loads them)
+            if config.identity.body:  # a new body model: everyone's kept crops embedded again
+                from camd.identity.reembed import reembed_pending
+
+                reembed_pending(self)
 
     @property
     def extractors(self) -> Extractors:
@@ -88,6 +92,14 @@ class IdentityService:
             if self._extractors is None:
                 self._extractors = Extractors.load(self.config, self.body_model)
             return self._extractors
+
+    @property
+    def enrollment_crops(self) -> Any:
+        """The kept enrollment crops (enrollment_crops.py)."""
+        return self.memory.enrollment_crops
+
+    def sweep_enrollment_crops(self) -> int:
+        return self.memory.enrollment_crops.sweep(self.memory.referenced_crops())
 
     def camera(self, name: str) -> CameraIdentity:
         return CameraIdentity(self, name)
@@ -187,7 +199,7 @@ class IdentityService:
         self, decision: Decision, vectors: TrackVectors, track: TrackSnapshot, now: float
     ) -> Decision:
         """A stranger nobody was linked to gets a new `unknown-N` (`vehicle-N`) id."""
-        if decision.name is not None or decision.person_id is not None:
+        if decision.name is not None or decision.person_id is not None or decision.identity_class is None:
             return decision
         new_id = assign_stranger_id(self.memory, vectors.kind, track.camera, now, now + self._retention_s())
         self._strangers_since_prune += 1

@@ -10,12 +10,14 @@ enough, at most MAX_FACE_TRIES per track).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from camd.identity.evidence.gait import PoseSample, gait_signature
 from camd.identity.matcher import TrackVectors
+from camd.identity.views import PersonCheck, View, dominant_view, person_check, view_prototypes
 from camd.types import Box, kind_of
 
 # Embedding budget per track: the top-K crops change often early in a track, rarely later.
@@ -44,14 +46,19 @@ IMPROVEMENT = 1.15
 MIN_POSE_HEIGHT = 48.0
 
 
+# (time, box) samples a track keeps of its recent path: enough for its view at each kept crop (views.py).
+PATH_SAMPLES = 32
+
+
 @dataclass
 class KeptCrop:
     quality: float
     image: np.ndarray  # BGR copy of the box (kept for the sighting's JPEG)
     box: Box
     timestamp: float
-    appearance: np.ndarray | None = None  # body (1280) or vehicle (196)
+    appearance: np.ndarray | None = None  # body (the body model's) or vehicle (196)
     colour: np.ndarray | None = None
+    view: View | None = None  # which way the person faced (views.py)
 
 
 @dataclass
@@ -69,6 +76,7 @@ class TrackEvidence:
     last_decision_at: float = 0.0
     decide_every_s: float = DECIDE_EVERY_S
     camera: str = ""
+    path: deque[tuple[float, Box]] = field(default_factory=lambda: deque(maxlen=PATH_SAMPLES))
 
     @classmethod
     def for_label(cls, label: str, best_k: int, camera: str) -> TrackEvidence:
@@ -116,6 +124,25 @@ class TrackEvidence:
     def best_crop(self) -> KeptCrop | None:
         return self.crops[0] if self.crops else None
 
+    def person_check(self) -> PersonCheck:
+        """Whether this track's poses look like a person (views.py)."""
+        return person_check([p.keypoints for p in self.poses])
+
+    def view_prototypes(self, most: int = 3) -> list[tuple[np.ndarray, np.ndarray | None, View | None,
+                                                            list[KeptCrop]]]:  # fmt: skip
+        """Prototypes spread over this track's views (enrollment): (appearance mean, colour mean, view,
+        the crops it averages) for each."""
+        kept = [c for c in self.crops if c.appearance is not None]
+        if not kept:
+            return []
+        out = []
+        for proto in view_prototypes(np.stack([c.appearance for c in kept]), [c.view for c in kept], most):
+            crops = [kept[i] for i in proto.crops]
+            colours = [c.colour for c in crops if c.colour is not None]
+            colour = _unit(np.mean(colours, axis=0)) if colours else None
+            out.append((proto.vector, colour, proto.view, crops))
+        return out
+
     def vectors(self, with_shape: bool = True) -> TrackVectors:
         """The track's aggregate: mean of the kept crops' vectors (re-normalised), faces as they are."""
         out = TrackVectors(kind=self.kind, body_crops=len(self.crops), camera=self.camera or None)
@@ -136,6 +163,9 @@ class TrackEvidence:
         if with_shape and len(self.poses) >= SHAPE_MIN_POSES:
             signature = gait_signature(self.poses)
             out.shape = signature if signature.proportions else None
+            out.shape_view = dominant_view([c.view for c in self.crops])
+        if self.kind == "person":
+            out.person = self.person_check()
         return out
 
 
@@ -155,3 +185,7 @@ def pose_turns(
 
     wanting = sorted((need(e), tid) for tid, e, box in candidates if e.pose_wanted(now, box))
     return {tid for _, tid in wanting[:budget]}
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
