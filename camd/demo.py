@@ -302,8 +302,9 @@ class DemoRun:
                 console.print("nothing was seen: no track lasted long enough to be announced")
             console.print("[dim]" + "\n".join(summary.lines()) + "[/]")
             if options.state_dir is not None:
-                console.print(f"state kept in {state_dir}: "
-                              f"see `camd people list --strangers --state-dir {state_dir}`")  # fmt: skip
+                # The same models folder: without it the people commands would resolve another body model.
+                console.print(f"state kept in {state_dir}: see `camd people list --strangers --state-dir "
+                              f"{state_dir} --models-dir {options.models_dir}`")  # fmt: skip
         return 0
 
     def _play(self, config: Config, plan: DemoPlan, use_mqtt: bool) -> RunSummary:
