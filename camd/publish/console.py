@@ -121,11 +121,6 @@ class Sighting:
 
 
 @dataclass
-class _Printed:
-    identity: Identity  # what the track's decision line said
-
-
-@dataclass
 class DecisionConsole:
     """The demo's event sink: a line per decided track (and per revised decision); --verbose adds every
     event. `known_ids`: stranger / vehicle ids the memory already had before this run (so a link to one
@@ -136,7 +131,7 @@ class DecisionConsole:
     clock: Clock = wall_clock
     known_ids: set[str] = field(default_factory=set)
     sightings: list[Sighting] = field(default_factory=list)
-    _printed: dict[tuple[str, int], _Printed] = field(default_factory=dict)
+    _printed: dict[tuple[str, int], Identity] = field(default_factory=dict)  # each open track's line
     _first_seen: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (camera, when)
 
     def __call__(self, event: TrackEvent) -> None:
@@ -153,11 +148,10 @@ class DecisionConsole:
         if not decided(identity) and event.kind is not EventKind.END:
             return
         printed = self._printed.get(key)
-        if printed is not None and _same_decision(printed.identity, identity):
+        if printed is not None and _same_decision(printed, identity):
             return
-        self.console.print(self.decision_line(after, revised=printed.identity if printed else None),
-                           soft_wrap=True)  # fmt: skip
-        self._printed[key] = _Printed(identity)
+        self.console.print(self.decision_line(after, revised=printed), soft_wrap=True)
+        self._printed[key] = identity
         if identity.global_id is not None:
             self._first_seen.setdefault(identity.global_id, (after.camera, after.start_time))
         if event.kind is EventKind.END:
@@ -186,7 +180,10 @@ class DecisionConsole:
         evidence = identity.evidence
         if identity.identity_class in NAMED_CLASSES:
             by = deciding_modality(identity, kind)
-            rest = evidence_text(evidence, kind, by).split(", ", 1)
+            text = evidence_text(evidence, kind, by)
+            if not text:
+                return "no evidence recorded"
+            rest = text.split(", ", 1)
             return f"by {rest[0]}" + (f" ({rest[1]})" if len(rest) > 1 else "")
         gid = identity.global_id
         seen = self._first_seen.get(gid) if gid is not None else None
