@@ -40,6 +40,10 @@ class Visit:
         return max(0.0, self.end_time - self.start_time)
 
     @property
+    def sightings(self) -> list[str]:
+        return [p[3] for p in self.parts]
+
+    @property
     def arrival_camera(self) -> str:
         return self.parts[0][2]
 
@@ -63,7 +67,7 @@ class Visit:
             "start_time": round(self.start_time, 3), "end_time": round(self.end_time, 3),
             "duration_s": round(self.duration_s, 1), "arrival_camera": self.arrival_camera,
             "departure_camera": self.departure_camera, "cameras": self.cameras,
-            "sightings": [p[3] for p in self.parts], "expires_at": self.expires_at, "ended": self.ended,
+            "sightings": self.sightings, "expires_at": self.expires_at, "ended": self.ended,
         }  # fmt: skip
 
     @classmethod
@@ -152,11 +156,13 @@ class VisitBuilder:
 def build_visits(
     sightings: Iterable[dict[str, Any]], gap_s: float = DEFAULT_GAP_S, until: float | None = None
 ) -> list[Visit]:
-    """Visits from sightings in any order, oldest first; those still within the gap of `until`
+    """Visits from sightings in any order (fed as their tracks ended), oldest first; those still within the gap of `until`
     (None: all closed) stay open (`ended` False)."""
     builder = VisitBuilder(gap_s)
     done: list[Visit] = []
-    ordered = sorted(sightings, key=lambda s: float(s.get("start_time") or s.get("end_time") or 0.0))
+    # In the order tracks end, as the daemon sees them: the same visits, with the same ids.
+    ordered = sorted(sightings, key=lambda s: (float(s.get("end_time") or s.get("start_time") or 0.0),
+                                               str(s.get("sighting_id"))))  # fmt: skip
     for sighting in ordered:
         done += [visit for kind, visit in builder.add(sighting) if kind == "end"]
     done += builder.close_all() if until is None else builder.close_due(until)
