@@ -123,10 +123,8 @@ def search(memory: Memory, query: SearchQuery, cameras: Iterable[str] = ()) -> d
     log = memory.log
     where = _Where()
     if query.person is not None:
-        check_person(memory, query.person)
         where.add("person_id = ?", query.person)
     if query.camera is not None:
-        check_camera(memory, query.camera, cameras)
         where.add("json_extract(payload, '$.camera') = ?", query.camera)
     if query.classes:
         where.add(f"json_extract(payload, '$.identity_class') IN ({','.join('?' * len(query.classes))})",
@@ -170,6 +168,11 @@ def search(memory: Memory, query: SearchQuery, cameras: Iterable[str] = ()) -> d
         best = sorted(scores, key=lambda sid: -scores[sid])[: query.limit]
         found = {row["sighting_id"]: row for row in _by_ids(memory, best)}
         rows = [found[sid] for sid in best if sid in found]
+    if not rows:  # nothing: say so if the name or camera is one camd never saw (a scan, only now)
+        if query.person is not None:
+            check_person(memory, query.person)
+        if query.camera is not None:
+            check_camera(memory, query.camera, cameras)
     results = [_result(row, None if scores is None else scores.get(row["sighting_id"])) for row in rows]
     _add_wore(memory, results)
     return {

@@ -156,8 +156,8 @@ class VisitBuilder:
 def build_visits(
     sightings: Iterable[dict[str, Any]], gap_s: float = DEFAULT_GAP_S, until: float | None = None
 ) -> list[Visit]:
-    """Visits from sightings in any order (fed as their tracks ended), oldest first; those still within the gap of `until`
-    (None: all closed) stay open (`ended` False)."""
+    """Visits from sightings in any order (fed as their tracks ended), oldest first; those still
+    within the gap of `until` (None: all closed) stay open (`ended` False)."""
     builder = VisitBuilder(gap_s)
     done: list[Visit] = []
     # In the order tracks end, as the daemon sees them: the same visits, with the same ids.
