@@ -215,7 +215,7 @@ def main() -> int:
 
         day = memory.log.select("end_time >= ?", (day_ago,))
         day.sort(key=lambda s: s["end_time"])
-        recorder = HistoryRecorder(config, memory)
+        recorder = HistoryRecorder(config, memory.log)
         started = time.perf_counter()
         for sighting in day:
             recorder(make_event("end", sighting["camera"], sighting["sighting_id"]))

@@ -129,7 +129,7 @@ class Daemon:
                 self.hass.start()
                 self._announce_people()
         self.services.attach_identity(IdentityApi(self.identity, on_people_changed=self._announce_people))
-        self.history = HistoryRecorder(self.config, self.identity.memory, self.publisher, self.hass)
+        self.history = HistoryRecorder(self.config, self.identity.memory.log, self.publisher, self.hass)
         for name, camera in self.config.cameras.items():
             if not camera.enabled:
                 log.info("camera %s: disabled in config", name)

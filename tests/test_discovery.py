@@ -209,7 +209,7 @@ def test_camera_removed_between_runs_is_removed_from_home_assistant(
     emptied = {m.topic for m in removed if not m.payload and m.topic.startswith(prefix)}
     assert all("garden" in t or "person_anna" in t for t in emptied)
     assert len(after) == CAMERA_ENTITIES + HOUSEHOLD_ENTITIES
-    assert all("front_door" in t for t in after if "visitors_today" not in t and "daily_digest" not in t)
+    assert all("front_door" in t for t in after if "household" not in t)
     assert not any("garden" in t for t in state_after)  # garden's retained states cleared too
 
 

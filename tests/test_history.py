@@ -204,7 +204,7 @@ def test_visits_are_kept_expired_renamed_exported_and_erased_with_their_identity
         ),
         _sighting("s3", "unknown-1", "door", base + 30, base + 50, expires_at=base + 1000),
     ]
-    recorder = HistoryRecorder(service.config, memory)
+    recorder = HistoryRecorder(service.config, memory.log)
     for row in rows:
         memory.add_sighting(row["sighting_id"], {}, row)
         recorder(make_event("end", row["camera"], row["sighting_id"]))
@@ -257,7 +257,7 @@ def test_visits_digest_and_home_assistant_entities_on_a_real_broker(
             publisher.start()
             bridge.start()
             bridge.set_people([{"name": "anna", "role": "family", "kind": "person"}])
-            recorder = HistoryRecorder(config, service.memory, publisher, bridge, clock=lambda: clock[0])
+            recorder = HistoryRecorder(config, service.memory.log, publisher, bridge, clock=lambda: clock[0])
             t = clock[0]
             for sid, who, camera, start, cls in (
                 ("e1", "anna", "door", t - 50, "family"),
@@ -299,7 +299,7 @@ def test_visits_digest_and_home_assistant_entities_on_a_real_broker(
             assert any(line.startswith("Family: anna ") for line in digest.json()["lines"])
             assert "1 stranger" in digest.json()["summary"]
             sensor = seen.wait_for_topic(
-                f"{discovery}/sensor/{config.homeassistant.node_id}/daily_digest/config"
+                f"{discovery}/sensor/{config.homeassistant.node_id}/household_daily_digest/config"
             )
             assert sensor.json()["state_topic"] == f"{prefix}/digest"
             seen.wait_for_topic(

@@ -82,7 +82,7 @@ def footage(
     base = _base()
     found = Footage(config, base)
     service = IdentityService(config, extractors=identity_models)
-    recorder = HistoryRecorder(config, service.memory)  # no MQTT here: test_history_live has it
+    recorder = HistoryRecorder(config, service.memory.log)  # no MQTT here: tests/test_history.py has it
     boxes: dict[str, dict[float, Any]] = {}  # sighting (event) id -> {pts: box}
     try:
         for camera, (start, end) in CAMERAS.items():

@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 Words = Annotated[str | None, Query(min_length=1, max_length=100)]
 Name = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)]
 Camera = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
-ManyWords = Annotated[list[str], Query(max_length=100)]
+# 501: an identity backend without history (a stand-in, an older engine behind the same API).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    501: {"description": "this daemon's identity service keeps no history"},
+}
 
 
 @runtime_checkable
@@ -48,7 +52,7 @@ def _span(
 
 
 def add_history_routes(app: FastAPI) -> None:
-    @app.get("/api/sightings/search", tags=["history"], dependencies=AUTHED, responses=_ERRORS)
+    @app.get("/api/sightings/search", tags=["history"], dependencies=AUTHED, responses=RESPONSES)
     def search(
         service: Backend,
         person: Name = None,
@@ -85,7 +89,7 @@ def add_history_routes(app: FastAPI) -> None:
 
         return _call(run)
 
-    @app.get("/api/visits", tags=["history"], dependencies=AUTHED, responses=_ERRORS)
+    @app.get("/api/visits", tags=["history"], dependencies=AUTHED, responses=RESPONSES)
     def visits(
         service: Backend,
         person: Name = None,
@@ -110,7 +114,7 @@ def add_history_routes(app: FastAPI) -> None:
 
         return _call(run)
 
-    @app.get("/api/digest", tags=["history"], dependencies=AUTHED, responses=_ERRORS)
+    @app.get("/api/digest", tags=["history"], dependencies=AUTHED, responses=RESPONSES)
     def digest(service: Backend, day: Words = None) -> dict[str, Any]:
         """One day in a few lines (`day` in words or YYYY-MM-DD; today when absent)."""
         history = _capable(service, HistoryService, "write a digest")

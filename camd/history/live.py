@@ -22,7 +22,7 @@ from camd.types import EventKind, TrackEvent
 
 if TYPE_CHECKING:
     from camd.config.schema import Config
-    from camd.identity.memory import Memory
+    from camd.identity.sightings import SightingLog
     from camd.publish.hass import HassBridge
     from camd.publish.mqtt import MqttPublisher
 
@@ -46,18 +46,18 @@ class HistoryRecorder:
     def __init__(
         self,
         config: Config,
-        memory: Memory,
+        log: SightingLog,
         publisher: MqttPublisher | None = None,
         hass: HassBridge | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.memory = memory
+        self.log = log
         self.publisher = publisher
         self.hass = hass
         self._clock = clock
         self._lock = threading.Lock()
-        reopened = [Visit.from_dict(row) for row in memory.log.visits("ended = 0")]
+        reopened = [Visit.from_dict(row) for row in log.visits("ended = 0")]
         self.builder = VisitBuilder(config.history.visit_gap_s, reopened)
         self._digest_at = 0.0  # when the digest was last published
         self._digest_stale = True  # a visit ended since (or nothing published yet)
@@ -90,7 +90,7 @@ class HistoryRecorder:
         """The stored sighting of an ended track (its identity and retention), or one from the event
         itself when none was stored (a store outage: the visit still counts)."""
         after = event.after
-        stored = self.memory.log.select("id = ?", (after.event_id,), limit=1)
+        stored = self.log.select("id = ?", (after.event_id,), limit=1)
         if stored:
             return stored[0]
         identity = after.identity
@@ -109,7 +109,7 @@ class HistoryRecorder:
 
     def _record(self, kind: str, visit: Visit) -> None:
         try:
-            self.memory.log.put_visit(visit.stored())
+            self.log.put_visit(visit.stored())
         except Exception as exc:  # a full disk: the visit is still announced
             log.error("history: could not store visit %s (%s)", visit.id, exc)
         if kind == "update":
@@ -134,7 +134,7 @@ class HistoryRecorder:
 
     def _visitors_today(self) -> dict[str, Any]:
         start = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        rows = self.memory.log.visits("start_time >= ?", (start,))
+        rows = self.log.visits("start_time >= ?", (start,))
         visitors = sorted({r["person_id"] for r in rows if r.get("identity_class") in VISITOR_CLASSES})
         return {"count": len(visitors), "who": visitors[:50]}
 
@@ -150,10 +150,10 @@ class HistoryRecorder:
             return None
         try:
             span, day = day_range(None, datetime.fromtimestamp(now))
-            visits = visits_in(self.memory, span, self.config.history.visit_gap_s)
-            sightings = self.memory.log.select("end_time >= ? AND end_time <= ?", (span.after, span.before))
+            visits = visits_in(self.log, span, self.config.history.visit_gap_s)
+            sightings = self.log.select("end_time >= ? AND end_time <= ?", (span.after, span.before))
             answer = digest(day, float(span.after or 0.0), float(span.before or 0.0), visits, sightings,
-                            self.memory.log)  # fmt: skip
+                            self.log)  # fmt: skip
         except Exception:
             log.exception("history: the digest failed")
             return None

@@ -11,8 +11,8 @@ from camd.history.digest import digest
 from camd.history.search import SearchQuery, check_camera, check_person, search
 from camd.history.visits import Visit, build_visits
 from camd.history.when import TimeRange, day_range
-from camd.identity.memory import Memory
 from camd.identity.service import IdentityService
+from camd.identity.sightings import SightingLog
 
 MAX_SHEET_CROP_BYTES = 200_000  # a crop bigger than this is not a camd crop: left out of a sheet
 
@@ -55,7 +55,7 @@ def crop_base64(path: str | None) -> str | None:
         return None
 
 
-def visits_in(memory: Memory, span: TimeRange, gap_s: float, person: str | None = None) -> list[Visit]:
+def visits_in(log: SightingLog, span: TimeRange, gap_s: float, person: str | None = None) -> list[Visit]:
     """The visits overlapping `span`: those the daemon recorded, and for sightings no recorded visit
     holds (a log made without the daemon, or before visits were kept), visits built from them."""
     where, args = ["1"], []
@@ -68,7 +68,7 @@ def visits_in(memory: Memory, span: TimeRange, gap_s: float, person: str | None 
     if span.before is not None:
         where.append("start_time <= ?")
         args.append(span.before + gap_s)
-    stored = [Visit.from_dict(row) for row in memory.log.visits(" AND ".join(where), tuple(args))]
+    stored = [Visit.from_dict(row) for row in log.visits(" AND ".join(where), tuple(args))]
     covered = {sid for visit in stored for _, _, _, sid in visit.parts}
     swhere, sargs = ["person_id IS NOT NULL"], []
     if person is not None:
@@ -82,7 +82,7 @@ def visits_in(memory: Memory, span: TimeRange, gap_s: float, person: str | None 
         sargs.append(span.before + gap_s)
     loose = [
         s
-        for s in memory.log.select(" AND ".join(swhere), tuple(sargs))
+        for s in log.select(" AND ".join(swhere), tuple(sargs))
         if s.get("sighting_id") not in covered
     ]
     built = build_visits(loose, gap_s)
@@ -107,7 +107,7 @@ def list_visits(
     gap = service.config.history.visit_gap_s if gap_s is None else gap_s
     if camera is not None:
         check_camera(memory, camera, _cameras(service))
-    found = visits_in(memory, span, gap, person)
+    found = visits_in(memory.log, span, gap, person)
     if classes:
         found = [v for v in found if v.identity_class in classes]
     if camera is not None:
@@ -118,6 +118,6 @@ def list_visits(
 def day_digest(service: IdentityService, day: str | None = None) -> dict[str, Any]:
     span, date = day_range(day)
     memory = service.memory
-    visits = visits_in(memory, span, service.config.history.visit_gap_s)
+    visits = visits_in(memory.log, span, service.config.history.visit_gap_s)
     sightings = memory.log.select("end_time >= ? AND end_time <= ?", (span.after, span.before))
     return digest(date, float(span.after or 0.0), float(span.before or 0.0), visits, sightings, memory.log)

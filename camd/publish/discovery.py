@@ -287,13 +287,14 @@ class Catalog:
         device = self._device("household", "household", "Household memory", t.household_retained())
         device.components = [
             self._entity(
-                "sensor", "visitors_today", "Visitors today", state_topic=t.visitors_today,
+                # ids as Home Assistant derives them from "camd household" + the entity's name
+                "sensor", "household_visitors_today", "Visitors today", state_topic=t.visitors_today,
                 value_template="{{ value_json.count }}", json_attributes_topic=t.visitors_today,
                 state_class="measurement", icon="mdi:account-multiple",
             ),
             # A state is at most 255 characters: the summary; the whole text is an attribute.
             self._entity(
-                "sensor", "daily_digest", "Daily digest", state_topic=t.digest,
+                "sensor", "household_daily_digest", "Daily digest", state_topic=t.digest,
                 value_template="{{ value_json.summary }}", json_attributes_topic=t.digest,
                 icon="mdi:text-box-outline",
             ),
