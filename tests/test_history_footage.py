@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -356,6 +357,7 @@ def test_search_visits_and_digest_through_the_running_daemon(
         f"api: {{port: {free_port()}}}\ncameras:\n"
         f"  door: {{url: {bikes}, loop: true, realtime: true}}\n  drive: {{url: {bikes}, enabled: false}}\n"
     )
+    started = time.time()
     with running_daemon(load_config(config_file)) as daemon:
         wait_for(lambda: daemon.pipelines["door"].stats.frames >= 3, "frames from the camera")
         through = camd(
@@ -383,3 +385,16 @@ def test_search_visits_and_digest_through_the_running_daemon(
         ):
             failed = camd(*args, "--config", str(config_file))
             assert failed.returncode == 1 and message in failed.stderr, (args, failed.stderr)
+
+        # Meanwhile the daemon's own recorder joined the looping street clip's sightings into visits.
+        assert daemon.identity is not None
+        log = daemon.identity.memory.log
+
+        def recorded() -> bool:
+            today = log.select("json_extract(payload, '$.camera') = 'door' AND person_id IS NOT NULL "
+                               "AND end_time > ?", (started,))  # fmt: skip
+            held = {sid for visit in log.visits("end_time > ?", (started,))
+                    for sid in visit["sightings"]}  # fmt: skip
+            return bool(today) and {s["sighting_id"] for s in today} <= held
+
+        wait_for(recorded, "a visit holding each of the live camera's sightings", timeout=120)
