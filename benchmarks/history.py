@@ -174,10 +174,10 @@ def main() -> int:
     service = IdentityService(config)
     out: dict[str, Any] = {"sightings": args.sightings, "body_model": service.body_model.describe()}
     try:
-        bodies, colours = real_vectors(service, args.data)
-        out["real_crops"] = len(bodies)
         now = time.time()
         if service.memory.log.count() < args.sightings:
+            bodies, colours = real_vectors(service, args.data)
+            out["real_crops"] = len(bodies)
             seconds = generate(service, bodies, colours, args.sightings - service.memory.log.count(), now)
             out["write_ms_per_sighting"] = round(seconds * 1000.0 / args.sightings, 3)
         log_bytes = Path(config.sightings_path).stat().st_size
@@ -186,7 +186,7 @@ def main() -> int:
         anchor = memory.log.select("json_extract(payload, '$.label') = 'person'", (), limit=1)[0][
             "sighting_id"
         ]
-        day_ago = now - DAY
+        day_ago = memory.log.select("1", (), limit=1)[0]["end_time"] - DAY  # the log's last day
         queries = {
             "newest 50": SearchQuery.build(),
             "camera, last 24 h": SearchQuery.build(camera="front_door", after=day_ago),
@@ -247,7 +247,8 @@ def main() -> int:
         print(json.dumps(out, indent=1))
         return 0
     print(
-        f"{out['sightings']} sightings from {out['real_crops']} real crops ({out['body_model']}); "
+        f"{out['sightings']} sightings from {out.get('real_crops', 'the kept log of')} real crops "
+        f"({out['body_model']}); "
         f"log {out['log_bytes_per_sighting']} bytes a sighting"
     )
     for name, row in out["search"].items():

@@ -140,28 +140,18 @@ def search(memory: Memory, query: SearchQuery, cameras: Iterable[str] = ()) -> d
         target_vector = target.vectors.get(vector_name)
         if target_vector is None:
             raise ValueError(f"sighting {query.like} kept no {vector_name} vector: nothing to compare with")
-        where.add("id != ?", query.like)
-        if vector_name == "body":
-            where.add("json_extract(payload, '$.label') = ?", PERSON)
-        else:
-            where.add("json_extract(payload, '$.label') != ?", PERSON)
-    if query.upper or query.lower:
-        where.add("json_extract(payload, '$.label') = ?", PERSON)
-
+    # Only people keep body and colour vectors, only vehicles vehicle vectors: the vector ranked by
+    # says the kind, so no filter on the label is needed (nor, unfiltered, a join).
     sql, args = where.sql, tuple(where.args)
     scores: dict[str, float] | None = None
     candidates: int | None = None
     if query.upper or query.lower:
-        ids, matrix = log.vector_matrix("colour", memory.body_space, sql, args)
-        candidates = len(ids)
-        scores = _colour_scores(ids, matrix, query.upper, query.lower)
+        candidates, scores = _colour_scores(
+            log.vector_chunks("colour", memory.body_space, sql, args), query.upper, query.lower
+        )
     if target_vector is not None and vector_name is not None:
-        ids, matrix = log.vector_matrix(vector_name, memory.body_space, sql, args)
-        if scores is not None:  # colours narrowed it first
-            keep = [i for i, sid in enumerate(ids) if sid in scores]
-            ids, matrix = [ids[i] for i in keep], matrix[keep] if keep else matrix[:0]
-        candidates = len(ids)
-        scores = _similarities(ids, matrix, target_vector)
+        chunks = log.vector_chunks(vector_name, memory.body_space, sql, args)
+        candidates, scores = _similarities(chunks, target_vector, query.like, scores, query.limit)
     if scores is None:
         rows = log.select(sql, args, limit=query.limit)
     else:
@@ -202,29 +192,53 @@ def check_person(memory: Memory, person: str) -> None:
 
 
 def _colour_scores(
-    ids: list[str], matrix: np.ndarray, upper: str | None, lower: str | None
-) -> dict[str, float]:
-    """Sightings wearing the asked colours, scored by the smallest share among them."""
-    if not ids:
-        return {}
-    upper_shares, lower_shares = colours.shares(matrix)
-    score = np.ones(len(ids), dtype=np.float32)
-    for colour, band in ((upper, upper_shares), (lower, lower_shares)):
-        if colour is not None:
-            score = np.minimum(score, band[:, colours.NAMES.index(colour)])
-    keep = np.flatnonzero(score >= colours.MIN_SHARE)
-    return {ids[i]: round(float(score[i]), 4) for i in keep}
+    chunks: Iterable[tuple[list[str], np.ndarray]], upper: str | None, lower: str | None
+) -> tuple[int, dict[str, float]]:
+    """(candidates, {sighting: score}) of those wearing the asked colours; the score is the smallest
+    share among the asked colours."""
+    candidates, out = 0, {}
+    for ids, matrix in chunks:
+        candidates += len(ids)
+        upper_shares, lower_shares = colours.shares(matrix)
+        score = np.ones(len(ids), dtype=np.float32)
+        for colour, band in ((upper, upper_shares), (lower, lower_shares)):
+            if colour is not None:
+                score = np.minimum(score, band[:, colours.NAMES.index(colour)])
+        for i in np.flatnonzero(score >= colours.MIN_SHARE):
+            out[ids[i]] = round(float(score[i]), 4)
+    return candidates, out
 
 
-def _similarities(ids: list[str], matrix: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    if not ids:
-        return {}
+def _similarities(
+    chunks: Iterable[tuple[list[str], np.ndarray]],
+    target: np.ndarray,
+    exclude: str | None,
+    allowed: dict[str, float] | None,
+    limit: int,
+) -> tuple[int, dict[str, float]]:
+    """(candidates, {sighting: cosine}) of the `limit` rows closest to `target`, a chunk at a time;
+    `allowed`: only these sightings (those a colour filter kept)."""
     target = np.asarray(target, dtype=np.float32).ravel()
-    if matrix.shape[1] != target.size:
-        return {}
-    norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(target)), 1e-12)
-    cosine = (matrix @ target) / np.maximum(norms, 1e-12)
-    return {sid: round(float(c), 4) for sid, c in zip(ids, cosine, strict=True)}
+    unit = target / max(float(np.linalg.norm(target)), 1e-12)
+    candidates, best_ids, best_scores = 0, [], []
+    for ids, matrix in chunks:
+        if matrix.shape[1] != unit.size:
+            continue  # another body space's length (never mixed in one space)
+        keep = [i for i, sid in enumerate(ids) if sid != exclude and (allowed is None or sid in allowed)]
+        if len(keep) != len(ids):
+            ids, matrix = [ids[i] for i in keep], matrix[keep]
+        if not ids:
+            continue
+        candidates += len(ids)
+        lengths = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))  # no squared copy of the chunk
+        cosine = (matrix @ unit) / np.maximum(lengths, 1e-12)
+        top = np.argpartition(-cosine, limit - 1)[:limit] if len(ids) > limit else np.arange(len(ids))
+        best_ids += [ids[i] for i in top]
+        best_scores.append(cosine[top])
+    if not best_ids:
+        return candidates, {}
+    scores = np.concatenate(best_scores)
+    return candidates, {sid: round(float(c), 4) for sid, c in zip(best_ids, scores, strict=True)}
 
 
 def _by_ids(memory: Memory, ids: list[str]) -> list[dict[str, Any]]:

@@ -29,7 +29,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +113,30 @@ def _encode(vector: np.ndarray) -> tuple[str, bytes]:
     return "q8", np.float32(scale).astype("<f4").tobytes() + values.tobytes()
 
 
+VECTOR_CHUNK = 8192  # rows decoded at once by a search (8192 x 512 float32: 16 MB)
+
+
+def _decoded_chunks(rows: list[Any], chunk: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        size, encoding = len(part[0][2]), part[0][1]
+        if all(r[1] == encoding and len(r[2]) == size for r in part):
+            yield [r[0] for r in part], _decode_rows(encoding, b"".join(r[2] for r in part), len(part))
+            continue
+        decoded = [_decode(e, data) for _, e, data in part]  # old float16 rows among 8-bit ones
+        dim = Counter(v.size for v in decoded).most_common(1)[0][0]
+        keep = [i for i, v in enumerate(decoded) if v.size == dim]
+        yield [part[i][0] for i in keep], np.stack([decoded[i] for i in keep])
+
+
 def _decode_rows(encoding: str, data: bytes, count: int) -> np.ndarray:
     """`count` vectors of one encoding and length, concatenated, as a (count, dim) float32 matrix."""
     if encoding == "q8":
         raw = np.frombuffer(data, dtype=np.uint8).reshape(count, -1)
         scales = raw[:, :4].copy().view("<f4").astype(np.float32)
-        return raw[:, 4:].view(np.int8).astype(np.float32) * scales
+        values = raw[:, 4:].view(np.int8).astype(np.float32)
+        values *= scales  # in place: no second (count, dim) temporary
+        return values
     return np.frombuffer(data, dtype="<f2").reshape(count, -1).astype(np.float32)
 
 
@@ -331,27 +350,38 @@ class SightingLog:
             )
             return [json.loads(r[0]) for r in rows]
 
+    def vector_chunks(
+        self, name: str, space: str, where: str, args: tuple[Any, ...], chunk: int = VECTOR_CHUNK
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(sighting ids, one row each) of vector `name` of the sightings matching `where`, `chunk` rows
+        at a time. One query under the lock reads the raw rows (int8 bodies: ~0.5 KB each); they are
+        decoded a chunk at a time after, so a search over 100k sightings never holds them all as floats."""
+        wanted = space if name in SPACE_DEPENDENT else ANY_SPACE
+        params: tuple[Any, ...] = (wanted, name)
+        if where.strip() == "1":  # no filter: the vectors alone, no join
+            sql = "SELECT sighting_id, encoding, data FROM sighting_vectors WHERE space = ? AND name = ?"
+        else:
+            sql = (
+                "SELECT v.sighting_id, v.encoding, v.data FROM sightings CROSS JOIN sighting_vectors v "
+                f"ON v.sighting_id = sightings.id AND v.space = ? AND v.name = ? WHERE ({where})"
+            )
+            params += args
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return _decoded_chunks(rows, chunk)
+
     def vector_matrix(
         self, name: str, space: str, where: str, args: tuple[Any, ...]
     ) -> tuple[list[str], np.ndarray]:
-        """(sighting ids, one row each) of vector `name` of the sightings matching `where`, in one read:
-        rows of one encoding and length are decoded together (search over 100k sightings)."""
-        wanted = space if name in SPACE_DEPENDENT else ANY_SPACE
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT v.sighting_id, v.encoding, v.data FROM sighting_vectors v JOIN sightings "
-                f"ON sightings.id = v.sighting_id WHERE v.name = ? AND v.space = ? AND ({where})",
-                (name, wanted, *args),
-            ).fetchall()
-        if not rows:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        size = len(rows[0][2])
-        if all(r[1] == rows[0][1] and len(r[2]) == size for r in rows):
-            return [r[0] for r in rows], _decode_rows(rows[0][1], b"".join(r[2] for r in rows), len(rows))
-        decoded = [_decode(encoding, data) for _, encoding, data in rows]
-        dim = max(v.size for v in decoded)
-        keep = [i for i, v in enumerate(decoded) if v.size == dim]  # one vector length per search
-        return [rows[i][0] for i in keep], np.stack([decoded[i] for i in keep])
+        """`vector_chunks` as one matrix (a few rows, or short vectors)."""
+        ids: list[str] = []
+        parts: list[np.ndarray] = []
+        for chunk_ids, matrix in self.vector_chunks(name, space, where, args):
+            if parts and matrix.shape[1] != parts[0].shape[1]:
+                continue  # one vector length per answer
+            ids += chunk_ids
+            parts.append(matrix)
+        return ids, (np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32))
 
     def cameras(self) -> list[str]:
         """Every camera some sighting was made on."""
