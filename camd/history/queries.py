@@ -4,6 +4,7 @@ answer the CLI directly (daemon stopped) and the control API (daemon running).""
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,9 @@ def list_visits(
         found = [v for v in found if v.identity_class in classes]
     if camera is not None:
         found = [v for v in found if camera in v.cameras]
+    now = time.time()
+    for visit in found:  # past its gap: over, though no daemon has ended it yet (a log made offline)
+        visit.ended = visit.ended or now - visit.end_time > gap
     return {"gap_s": gap, "span": span.as_dict(), "visits": [v.to_dict() for v in found[-limit:]]}
 
 
