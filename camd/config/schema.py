@@ -468,6 +468,16 @@ class IdentityConfig(Strict):
         return self
 
 
+class HistoryConfig(Strict):
+    """Visits and the daily digest (camd/history): what camd makes of its sightings."""
+
+    # Sightings of one identity on any camera no further apart than this are one visit; longer
+    # joins a stroll round the garden into one visit but also two trips to the shop.
+    visit_gap_s: Annotated[float, Field(ge=0.0, le=86400.0)] = 600.0
+    # Publish the day's digest (retained, <prefix>/digest) when a visit ends, at most this often.
+    digest_every_s: Annotated[float, Field(ge=1.0)] = 60.0
+
+
 class Config(Strict):
     state_dir: Path = Path("var")
     models_dir: Path | None = None  # default: <state_dir>/models
@@ -482,6 +492,7 @@ class Config(Strict):
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     # Names are checked as keys, so every bad name is reported with the rest, at its own line.
     cameras: dict[CameraName, CameraConfig]
 
