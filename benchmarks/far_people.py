@@ -96,7 +96,7 @@ def score(truth: list[list[Box]], found: list[list[Detection]]) -> dict[str, Any
 
 
 def run(
-    clip: Path, scale: float, detector: Any, yolo: Any, config: FarConfig, max_frames: int
+    frames: list[np.ndarray], truths: list[list[Box]], scale: float, detector: Any, config: FarConfig
 ) -> dict[str, Any]:
     motion = MotionDetector(MotionConfig())
     truth: list[list[Box]] = []
@@ -105,9 +105,7 @@ def run(
     plain_ms: list[float] = []
     far_ms: list[float] = []
     tiles = 0
-    for frame in clip_frames(str(clip), detect_fps=5.0, max_frames=max_frames):
-        image = frame.image
-        boxes = truth_boxes(yolo, image)
+    for image, boxes in zip(frames, truths, strict=True):
         if scale != 1.0:
             image, ox, oy = far_view(image, scale)
             boxes = [
@@ -149,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     detector = create_detector(DetectorConfig(), args.models_dir)
     yolo = create_detector(DetectorConfig(backend="yolo"), args.models_dir)
     config = FarConfig()
+    frames = [f.image for f in clip_frames(str(clip), detect_fps=5.0, max_frames=args.max_frames)]
+    truths = [truth_boxes(yolo, image) for image in frames]
     report = {
         "far_config": config.model_dump(),
-        "walking": run(clip, 1.0, detector, yolo, config, args.max_frames),
-        "walking_far_view": run(clip, args.far_scale, detector, yolo, config, args.max_frames),
+        "walking": run(frames, truths, 1.0, detector, config),
+        "walking_far_view": run(frames, truths, args.far_scale, detector, config),
     }
     if args.json:
         print(json.dumps(report, indent=1))
