@@ -6,6 +6,7 @@ The photos (people and the bus where they are) are checked for every runtime in 
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from pathlib import Path
@@ -28,10 +29,14 @@ from camd.vision.detector import DetectorError, create_detector, prepare_detecto
 from camd.vision.offline import clip_frames
 from tests.support.data import shared_data
 
-# Measured on every 2nd frame of vtest and walking (docs/performance.md): the int8 model matched
-# 99.5% / 98.9% of the reference's person boxes >= 0.5. The bound leaves room for a sample of frames.
-MIN_MATCHED = 0.98
+# Measured on every 2nd frame of vtest / walking (docs/performance.md), int8 against the reference's
+# person boxes >= 0.5: the int8 model has 99.9% / 99.9% of them (at its 0.25 floor, what the tracker
+# sees), scoring them 0.011 / 0.014 lower on average (mean |difference| 0.029 / 0.026), so 96.4% /
+# 92.3% of them still score >= 0.5. The bounds leave room for a sample of the frames.
+MIN_BOXES_FOUND = 0.98
+MIN_STILL_CONFIDENT = 0.88
 MAX_MEAN_SCORE_DIFF = 0.05
+MAX_SCORE_BIAS = 0.03
 
 
 def graph_of(models_dir: Path) -> Path:
@@ -86,20 +91,23 @@ def confident_people(detections: list[Detection]) -> list[Detection]:
 @pytest.mark.slow
 @pytest.mark.parametrize("clip, step", [("video/vtest.avi", 8), ("video/supervision_walking.mp4", 10)])
 def test_int8_agrees_with_the_fp32_reference_on_real_frames(models_dir: Path, clip: str, step: int) -> None:
-    frames = [f.image for f in clip_frames(str(shared_data(clip)))][::step]
+    frames = [f.image for f in itertools.islice(clip_frames(str(shared_data(clip))), 0, None, step)]
     reference = create_detector(DetectorConfig(runtime="opencv"), models_dir)
     default = create_detector(DetectorConfig(), models_dir)
-    total = matched = 0
+    total = found = confident = 0
     diffs: list[float] = []
     for frame in frames:
-        free = confident_people(default.detect(frame))
+        candidates = [d for d in default.detect(frame) if d.label == "person"]
         for ref in confident_people(reference.detect(frame)):
             total += 1
-            best = max(free, key=lambda d: iou(d.box, ref.box), default=None)
+            best = max(candidates, key=lambda d: iou(d.box, ref.box), default=None)
             if best is not None and iou(best.box, ref.box) >= 0.5:
-                free.remove(best)
-                matched += 1
-                diffs.append(abs(best.score - ref.score))
+                candidates.remove(best)
+                found += 1
+                confident += best.score >= 0.5
+                diffs.append(best.score - ref.score)
     assert total > 50, "too few reference boxes for a meaningful check"
-    assert matched / total >= MIN_MATCHED, (matched, total)
-    assert float(np.mean(diffs)) <= MAX_MEAN_SCORE_DIFF, np.mean(diffs)
+    assert found / total >= MIN_BOXES_FOUND, (found, total)
+    assert confident / total >= MIN_STILL_CONFIDENT, (confident, total)
+    assert float(np.mean(np.abs(diffs))) <= MAX_MEAN_SCORE_DIFF
+    assert abs(float(np.mean(diffs))) <= MAX_SCORE_BIAS
