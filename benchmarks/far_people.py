@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=REPO / "var" / "models")
     parser.add_argument("--far-scale", type=float, default=0.5)
     parser.add_argument("--max-frames", type=int, default=60)
+    parser.add_argument("--max-tiles", type=int, default=FarConfig().max_tiles)
+    parser.add_argument("--truth-cache", type=Path, default=None, help="a JSON file: truth boxes, kept")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     clip = SHARED / "video" / "supervision_walking.mp4"
@@ -146,9 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     detector = create_detector(DetectorConfig(), args.models_dir)
     yolo = create_detector(DetectorConfig(backend="yolo"), args.models_dir)
-    config = FarConfig()
+    config = FarConfig(max_tiles=args.max_tiles)
     frames = [f.image for f in clip_frames(str(clip), detect_fps=5.0, max_frames=args.max_frames)]
-    truths = [truth_boxes(yolo, image) for image in frames]
+    cache = args.truth_cache
+    if cache is not None and cache.is_file():
+        truths = [[tuple(b) for b in boxes] for boxes in json.loads(cache.read_text())]
+    else:
+        truths = [truth_boxes(yolo, image) for image in frames]
+        if cache is not None:
+            cache.write_text(json.dumps(truths))
     report = {
         "far_config": config.model_dump(),
         "walking": run(frames, truths, 1.0, detector, config),

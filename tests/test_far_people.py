@@ -88,11 +88,17 @@ def test_regions_explained_by_a_detection_or_too_big_get_no_tile() -> None:
     regions: list[Box] = [
         (105.0, 110.0, 135.0, 190.0),  # the detected walker's own motion
         (600.0, 300.0, 625.0, 360.0),  # a far walker nobody detected
-        (0.0, 0.0, 900.0, 700.0),  # a big region: the first pass saw it whole
+        (0.0, 0.0, 900.0, 700.0),  # walkers merged into one big blob: judged in tile-sized parts
         (50.0, 50.0, 55.0, 54.0),  # noise
     ]
-    todo = unexplained_regions(regions, [walker], tile=320)
+    todo = unexplained_regions(regions[:2] + regions[3:], [walker], tile=320)
     assert todo == [(600.0, 300.0, 625.0, 360.0)]
+    parts = unexplained_regions(regions[2:3], [], tile=320)
+    assert len(parts) == 9 and all(r[2] - r[0] == 300 and abs(r[3] - r[1] - 233.3) < 0.1 for r in parts)
+    # the part the walker covers is explained by him
+    assert (
+        len(unexplained_regions(regions[2:3], [Detection("person", 0.9, (0.0, 0.0, 300.0, 233.0))], 320)) == 8
+    )
     (tile,) = tiles_for(todo, 1280, 720, tile=320, max_tiles=2)
     assert tile[2] - tile[0] == tile[3] - tile[1] == 150  # 2.5 x the region's 60 px
     assert tile[0] <= 600 and tile[2] >= 625 and tile[1] <= 300 and tile[3] >= 360

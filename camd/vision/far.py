@@ -11,6 +11,7 @@ at most `far.max_tiles` per frame.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,16 +37,28 @@ def _inside(region: Box, box: Box) -> float:
 
 
 def unexplained_regions(regions: Sequence[Box], detections: Sequence[Detection], tile: int) -> list[Box]:
-    """Moving regions small enough for a tile and not covered by any detection, largest first."""
+    """Moving regions not covered by any detection, largest first. A region larger than a tile (walkers
+    close together merge into one blob) is cut into tile-sized parts, each judged on its own."""
     out = []
-    for region in regions:
+    for region in _split(regions, tile):
         width, height = region[2] - region[0], region[3] - region[1]
-        if max(width, height) < MIN_REGION_PX or max(width, height) > tile:
-            continue  # noise, or big enough for the first pass to have seen it
+        if max(width, height) < MIN_REGION_PX:
+            continue  # noise (leaves, compression), not a person
         if any(_inside(region, d.box) >= EXPLAINED_COVER for d in detections):
             continue
         out.append(region)
     return sorted(out, key=lambda r: -(r[2] - r[0]) * (r[3] - r[1]))
+
+
+def _split(regions: Sequence[Box], tile: int) -> list[Box]:
+    parts: list[Box] = []
+    for x1, y1, x2, y2 in regions:
+        cols, rows = max(1, math.ceil((x2 - x1) / tile)), max(1, math.ceil((y2 - y1) / tile))
+        step_x, step_y = (x2 - x1) / cols, (y2 - y1) / rows
+        for i in range(cols):
+            for j in range(rows):
+                parts.append((x1 + i * step_x, y1 + j * step_y, x1 + (i + 1) * step_x, y1 + (j + 1) * step_y))
+    return parts
 
 
 def tiles_for(regions: Sequence[Box], width: int, height: int, tile: int, max_tiles: int) -> list[Box]:
