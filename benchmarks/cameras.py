@@ -75,7 +75,9 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
     config = Config(
         state_dir=state,
         models_dir=args.models_dir,
-        detector=DetectorConfig(backend=args.backend, workers=args.workers, batch=args.batch),
+        detector=DetectorConfig(
+            backend=args.backend, workers=args.workers, batch=args.batch, queue_frames=args.queue_frames
+        ),
         mqtt=MqttConfig(enabled=use_mqtt, host=args.mqtt_host, port=args.mqtt_port, topic_prefix=prefix,
                         client_id=f"camd-{prefix}"),
         homeassistant=HomeAssistantConfig(enabled=False),
@@ -168,6 +170,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["ssd", "yolo"], default="ssd")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--queue-frames", type=int, default=DetectorConfig().queue_frames)
     parser.add_argument("--no-identity", action="store_true")
     parser.add_argument("--mqtt-host", default="127.0.0.1")
     parser.add_argument("--mqtt-port", type=int, default=1883)
