@@ -75,6 +75,8 @@ def test_second_prepare_does_nothing_and_changes_are_noticed(models_dir: Path, t
 
 def test_prepare_detector_reports_what_is_ready(models_dir: Path) -> None:
     ready = prepare_detector(DetectorConfig(), models_dir)
+    assert ready.startswith("ssd on openvino (f32), ") and ready.endswith(MODEL_NAME)
+    ready = prepare_detector(DetectorConfig(precision="int8"), models_dir)
     assert ready.startswith("ssd on openvino (int8), ") and ready.endswith(MODEL_NAME)
 
 

@@ -1,6 +1,6 @@
 """Every detector backend and runtime on real photos, with boxes checked against hand-drawn reference boxes.
 
-The default (the SSD cut and quantized to int8 for OpenVINO at prepare time) is also checked against
+The SSD cut and quantized to int8 for OpenVINO at prepare time (`precision: int8`) is also checked against
 the fp32 reference (the whole TensorFlow graph through OpenCV DNN) on real frames, within the bound
 measured in docs/performance.md.
 
@@ -64,7 +64,8 @@ def photos(models_dir: Path) -> dict[str, np.ndarray]:
 
 
 VARIANTS = {
-    "ssd-openvino-int8": DetectorConfig(),  # the default
+    "ssd-openvino-f32": DetectorConfig(),  # the default
+    "ssd-openvino-int8": DetectorConfig(precision="int8"),
     "ssd-opencv": DetectorConfig(runtime="opencv"),
     "yolo-openvino": DetectorConfig(backend="yolo"),
     "yolo-onnxruntime": DetectorConfig(backend="yolo", runtime="onnxruntime"),

@@ -255,9 +255,9 @@ class DetectorConfig(Strict):
 
     runtime: what runs the model. 'openvino' (the default, both backends) is the fastest here;
     'opencv' runs the SSD's whole TensorFlow graph through OpenCV DNN (needs opencv-python < 5.1);
-    'onnxruntime' runs a YOLO ONNX export. precision (OpenVINO only): 'auto' is int8 for the SSD
-    (quantized once at `camd models prepare`, docs/performance.md) and f32 for YOLO; 'f32' and 'bf16'
-    trade speed for scores identical to (or close to) the reference."""
+    'onnxruntime' runs a YOLO ONNX export. precision (OpenVINO only): 'auto' is f32 (the reference's
+    scores, 2.1x OpenCV); 'int8' (the SSD quantized once at `camd models prepare`: 6.3x, scores ~0.013
+    lower, docs/performance.md) and 'bf16' (3.9x) trade agreement for speed."""
 
     backend: Literal["ssd", "yolo"] = "ssd"
     runtime: Literal["openvino", "opencv", "onnxruntime"] = "openvino"
