@@ -126,7 +126,7 @@ class TrackEvidence:
 
     def person_check(self) -> PersonCheck:
         """Whether this track's poses look like a person (views.py)."""
-        return person_check([p.keypoints for p in self.poses])
+        return person_check([p.keypoints for p in self.poses], [p.box for p in self.poses])
 
     def view_prototypes(self, most: int = 3) -> list[tuple[np.ndarray, np.ndarray | None, View | None,
                                                             list[KeptCrop]]]:  # fmt: skip

@@ -47,6 +47,11 @@ BODY_KEYPOINTS = 5
 # plainly not a person; small false boxes need the detector's own score.
 PERSON_SHARE = 0.2
 MIN_POSES_TO_JUDGE = 3
+# MoveNet also misses the bodies of real people in close-ups and seated crowds (Hamilton's audience:
+# 0 of 4 poses), whose boxes are taller than wide like anyone standing or sitting. So the poses stop a
+# track only when its box is not a person's shape either: wider than tall (width/height above this),
+# as supervision_walking's whole-frame false box (1.9).
+PERSON_MAX_ASPECT = 1.0
 
 
 def _ok(keypoints: np.ndarray, name: str) -> bool:
@@ -134,6 +139,7 @@ class PersonCheck:
 
     poses: int
     with_body: int
+    aspect: float | None = None  # the median width / height of the track's boxes where poses were taken
 
     @property
     def share(self) -> float | None:
@@ -144,15 +150,21 @@ class PersonCheck:
         """True/False when there were enough poses to judge by; None when not (too few, too small a box)."""
         if self.poses < MIN_POSES_TO_JUDGE:
             return None
+        if self.aspect is not None and self.aspect <= PERSON_MAX_ASPECT:
+            return True  # a person's shape: the poses alone do not overrule it (see PERSON_MAX_ASPECT)
         return self.with_body >= PERSON_SHARE * self.poses
 
     def reason(self) -> str:
+        shape = f", its box {self.aspect:.1f}x as wide as tall" if self.aspect is not None else ""
         return (f"does not look like a person: {self.with_body} of {self.poses} poses show a body "
-                f"(at least {PERSON_SHARE:.0%} needed before a name is given)")  # fmt: skip
+                f"(at least {PERSON_SHARE:.0%} needed before a name is given){shape}")  # fmt: skip
 
 
-def person_check(poses: Sequence[np.ndarray]) -> PersonCheck:
-    return PersonCheck(len(poses), sum(shows_body(k) for k in poses))
+def person_check(poses: Sequence[np.ndarray], boxes: Sequence[Box] = ()) -> PersonCheck:
+    """`boxes`: the track's boxes where the poses were taken (their shape is evidence too)."""
+    ratios = [(b[2] - b[0]) / max(b[3] - b[1], 1e-6) for b in boxes]
+    aspect = float(np.median(ratios)) if ratios else None
+    return PersonCheck(len(poses), sum(shows_body(k) for k in poses), aspect)
 
 
 def dominant_view(views: Sequence[View | None]) -> View | None:
