@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from camd import __version__
-from camd.cli import models, observe, people, run
+from camd.cli import adapt, models, observe, people, run
 
 # In `camd --help` order.
 COMMAND_GROUPS = (
@@ -18,6 +18,7 @@ COMMAND_GROUPS = (
     models,  # models prepare|list
     observe,  # events, bench
     people,  # enroll, people, correct, forget, eval
+    adapt,  # adapt [--rollback|--reset|--status]
 )
 
 

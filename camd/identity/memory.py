@@ -122,7 +122,9 @@ class Memory(StoreMigrations):
         """body: the body model in use (its space names the collections); None: what is prepared."""
         self.config = config
         if body is None:
-            body = resolve_body_model(config.identity, config.models_path, prepare=False)
+            body = resolve_body_model(
+                config.identity, config.models_path, prepare=False, adapted_dir=config.adapted_path
+            )
         self.client = open_client(config)
         self._lock = threading.RLock()
         self._path = None if config.store.url else config.store_path
@@ -637,7 +639,8 @@ class Memory(StoreMigrations):
 
     def _remove_crops(self, sightings: list[dict[str, Any]]) -> int:
         """Delete the crop files of these (deleted) sightings."""
-        return sum(self._remove_crop(crop) for crop in {s.get("crop") for s in sightings})
+        crops = {s.get("crop") for s in sightings} | {c for s in sightings for c in s.get("crops") or []}
+        return sum(self._remove_crop(crop) for crop in crops)
 
     def _remove_crop(self, crop: str | None) -> int:
         if not crop:
