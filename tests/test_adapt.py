@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from camd.adapt.check import check, decide, embed_tracks
-from camd.adapt.emulate import cross_camera_similarities, reid_household
+from camd.adapt.emulate import cross_camera_similarities, log_household, reid_household
 from camd.adapt.store import AdaptedStore, adapted_space, calibration_to_dict
 from camd.adapt.tracks import AdaptTrack, known_different, load_tracks
 from camd.config.schema import IdentityConfig
@@ -26,7 +26,6 @@ from camd.identity.body_model import resolve_body_model
 from camd.identity.calibrations import OSNET_X0_25_MSMT17, calibration_for
 from camd.identity.crops import CropStore
 from camd.identity.evidence.osnet import OSNetEmbedder
-from camd.identity.sightings import SightingLog
 from tests.support.data import shared_data
 from tests.support.identity_data import identity_config
 
@@ -62,14 +61,16 @@ def _people(reid: Any) -> tuple[np.ndarray, np.ndarray]:
     return people[0::2], people[1::2]  # learned from / never trained on
 
 
-def _train(tracks: list[AdaptTrack], weights: Path, out: Path, batches: int = TRAIN_BATCHES) -> Path:
+def _train(
+    tracks: list[AdaptTrack], weights: Path, out: Path, batches: int = TRAIN_BATCHES, rate: float = 5e-5
+) -> Path:
     import random
 
     from camd.adapt.train import _batches, build_labels, export_onnx, fine_tune, load_base
 
     network = load_base(weights, "osnet_x0_25")
     per_epoch = len(_batches(build_labels(tracks), random.Random(0)))
-    fine_tune(network, tracks, epochs=batches / per_epoch, threads=2)
+    fine_tune(network, tracks, epochs=batches / per_epoch, threads=1, learning_rate=rate)
     export_onnx(network, "osnet_x0_25", out)
     return out
 
@@ -136,12 +137,16 @@ def test_adaptation_moves_same_person_up_and_different_person_down_on_people_it_
     _, unseen = _people(reid)
     before = cross_camera_similarities(OSNetEmbedder(base.onnx), reid, unseen)
     after = cross_camera_similarities(OSNetEmbedder(adapted_onnx), reid, unseen)
-    # The network's own output (the colour crop), across the two cameras (one blue-tinted):
-    assert after["colour"]["genuine"] > before["colour"]["genuine"] + 0.01, (before, after)
-    assert after["colour"]["impostor"] < before["colour"]["impostor"] - 0.01, (before, after)
-    # camd's vector (colour and greyscale halves): same and different people further apart.
-    gap = {k: v["camd"]["genuine"] - v["camd"]["impostor"] for k, v in (("before", before), ("after", after))}
-    assert gap["after"] > gap["before"] + 0.02, gap
+    figures = {part: {k: (round(before[part][k], 3), round(after[part][k], 3)) for k in before[part]}
+               for part in before}  # fmt: skip
+    for part in ("camd", "colour"):  # camd's vector (colour + grey halves), and the network's colour output
+        # Same-person pairs across the two cameras (one blue-tinted) move up relative to different-person
+        # pairs: the mean gap widens and a same-person pair outscores a different-person one more often.
+        # (Absolute cosines all move: the network spreads everyone apart, strangers most.)
+        gap = [v[part]["genuine"] - v[part]["impostor"] for v in (before, after)]
+        assert gap[1] > gap[0] + 0.02, figures
+        assert after[part]["auc"] > before[part]["auc"], figures
+        assert after[part]["impostor"] < before[part]["impostor"] - 0.02, figures
 
 
 @pytest.mark.slow
@@ -159,7 +164,9 @@ def test_guardrail_refuses_a_network_trained_with_shuffled_labels(
         shuffled.append(AdaptTrack(t.key, t.camera, t.start, t.end,
                                    tuple(pool[i] for i in order[start : start + len(t.crops)])))  # fmt: skip
         start += len(t.crops)
-    bad = _train(shuffled, weights, tmp_path / "shuffled.onnx")
+    # At the default rate a few batches barely move the weights (and refreshing the normalisation
+    # statistics on this footage alone helps): issue 14's rate makes the wrong labels count.
+    bad = _train(shuffled, weights, tmp_path / "shuffled.onnx", rate=3e-4)
     # The installation's own check: tracks it never trained on, people named on both cameras.
     held_out = reid_household(reid, unseen, confirm=len(unseen), crops=4)
     before = check(held_out, embed_tracks(OSNetEmbedder(base.onnx), held_out))
@@ -279,7 +286,7 @@ def test_the_daemon_keeps_running_during_camd_adapt(tmp_path: Path, models_dir: 
         f"cameras:\n  street: {{url: {clip}, loop: true, realtime: true}}\n"
     )
     config = load_config(config_file)
-    _log_household(config, reid)
+    log_household(config, reid, np.unique(reid.query_ids)[:16], time.time())
     daemon = Daemon(config)
     thread, _ = run_in_thread(daemon)
     try:
@@ -290,7 +297,7 @@ def test_the_daemon_keeps_running_during_camd_adapt(tmp_path: Path, models_dir: 
         stats = daemon.pipelines["street"].stats
         frames_before = stats.frames
         done = subprocess.run(
-            [sys.executable, "-m", "camd.cli", "adapt", "--config", str(config_file), "--max-minutes", "0.5",
+            [sys.executable, "-m", "camd.cli", "adapt", "--config", str(config_file), "--max-minutes", "5",
              "--json"], cwd=REPO, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -305,15 +312,12 @@ def test_the_daemon_keeps_running_during_camd_adapt(tmp_path: Path, models_dir: 
         thread.join(30)
 
 
-def _log_household(config: Any, reid: Any) -> None:
-    """Sightings with kept crops, as a daemon would have logged them: 16 people on two cameras."""
-    crops, log = CropStore(config.crops_path), SightingLog(config.sightings_path)
-    try:
-        for track in reid_household(reid, np.unique(reid.query_ids)[:16]):
-            saved = (crops.save(f"{track.key}~{k}", image, 1e9) for k, image in enumerate(track.crops))
-            paths = [str(s.path) for s in saved if s is not None]
-            now = time.time()
-            log.add(track.key, {}, {"camera": track.camera, "label": "person", "start_time": now - 60,
-                                    "end_time": now, "crop": paths[0], "crops": paths}, "any")  # fmt: skip
-    finally:
-        log.close()
+def test_nightly_schedule_waits_for_the_next_local_time() -> None:
+    import datetime as dt
+
+    from camd.adapt.schedule import seconds_until
+
+    evening = dt.datetime(2026, 12, 7, 22, 15)
+    assert seconds_until("03:30", evening) == (5 * 60 + 15) * 60  # tonight, after midnight
+    assert seconds_until("22:16", evening) == 60
+    assert seconds_until("22:15", evening) == 24 * 3600  # just ran: tomorrow

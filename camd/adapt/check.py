@@ -205,14 +205,15 @@ def derive_calibration(
                 impostor[key] = tail_fit(here_a)
                 how["/".join(key)] = f"fitted on {here_a.size} pairs"
                 continue
+            source = "pairs"
             if here_a.size < MIN_SHIFT:
-                here_b, here_a = pooled_before, pooled_after
+                here_b, here_a, source = pooled_before, pooled_after, f"pairs of every {mode} relation"
             if here_a.size < MIN_SHIFT:
                 return None, {"/".join(key): f"only {here_a.size} pairs of surely different people"}
             shift = float(here_a.mean() - here_b.mean())
             ratio = float(np.clip(here_a.std() / max(float(here_b.std()), 1e-6), 0.5, 2.0))
             impostor[key] = (round(mean + shift, 4), round(sd * ratio, 4))
-            how["/".join(key)] = f"shifted by {shift:+.3f} (sd x{ratio:.2f}) on {here_a.size} pairs"
+            how["/".join(key)] = f"shifted by {shift:+.3f} (sd x{ratio:.2f}) on {here_a.size} {source}"
     day = time.strftime("%Y-%m-%d")
     return replace(base, name=name, impostor=impostor,
                    measured_on=f"this installation's held-out tracks (camd adapt, {day})"), how  # fmt: skip

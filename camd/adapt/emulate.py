@@ -29,8 +29,8 @@ def reid_household(
 
 def cross_camera_similarities(embedder: Any, data: Any, people: np.ndarray) -> dict[str, dict[str, float]]:
     """Per vector part (camd's whole vector, its colour half, its greyscale half): the mean cosine of
-    same-person and of different-person crop pairs across the two cameras, and rank-1 / mAP of camera 1
-    crops querying camera 2 crops."""
+    same-person and of different-person crop pairs across the two cameras, the AUC of the two, and rank-1 /
+    mAP of camera 1 crops querying camera 2 crops."""
     from camd.eval.reid import rank1_and_map
 
     q = np.flatnonzero(np.isin(data.query_ids, people))
@@ -44,6 +44,29 @@ def cross_camera_similarities(embedder: Any, data: Any, people: np.ndarray) -> d
     out = {}
     for name, scores in parts.items():
         ranked = rank1_and_map(scores, data.query_ids[q], data.gallery_ids[g])
+        impostors = np.sort(scores[~same])
+        # AUC: the chance that a same-person pair scores above a different-person pair
+        auc = float(np.mean(np.searchsorted(impostors, scores[same]) / impostors.size))
         out[name] = {"genuine": float(scores[same].mean()), "impostor": float(scores[~same].mean()),
-                     "rank1": ranked["rank1"], "map": ranked["mAP"]}  # fmt: skip
+                     "auc": auc, "rank1": ranked["rank1"], "map": ranked["mAP"]}  # fmt: skip
     return out
+
+
+def log_household(config: Any, data: Any, people: np.ndarray, now: float) -> int:
+    """Write the household's tracks into an installation's sighting log with their crops on disk, as the
+    daemon would have logged them (person sightings, kept crops); returns how many."""
+    from camd.identity.crops import CropStore
+    from camd.identity.sightings import SightingLog
+
+    crops, log = CropStore(config.crops_path), SightingLog(config.sightings_path)
+    count = 0
+    try:
+        for track in reid_household(data, people):
+            saved = (crops.save(f"{track.key}~{k}", image, now) for k, image in enumerate(track.crops))
+            paths = [str(s.path) for s in saved if s is not None]
+            log.add(track.key, {}, {"camera": track.camera, "label": "person", "start_time": now - 60,
+                                    "end_time": now, "crop": paths[0], "crops": paths}, "any")  # fmt: skip
+            count += 1
+    finally:
+        log.close()
+    return count

@@ -72,7 +72,7 @@ def adapt_on(
     current_onnx: Path,
     current_calibration: BodyCalibration,
     work: Path,
-    epochs: float = 3.0,
+    epochs: float = 4.0,
     max_seconds: float = 1800.0,
     threads: int = 1,
     margin: float = MARGIN,

@@ -146,7 +146,7 @@ class AdaptedStore:
 
     def reset(self) -> int:
         """Delete every adapted network of this base (the base network is used again); returns how many."""
-        count = len(self.history())
+        count = sum(1 for p in self.folder.iterdir() if p.is_dir()) if self.folder.is_dir() else 0
         if self.folder.exists():
             shutil.rmtree(self.folder)
         return count

@@ -4,7 +4,7 @@ Batch-hard triplet loss (Hermans et al. 2017): a batch holds up to 8 people who 
 (tracks on one camera at the same time, or people confirmed as different) with 4 crops each; every crop's
 hardest positive must come closer than its hardest negative by a margin. Augmentation makes one camera's
 white balance, light or IR night mode no reason to tell people apart: random per-channel gains, brightness,
-greyscale, horizontal flips and small shifts. Adam 3e-4, as measured in issue 14 (docs/adaptation.md).
+greyscale, horizontal flips and small shifts; Adam 5e-5 (docs/adaptation.md: the measurements).
 
 Never imported by the daemon: `camd adapt` imports it, niced and with a thread cap.
 """
@@ -29,7 +29,7 @@ IDS_PER_BATCH = 8
 CROPS_PER_ID = 4
 MARGIN = 0.3  # on the raw 512-d features, as torchreid's triplet loss
 GREY_SHARE = 0.2  # crops turned greyscale in training (an IR camera; the grey half)
-LEARNING_RATE = 3e-4
+LEARNING_RATE = 5e-5  # 3e-4 (issue 14) lost rank-1 of camd's two-half vector here (docs/adaptation.md)
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
 

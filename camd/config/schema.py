@@ -476,7 +476,7 @@ class AdaptConfig(Strict):
     nightly_at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = None
     days: Annotated[float, Field(gt=0.0, le=365.0)] = 14.0  # tracks of the last days it learns from
     min_tracks: Annotated[int, Field(ge=4)] = 20  # fewer person tracks with kept crops: nothing to learn
-    epochs: Annotated[float, Field(gt=0.0, le=50.0)] = 3.0
+    epochs: Annotated[float, Field(gt=0.0, le=50.0)] = 4.0  # passes over the tracks
     max_minutes: Annotated[float, Field(gt=0.0, le=600.0)] = 30.0  # time bound of the training
     threads: Annotated[int, Field(ge=1, le=64)] = 1  # CPU threads it may use (the cameras keep the rest)
     nice: Annotated[int, Field(ge=0, le=19)] = 19  # its CPU priority below the daemon's
