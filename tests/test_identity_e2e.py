@@ -67,7 +67,7 @@ def test_a_person_enrolled_from_one_part_is_recognised_in_another(tmp_path: Path
             result = enroll.enroll_clip(
                 service, "lin", "family", clip, track=best["track"], end_s=SPLIT_S - 0.5
             )
-        assert result["added"]["face"] >= 1 and result["added"]["body"] == 1
+        assert result["added"]["face"] >= 1 and 1 <= result["added"]["body"] <= 3  # one per view and look
     finally:
         service.close()
 
@@ -88,7 +88,8 @@ def test_a_person_enrolled_from_one_part_is_recognised_in_another(tmp_path: Path
     # others are clearly strangers. The replay is exact (camd/pipeline.py), so these figures are the same
     # on every run; before it, a run whose gate picked other frames saw his face at 0.53 and missed him.
     assert max(a["confidence"] for a in lin) > 0.5
-    assert others and all(a["identity_class"] == "stranger" for a in others)
+    seen = [(a["frames"], a["box"], a["evidence"]) for a in others]
+    assert others and all(a["identity_class"] == "stranger" for a in others), seen
     assert all(str(a["global_id"]).startswith("unknown-") for a in others)
     # Every finished track is a sighting; the stranger ids are stable ids in the memory.
     check = IdentityService(daemon_config, load_extractors=False)

@@ -186,3 +186,31 @@ def test_store_and_crops_are_owner_only_and_the_store_is_locked_while_open(
         assert np.isclose(np.linalg.norm(reopened.sighting("p").vectors["body"]), 1.0, atol=1e-3)
     finally:
         reopened.close()
+
+
+def test_a_command_with_another_models_folder_does_not_convert_the_memory(
+    tmp_path: Path, models_dir: Path, service_factory: Any, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`camd people list --state-dir S` without the daemon's models folder finds no OSNet there: it says
+    so instead of moving the memory to MobileNetV2's space (which would re-embed everyone twice)."""
+    from camd.cli import main as camd_main
+    from camd.identity.layout import BODY_SPACE_KEY
+
+    service = service_factory()
+    enroll.enroll_photos(service, "obama", "family", _photos(tmp_path, models_dir, "obama.jpg"))
+    space = service.memory.body_space
+    state = service.config.state_dir
+    service.close()
+    if space.startswith("mobilenetv2"):
+        pytest.skip("the shipped OSNet is not prepared here: both sides resolve MobileNetV2")
+
+    code = camd_main(["people", "list", "--state-dir", str(state), "--models-dir", str(tmp_path / "empty")])
+    error = capsys.readouterr().err
+    assert code == 1 and f"holds body vectors of {space}" in error and "--models-dir" in error
+    assert camd_main(["people", "list", "--state-dir", str(state), "--models-dir", str(models_dir)]) == 0
+    assert capsys.readouterr().out.startswith("obama")
+    reopened = Memory(service.config)
+    try:
+        assert (reopened.load_state(BODY_SPACE_KEY) or {}).get("space") == space
+    finally:
+        reopened.close()

@@ -492,30 +492,143 @@ def test_switching_backbones_keeps_faces_and_never_compares_body_vectors_across_
     with caplog.at_level(logging.WARNING, logger="camd.identity.memory"):
         after = IdentityService(config, extractors=_with_body(identity_models, model.load()))
     try:
-        assert (
-            f"mobilenetv2 -> {space}" in caplog.text and "re-enroll" in caplog.text and "obama" in caplog.text
-        )
+        # Nobody is asked to enroll again: obama's kept crops are embedded by the new model at start.
+        assert f"mobilenetv2 -> {space}" in caplog.text
+        assert "of 1 people with kept enrollment crops" in caplog.text
+        assert "No body prototypes any more for nobody enrolled" in caplog.text
         assert _body_size(after, f"{PROTOTYPES}_{space}") == 1024 and _body_size(after, PROTOTYPES) == 1280
         carried = after.memory.prototypes("obama")
-        assert carried and all("body" not in h.vectors for h in carried)  # 1280-d vectors stay behind
-        assert {h.key for h in carried} == {h.key for h in old_protos if "face" in h.vectors}
+        assert {h.key for h in carried} == {h.key for h in old_protos}
+        bodies = [h for h in carried if "body" in h.vectors]
+        assert bodies and all(h.vectors["body"].shape == (1024,) for h in bodies)
+        assert not any(h.payload.get("reembed") for h in bodies)
+        # The re-embedded vector is the new model's embedding of the kept crop, not a converted old one.
+        kept = after.memory.enrollment_crops.load(bodies[0].payload["crops"])
+        again = after.embed_crop("person", kept[0])[0]
+        assert again is not None and float(np.dot(again, bodies[0].vectors["body"])) > 0.99
+        # obama is recognised by body in the new space: his own prototype is the nearest to a new photo.
+        probe = after.embed_crop("person", read_image(face_photo(models_dir, "obama3.jpg")))[0]
+        hits = after.memory.search(PROTOTYPES, "body", probe, now=1e10)
+        assert hits and hits[0].person_id == "obama" and hits[0].vectors["body"].shape == (1024,)
         # The sighting log keeps each body vector under its space: the old one is not offered here.
         old_sighting = after.memory.sighting("ev-old")
         assert "body" not in old_sighting.vectors and "face" in old_sighting.vectors
         exported = dict(after.memory.everything_of("obama")[SIGHTINGS])[SIGHTINGS]
         assert exported.vectors["body@mobilenetv2"].shape == (1280,)
 
-        enroll.enroll_photos(after, "obama", "family", photos)  # re-enrolled: 1024-d body prototypes now
-        bodies = [h.vectors["body"] for h in after.memory.prototypes("obama") if "body" in h.vectors]
-        assert bodies and all(v.shape == (1024,) for v in bodies)
-        probe = after.embed_crop("person", read_image(face_photo(models_dir, "obama3.jpg")))[0]
-        hits = after.memory.search(PROTOTYPES, "body", probe, now=1e10)
-        assert hits and all(h.vectors["body"].shape == (1024,) for h in hits)
-
         assert after.memory.client.count(PROTOTYPES).count > 0  # the 1280-d space stays, for switching back
-        enroll.forget(after, "obama")  # forgetting reaches every body space
+        crops_folder = after.memory.enrollment_crops.folder
+        assert any(crops_folder.iterdir())
+        enroll.forget(after, "obama")  # forgetting reaches every body space and the kept crops
         for collection in (PROTOTYPES, f"{PROTOTYPES}_{space}"):
             assert after.memory.client.count(collection).count == 0, collection
         assert after.memory.sightings("obama") == [] and after.memory.count_sightings() == 0
+        assert not any(crops_folder.iterdir())
+    finally:
+        after.close()
+
+
+def test_weights_that_cannot_be_had_fall_back_to_mobilenet_and_say_so(
+    small_checkpoint: tuple[Path, str], tmp_path: Path, models_dir: Path, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """No network for the weights: the daemon still starts, on MobileNetV2, and says so in its log line
+    at start, in /health's identity section and in the run summary."""
+    from camd.api.status import identity_health
+    from camd.daemon import Daemon
+    from tests.support.media import make_clip
+
+    path, sha = small_checkpoint
+    down = WeightsServer(path.parent, fail_first=1_000)  # answers every request with an error
+    # A models folder with everything prepared except OSNet (links to the session's prepared models).
+    models = tmp_path / "models"
+    models.mkdir()
+    for entry in models_dir.iterdir():
+        if not entry.name.startswith("osnet"):
+            (models / entry.name).symlink_to(entry)
+    try:
+        settings = osnet_settings(url_of(down, path), sha, variant="osnet_x0_25")
+        config = identity_config(tmp_path / "state", models, **settings)
+        clip = make_clip(tmp_path / "empty.mp4", frames=10, size=(320, 240))
+        cameras = {"yard": {"url": str(clip), "detect_fps": 5}}
+        config = config.model_validate({**config.model_dump(mode="json"), "cameras": cameras})
+        with caplog.at_level(logging.WARNING, logger="camd.identity.body_model"):
+            daemon = Daemon(config, mqtt=False)
+            summary = daemon.run(install_signals=False)
+        assert down.requests == 1  # one try at start, no retry loop holding the daemon up
+        line = next(r.getMessage() for r in caplog.records if "FALLBACK" in r.getMessage())
+        assert "MobileNetV2" in line and "OSNet unavailable" in line and "camd models prepare" in line
+        health = identity_health(daemon.identity)
+        assert health is not None and health["body_model"]["model"] == "mobilenetv2"
+        assert "OSNet unavailable" in str(health["body_model"]["fallback"])
+        assert summary.body_model is not None and "fallback: OSNet unavailable" in summary.body_model
+        assert any(line.startswith("body model: MobileNetV2") for line in summary.lines())
+        left = [p.name for p in models.glob("osnet*/*") if p.suffix in (".pth", ".onnx", ".part")]
+        assert left == []  # nothing half-downloaded is left to be taken for the weights
+    finally:
+        down.close()
+
+
+def _lin_body_track(service: IdentityService, clip: Path, first_frame: int) -> Any:
+    """A body-only track of Lin-Manuel Miranda from his labelled boxes (camd/eval/truth/hamilton.json)
+    at and after `first_frame`: five crops, embedded by the service's body model, no face."""
+    import cv2
+
+    from camd.eval.truth import load_truth
+    from camd.identity.track import KeptCrop, TrackEvidence
+
+    lin = next(p for p in load_truth("hamilton").people if p.label == "lin-manuel-miranda")
+    wanted = {s.frame: s.box for passage in lin.passages for s in passage.samples if s.frame >= first_frame}
+    frames = sorted(wanted)[:: max(1, len(wanted) // 5)][:5]
+    evidence = TrackEvidence(kind="person", best_k=5, camera="yard", frames=len(frames))
+    capture = cv2.VideoCapture(str(clip))
+    index = 0
+    while frames and index <= frames[-1]:
+        ok, image = capture.read()
+        assert ok, clip
+        if index in frames:
+            x1, y1, x2, y2 = (int(v) for v in wanted[index])
+            crop = np.ascontiguousarray(image[y1:y2, x1:x2])
+            appearance, colour = service.embed_crop("person", crop)
+            evidence.crops.append(KeptCrop(1.0, crop, (x1, y1, x2, y2), float(index), appearance, colour))
+        index += 1
+    capture.release()
+    return evidence
+
+
+def test_switching_to_the_shipped_osnet_reembeds_and_still_recognises_by_body(
+    tmp_path: Path, models_dir: Path, identity_models: Extractors,
+) -> None:  # fmt: skip
+    """MobileNetV2 -> the real OSNet x0.25 (MSMT17): someone enrolled from a clip is embedded again from
+    their kept crops at start, and recognised by body alone later in the clip, without enrolling again."""
+    from camd.identity.body_model import BodyModel
+    from tests.support.data import shared_data
+
+    shipped = resolve_body_model(identity_config(tmp_path / "probe", models_dir).identity, models_dir,
+                                 prepare=False)  # fmt: skip
+    if shipped.kind != "osnet":
+        pytest.skip("the shipped OSNet weights are not prepared (make test does, from ../shared/models)")
+    clip = shared_data("faces/examples/short_hamilton_clip.mp4")
+    state = tmp_path / "state"
+
+    def service(config: Any, model: BodyModel) -> IdentityService:
+        return IdentityService(config, extractors=_with_body(identity_models, model.load()))
+
+    mobilenet = identity_config(state, models_dir, body_model="mobilenetv2")
+    before = service(mobilenet, resolve_body_model(mobilenet.identity, models_dir))
+    try:
+        enroll.enroll_clip(before, "lin", "family", clip, end_s=4.0)
+    except enroll.TrackChoiceNeeded as choice:
+        best = max(choice.tracks, key=lambda row: (row["faces"], row["frames"]))
+        enroll.enroll_clip(before, "lin", "family", clip, track=best["track"], end_s=4.0)
+    before.close()
+
+    after = service(identity_config(state, models_dir), shipped)  # the default: OSNet
+    try:
+        bodies = [h.vectors["body"] for h in after.memory.prototypes("lin") if "body" in h.vectors]
+        assert bodies and all(v.shape == (1024,) for v in bodies)
+        track = _lin_body_track(after, clip, first_frame=150)  # 5 s and later: never enrolled from
+        decision = after.finalise(track, after_for("ev-later"), now=1e6)
+        assert decision is not None and decision.name == "lin", decision
+        assert decision.evidence["face"] is None and decision.evidence["body"] is not None
     finally:
         after.close()

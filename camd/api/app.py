@@ -204,6 +204,12 @@ def create_app(control: ControlApi) -> FastAPI:
         return Response(data, media_type="application/zip",
                         headers={"Content-Disposition": 'attachment; filename="camd-export.zip"'})
 
+    @app.post("/api/memory/reembed", tags=["people"], dependencies=AUTHED, responses=_ERRORS)
+    def reembed(service: Backend) -> dict[str, Any]:
+        """Embed every enrolled person's kept crops again with the body model in use."""
+        log.info("api: re-embed the enrolled people's kept crops")
+        return _call(service.reembed)
+
     @app.post("/api/sightings/{sighting_id}/correct", tags=["sightings"], dependencies=AUTHED,
               responses=_ERRORS)
     def correct(sighting_id: SightingId, body: CorrectRequest, service: Backend) -> dict[str, Any]:

@@ -157,6 +157,9 @@ class ApiClient:
     def forget(self, name: str) -> dict[str, Any]:
         return self._request("POST", f"/api/people/{_seg(name)}/forget")
 
+    def reembed(self) -> dict[str, Any]:
+        return self._request("POST", "/api/memory/reembed")
+
     def export_person(self, name: str) -> bytes:
         """Everything stored about `name`, as the zip `camd people export` writes."""
         return self._send("GET", f"/api/people/{_seg(name)}/export").content

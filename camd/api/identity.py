@@ -52,3 +52,7 @@ class IdentityBackend(Protocol):
     def sightings(self, name: str | None, camera: str | None, limit: int) -> dict[str, Any]:
         """Recent sightings, newest first: {"sightings": [...]}."""
         ...
+
+    def reembed(self) -> dict[str, Any]:
+        """Embed every enrolled person's kept crops again with the body model in use (reembed.py)."""
+        ...

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 
 from camd import __version__
-from camd.cli import adapt, models, observe, people, run
+from camd.cli import adapt, demo, models, observe, people, run
 
 # In `camd --help` order.
 COMMAND_GROUPS = (
-    run,  # run, demo, check-config
+    run,  # run, check-config
+    demo,  # demo
     models,  # models prepare|list
     observe,  # events, bench
     people,  # enroll, people, correct, forget, eval

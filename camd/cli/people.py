@@ -36,9 +36,9 @@ def register(sub: Any) -> None:
     enroll.set_defaults(func=cmd_enroll)
 
     people = sub.add_parser(
-        "people", help="list, show, rename, remove or export enrolled people and vehicles"
+        "people", help="list, show, rename, remove, export enrolled people, or re-embed them (reembed)"
     )
-    people.add_argument("action", choices=["list", "show", "rename", "remove", "export"])
+    people.add_argument("action", choices=["list", "show", "rename", "remove", "export", "reembed"])
     people.add_argument("names", nargs="*", help="show NAME | rename OLD NEW | remove NAME | export NAME")
     people.add_argument("--strangers", action="store_true", help="list: include unknown-N strangers")
     people.add_argument("--out", type=Path, default=None,
@@ -294,10 +294,10 @@ def _save_listing(tracks: list[dict[str, Any]], clip: Path) -> Path:
 def cmd_people(args: argparse.Namespace) -> int:
     from camd.identity import enroll
 
-    wanted = {"list": 0, "show": 1, "rename": 2, "remove": 1, "export": 1}[args.action]
+    wanted = {"list": 0, "show": 1, "rename": 2, "remove": 1, "export": 1, "reembed": 0}[args.action]
     if len(args.names) != wanted or (args.action == "export") != (args.out is not None):
         usage = {"list": "people list", "show": "people show NAME", "rename": "people rename OLD NEW",
-                 "remove": "people remove NAME",
+                 "remove": "people remove NAME", "reembed": "people reembed",
                  "export": "people export NAME --out FILE.zip"}[args.action]  # fmt: skip
         print(f"error: usage: camd {usage}", file=sys.stderr)
         return 2
@@ -307,6 +307,10 @@ def cmd_people(args: argparse.Namespace) -> int:
             from camd.identity.export import export_file
 
             return export_file(service, args.names[0], args.out)
+        if args.action == "reembed":
+            from camd.identity.reembed import reembed_all
+
+            return {"body_model": service.body_model.describe(), **reembed_all(service).as_dict()}
         if args.action == "list":
             return enroll.people_list(service, args.strangers)
         if args.action == "show":
@@ -320,6 +324,8 @@ def cmd_people(args: argparse.Namespace) -> int:
             from camd.identity.export import save_bundle
 
             return save_bundle(client.export_person(args.names[0]), args.out)
+        if args.action == "reembed":
+            return client.reembed()
         if args.action == "list":
             return client.list_people()["people"]
         if args.action == "show":
@@ -340,6 +346,11 @@ def cmd_people(args: argparse.Namespace) -> int:
             print(json.dumps(result, indent=1, default=str))
         elif args.action == "rename":
             print(f"renamed to {result['name']}")
+        elif args.action == "reembed":
+            gone = ", ".join(result["missing_crops"])
+            missing = f"; crops missing for {gone}" if gone else ""
+            print(f"re-embedded {result['prototypes']} body prototypes of {len(result['people'])} people "
+                  f"with {result['body_model']} in {result['seconds']} s{missing}")  # fmt: skip
         elif args.action == "export":
             counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result["counts"].items())
             print(f"exported {result['person']} to {result['file']}: {counts}")

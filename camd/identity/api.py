@@ -119,6 +119,11 @@ class IdentityApi:
         self._changed()
         return result
 
+    def reembed(self) -> dict[str, Any]:
+        from camd.identity.reembed import reembed_all
+
+        return {"body_model": self.service.body_model.describe(), **reembed_all(self.service).as_dict()}
+
     def sightings(self, name: str | None, camera: str | None, limit: int) -> dict[str, Any]:
         rows = self.service.memory.sightings(name)
         if camera is not None:

@@ -53,6 +53,7 @@ from camd.identity.body_model import BodyModel, resolve_body_model
 from camd.identity.enrollment_crops import EnrollmentCrops
 from camd.identity.hit import Hit
 from camd.identity.layout import (
+    BODY_SPACE_KEY,
     META,
     PEOPLE,
     PROTOTYPES,
@@ -78,6 +79,11 @@ COMPACT_AFTER = 2000  # deleted points an embedded store holds in RAM before the
 
 class MemoryLockedError(RuntimeError):
     """The embedded store is held by another process (usually the running daemon)."""
+
+
+class BodySpaceMismatch(ValueError):
+    """A command that only reads or edits the memory found another body model than the one the memory
+    holds (usually another models folder): opening it would convert the memory to that model."""
 
 
 class UnknownPersonError(KeyError):
@@ -118,15 +124,21 @@ def _match_any(key: str, values: list[str]) -> models.Filter:
 class Memory(StoreMigrations):
     """People, prototypes and sightings; every method is thread-safe (one lock around the client)."""
 
-    def __init__(self, config: Config, body: BodyModel | None = None) -> None:
-        """body: the body model in use (its space names the collections); None: what is prepared."""
+    def __init__(self, config: Config, body: BodyModel | None = None, may_switch: bool | None = None) -> None:
+        """body: the body model in use (its space names the collections); None: what is prepared.
+        may_switch: whether opening may move the memory to this body space (the daemon, enrollment: yes;
+        commands that only read or edit it: no). Default: yes when `body` is given."""
         self.config = config
+        if may_switch is None:
+            may_switch = body is not None
         if body is None:
             body = resolve_body_model(
                 config.identity, config.models_path, prepare=False, adapted_dir=config.adapted_path
             )
         self.client = open_client(config)
         self._lock = threading.RLock()
+        if not may_switch:
+            self._refuse_another_space(body)
         self._path = None if config.store.url else config.store_path
         # A Qdrant server may be shared by several hubs: strangers' looks stay in it, so that every hub
         # links every stranger. An embedded store keeps them in the sighting log (strangers.py).
@@ -586,6 +598,21 @@ class Memory(StoreMigrations):
         self._deleted_since_open = 0
 
     # -- meta --------------------------------------------------------------------------------------
+
+    def _refuse_another_space(self, body: BodyModel) -> None:
+        if not self.client.collection_exists(META):
+            return
+        state = self.load_state(BODY_SPACE_KEY)
+        stored = str(state.get("space")) if state else None
+        if stored is None or stored == body.space:
+            return
+        self.client.close()
+        why = f" ({body.fallback_reason})" if body.fallback_reason else ""
+        raise BodySpaceMismatch(
+            f"the memory in {self.config.state_dir} holds body vectors of {stored}, but this command found "
+            f"{body.label}{why} in {self.config.models_path}: give it the daemon's models folder "
+            f"(--models-dir DIR, or --config FILE) so that reading the memory does not convert it"
+        )
 
     def load_state(self, key: str) -> dict[str, Any] | None:
         with self._lock:

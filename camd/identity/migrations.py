@@ -105,6 +105,7 @@ class StoreMigrations:
             return
         copied = 0
         lost_body: set[str] = set()
+        reembedding: set[str] = set()  # people whose body prototypes come back from their kept crops
         dropped = {*BODY_VECTORS, "colour"}
         target = self._c(PROTOTYPES)
         present = {point.id for point in self._scroll(target, None)}
@@ -117,8 +118,8 @@ class StoreMigrations:
                 vectors = {k: v for k, v in raw.items() if k not in dropped and v is not None}
                 payload = dict(point.payload or {})
                 keeps_crops = "body" in raw and bool(payload.get("crops"))
-                if "body" in raw and not keeps_crops:
-                    lost_body.add(str(payload.get("person_id")))
+                if "body" in raw:
+                    (reembedding if keeps_crops else lost_body).add(str(payload.get("person_id")))
                 payload["modalities"] = [m for m in payload.get("modalities", []) if m not in dropped]
                 if keeps_crops:
                     payload["reembed"] = True  # its body vector comes back from its kept crops
@@ -130,15 +131,15 @@ class StoreMigrations:
                     self.client.upsert(target, points)
                 copied += len(points)
         roles = {p["person_id"]: p.get("role") for p in self.people(include_strangers=True)}
-        needing = lost_body - self.people_with("body", time.time())
+        needing = lost_body - reembedding - self.people_with("body", time.time())
         enrolled = sorted(pid for pid in needing if roles.get(pid) in ROLES)
         strangers = sum(1 for pid in needing if roles.get(pid) == "stranger")
         log.warning(
             "identity.body_model changed (body space %s -> %s): body vectors of different backbones are not "
-            "comparable. Copied %d prototypes; body prototypes with kept enrollment crops are embedded "
-            "again by the new model; the old collection stays, for switching back. No body prototypes any "
-            "more for %s: re-enroll them (camd enroll NAME --photos DIR, or --clip FILE) to recognise them "
-            "from behind again. %d strangers will get new unknown-N ids.",
-            previous, self.body_space, copied,
+            "comparable. Copied %d prototypes; the body prototypes of %d people with kept enrollment crops "
+            "are embedded again by the new model; the old collection stays, for switching back. No body "
+            "prototypes any more for %s: re-enroll them (camd enroll NAME --photos DIR, or --clip FILE) to "
+            "recognise them from behind again. %d strangers will get new unknown-N ids.",
+            previous, self.body_space, copied, len(reembedding),
             ", ".join(enrolled) or "nobody enrolled", strangers,
         )  # fmt: skip

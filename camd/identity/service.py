@@ -57,7 +57,8 @@ class IdentityService:
         )
         if load_extractors and config.identity.enabled and config.identity.body:
             log_body_model(self.body_model)
-        self.memory = memory if memory is not None else Memory(config, self.body_model)
+        # Commands that only read or edit the memory must not move it to another body space.
+        self.memory = memory or Memory(config, self.body_model, may_switch=load_extractors)
         self.enabled = config.identity.enabled
         self._extractors = extractors
         self._extractors_lock = threading.Lock()

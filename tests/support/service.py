@@ -187,6 +187,12 @@ class MemoryIdentity:
         with self._lock:
             return json.dumps({"person": name, **self._get(name)}).encode()
 
+    def reembed(self) -> dict[str, Any]:
+        with self._lock:
+            people = sorted(self.people)
+        return {"body_model": "stand-in", "prototypes": 0, "people": people, "missing_crops": [],
+                "seconds": 0.0}
+
     def sightings(self, name: str | None, camera: str | None, limit: int) -> dict[str, Any]:
         with self._lock:
             if name is not None:
