@@ -134,10 +134,11 @@ def base_and_current(config: Config) -> tuple[BodyModel, BodyModel]:
 def adapt(config: Config, *, max_seconds: float | None = None, epochs: float | None = None) -> Outcome:
     """`camd adapt`: the installation's tracks of the last `adapt.days`, trained on niced with the thread
     cap; a better network goes into use (the memory is re-embedded at the next start: apply())."""
-    from camd.adapt.train import AdaptError
+    from camd.adapt.train import AdaptError, require_torch
     from camd.identity.calibrations import calibration_for
 
     settings = config.adapt
+    require_torch()  # before reading anything: say at once what to install
     base, current = base_and_current(config)
     if base.kind != "osnet":
         raise AdaptError(

@@ -224,6 +224,7 @@ def fine_tune(
 def load_base(weights: Path, variant: str) -> Any:
     """The OSNet to start from: the base network's weights (never a previous adaptation: every run
     starts from the shipped network, so nothing drifts from one night to the next)."""
+    require_torch()
     from camd.modelprep.osnet_convert import load_osnet
 
     return load_osnet(weights, variant)
