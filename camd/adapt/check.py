@@ -3,9 +3,9 @@ And the thresholds for it, re-derived from the same tracks. No torch: both netwo
 the daemon would run.
 
 Measured on held-out tracks (never trained on) of the installation's own period:
-- self: each track's crops split in two halves (alternate crops); how well a half finds its other half
-  among the other halves of all the period's tracks (a half of another track of the same confirmed person
-  counts as found too). Mean average precision, and rank-1.
+- self: each held-out track's crops split in two halves (alternate crops); how well a half finds its other
+  half among the second halves of all the period's tracks, held out or trained on (a half of another track
+  of the same confirmed person counts as found too). Mean average precision, and rank-1.
 - cross: where confirmed people (named by a face or by the user) were seen on two cameras, how well a track
   finds that person's tracks on the other cameras among all confirmed tracks there.
 The score is the mean of the parts' mAP that could be measured. The adapted network replaces the one in
@@ -95,14 +95,26 @@ def _mean(vectors: np.ndarray) -> np.ndarray:
     return np.concatenate([p / max(float(np.linalg.norm(p)), 1e-12) for p in parts]) / np.sqrt(2.0)
 
 
-def check(tracks: Sequence[AdaptTrack], embedded: Embedded) -> CheckResult:
+def check(
+    tracks: Sequence[AdaptTrack],
+    embedded: Embedded,
+    others: Sequence[AdaptTrack] = (),
+    others_embedded: Embedded | None = None,
+) -> CheckResult:
+    """`tracks`: the held-out tracks; `others`: the rest of the period's tracks (the ones trained on),
+    whose halves are more places a held-out half may wrongly find itself."""
     result = CheckResult(tracks=len(tracks))
     labels = np.array([t.label for t in tracks])
     usable = np.array([len(t.crops) >= 2 for t in tracks])
     if usable.sum() >= 2:
         index = np.flatnonzero(usable)
         query, gallery = embedded.halves[0][index], embedded.halves[1][index]
-        relevant = labels[index][:, None] == labels[index][None, :]
+        gallery_labels = labels[index]
+        if others and others_embedded is not None:
+            extra = np.array([len(t.crops) >= 2 for t in others])
+            gallery = np.vstack([gallery, others_embedded.halves[1][extra]])
+            gallery_labels = np.concatenate([gallery_labels, np.array([t.label for t in others])[extra]])
+        relevant = labels[index][:, None] == gallery_labels[None, :]
         result.parts["self"] = _retrieval(query @ gallery.T, relevant)
     people = [i for i, t in enumerate(tracks) if t.person is not None]
     cameras = np.array([t.camera for t in tracks])

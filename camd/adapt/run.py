@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LAST_RUN = "last-run.json"
+MAX_DISTRACTORS = 500  # trained-on tracks whose halves join the self check's gallery (embedding cost)
 
 
 @dataclass
@@ -88,8 +89,10 @@ def adapt_on(
     counts = {"all": len(tracks), "train": len(train), "check": len(held_out),
               "confirmed": sum(t.person is not None for t in tracks)}  # fmt: skip
     current = OSNetEmbedder(current_onnx, threads=threads)
+    distractors = train[:MAX_DISTRACTORS]  # the period's other tracks, for the self check's gallery
     embedded_before = embed_tracks(current, held_out)
-    before = run_check(held_out, embedded_before)
+    others_before = embed_tracks(current, distractors) if distractors else None
+    before = run_check(held_out, embedded_before, distractors, others_before)
     if before.score is None:
         refused = Decision(False, "too few held-out tracks to check a network on (need 2 with 2+ crops): "
                                   "let camd run longer")  # fmt: skip
@@ -100,7 +103,8 @@ def adapt_on(
     export_diff = export_onnx(network, variant, onnx)
     adapted = OSNetEmbedder(onnx, threads=threads)
     embedded_after = embed_tracks(adapted, held_out)
-    after = run_check(held_out, embedded_after)
+    others_after = embed_tracks(adapted, distractors) if distractors else None
+    after = run_check(held_out, embedded_after, distractors, others_after)
     decision = decide(before, after, margin)
     calibration, how = derive_calibration(
         current_calibration,
