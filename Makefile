@@ -7,11 +7,12 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: venv models demo test lint bench clean system-deps hass-venv
 
-# Debian packages some tests use: GStreamer's RTSP server (a real RTSP camera) and Mosquitto
-# (a broker a test can stop and restart). Installed when missing and apt is usable; otherwise
+# Debian packages some tests use: GStreamer's RTSP server (a real RTSP camera), Mosquitto
+# (a broker a test can stop and restart) and headless Chromium with its WebDriver (the search
+# contact sheet opened in a real browser). Installed when missing and apt is usable; otherwise
 # those tests skip and say which packages they need.
 SYSTEM_DEPS := gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad mosquitto
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad mosquitto chromium chromium-driver
 
 venv: $(VENV)/.installed
 

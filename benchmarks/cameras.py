@@ -13,12 +13,29 @@ files played in real time instead of RTSP (no server processes on the same cores
 
 The RTSP server ends each stream at the end of the clip: warm-up + seconds must stay below the
 clip's length (vtest.avi: 79 s).
+
+The speed targets (docs/performance.md), one command:
+
+    PYTHONPATH=. .venv/bin/python benchmarks/cameras.py --targets --source file --json
+
+sweeps the home duty cycle (`--clip home`, below) and the busy scene (`--clip busy`: vtest, walkers
+in every frame) up from `--home-from` / `--busy-from` cameras (down when that many already fail),
+then runs 4 busy cameras for memory, and prints the figures in one JSON line: cameras_sustained_home
+and _busy, cpu_s_per_camera_hour (home), p95 frame -> MQTT latency at those loads, stored bytes per
+home-camera hour, rss_mb_4_cameras.
+
+The home duty cycle is composed from vtest (../shared/data): the campus scene emptied (per-pixel
+median of 40 frames spread over the clip: the walkers vanish, the parked van and car stay), with
+light sensor noise (sigma 1.5 grey levels), for 60 s at 10 frames/s, and three passages a minute of
+the real clip (5 s each: vtest frames 100-149, 400-449, 650-699, at 8 s, 28 s and 48 s): people in
+view a quarter of the time, as at a front door. The clip loops.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import tempfile
 import threading
@@ -27,7 +44,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from camd.bench import EventClock, percentile, rss_mb
+import numpy as np
+
+from camd.bench import EventClock, empty_state_bytes, folder_bytes, percentile, rss_mb
 from camd.config import CameraConfig, Config, MqttConfig
 from camd.config.schema import ApiConfig, DetectorConfig, HomeAssistantConfig, IdentityConfig
 from camd.daemon import Daemon
@@ -56,7 +75,9 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
     config = Config(
         state_dir=state,
         models_dir=args.models_dir,
-        detector=DetectorConfig(backend=args.backend, workers=args.workers, batch=args.batch),
+        detector=DetectorConfig(
+            backend=args.backend, workers=args.workers, batch=args.batch, queue_frames=args.queue_frames
+        ),
         mqtt=MqttConfig(enabled=use_mqtt, host=args.mqtt_host, port=args.mqtt_port, topic_prefix=prefix,
                         client_id=f"camd-{prefix}"),
         homeassistant=HomeAssistantConfig(enabled=False),
@@ -67,6 +88,7 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
     clock = EventClock(args.mqtt_host, args.mqtt_port, f"{prefix}/events") if use_mqtt else None
     daemon = Daemon(config)
     thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, daemon=True)
+    run_started = time.monotonic()
     thread.start()
     try:
         deadline = time.monotonic() + 120
@@ -75,17 +97,19 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
         ):
             time.sleep(0.2)
         time.sleep(args.warmup)
-        before, started = counters(daemon), time.monotonic()
+        before, started, cpu_before = counters(daemon), time.monotonic(), cpu_seconds()
         events_before = len(clock.received) if clock is not None else 0
         time.sleep(args.seconds)
-        after, elapsed = counters(daemon), time.monotonic() - started
+        after, elapsed, cpu = counters(daemon), time.monotonic() - started, cpu_seconds() - cpu_before
         memory = rss_mb()
         window = clock.received[events_before:] if clock is not None else []
     finally:
         daemon.stop()
         thread.join(timeout=60)
+        played = time.monotonic() - run_started
         if clock is not None:
             clock.close()
+    stored = max(0, folder_bytes(state) - empty_state_bytes(config))
     per_camera = {}
     for name in sorted(after):
         frames = after[name][0] - before.get(name, (0, 0, 0))[0]
@@ -114,16 +138,31 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
         "latency_events": len(latencies),
         "rss_mb": round(memory, 1),
         "seconds": round(elapsed, 1),
+        # the whole process (decode, detector, identity, MQTT) per camera-hour of video, in the window
+        "cpu_s_per_camera_hour": round(cpu / (n * elapsed / 3600.0), 1),
+        # identity memory, crops and outbox over the whole run (warm-up included) per camera-hour
+        "stored_bytes_per_camera_hour": round(stored / (n * played / 3600.0)),
     }
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--clip", type=Path, default=None, help="default: vtest.avi or the demo clip")
+    parser.add_argument("--clip", default=None,
+                        help="a video file, 'home' (the composed duty cycle), 'busy' (vtest); "
+                             "default: vtest.avi or the demo clip")  # fmt: skip
     parser.add_argument("--cameras", type=int, default=None, help="one run with this many cameras (no sweep)")
     parser.add_argument("--max-cameras", type=int, default=6)
+    parser.add_argument("--from-cameras", type=int, default=1, help="the sweep's first count")
+    parser.add_argument("--targets", action="store_true", help="the speed targets (module docstring)")
+    parser.add_argument("--home-from", type=int, default=8)
+    parser.add_argument("--busy-from", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=40.0, help="measured window per run")
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--detect-fps", type=float, default=5.0)
@@ -131,6 +170,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["ssd", "yolo"], default="ssd")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--queue-frames", type=int, default=DetectorConfig().queue_frames)
     parser.add_argument("--no-identity", action="store_true")
     parser.add_argument("--mqtt-host", default="127.0.0.1")
     parser.add_argument("--mqtt-port", type=int, default=1883)
@@ -138,21 +178,126 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON line per run")
     args = parser.parse_args()
 
-    clip = args.clip or default_footage(args.models_dir)
-    counts = [args.cameras] if args.cameras else list(range(1, args.max_cameras + 1))
     with tempfile.TemporaryDirectory(prefix="camd-cameras-") as folder:
-        served = prepare_clip(Path(clip), Path(folder)) if args.source == "rtsp" else Path(clip)
-        for n in counts:
-            servers = start_servers(served, n) if args.source == "rtsp" else []
-            try:
-                urls = [s.url for s in servers] if servers else [str(served)] * n
-                result = run_cameras(n, urls, args)
-            finally:
-                for server in servers:
-                    server.kill()
-            print(json.dumps(result) if args.json else describe(result), flush=True)
-            if not result["sustained"] and args.cameras is None:
+        if args.targets:
+            print(json.dumps(targets(args, Path(folder))), flush=True)
+            return
+        clip = resolve_clip(args.clip, args.models_dir, Path(folder))
+        if args.cameras:
+            run_counts(clip, [args.cameras], args, Path(folder))
+        else:
+            sweep(clip, args.from_cameras, args.max_cameras, args, Path(folder))
+
+
+def resolve_clip(name: str | None, models_dir: Path, folder: Path) -> Path:
+    if name == "home":
+        return compose_home_clip(SHARED / "video" / "vtest.avi", folder / "home.mp4")
+    if name == "busy":
+        return SHARED / "video" / "vtest.avi"
+    return Path(name) if name else Path(default_footage(models_dir))
+
+
+def run_counts(clip: Path, counts: list[int], args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
+    served = prepare_clip(clip, folder / f"served-{clip.stem}") if args.source == "rtsp" else clip
+    results = []
+    for n in counts:
+        servers = start_servers(served, n) if args.source == "rtsp" else []
+        try:
+            urls = [s.url for s in servers] if servers else [str(served)] * n
+            result = run_cameras(n, urls, args)
+        finally:
+            for server in servers:
+                server.kill()
+        result["clip"] = clip.name
+        print(json.dumps(result) if args.json else describe(result), flush=True)
+        results.append(result)
+    return results
+
+
+def sweep(clip: Path, start: int, most: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Up from `start` while sustained (to `most`), or down from it until sustained: the largest
+    sustained count and that run's figures."""
+    best: dict[str, Any] | None = None
+    n = start
+    (first,) = run_counts(clip, [n], args, folder)
+    step = 1 if first["sustained"] else -1
+    best = first if first["sustained"] else None
+    while 1 <= n + step <= most:
+        n += step
+        (result,) = run_counts(clip, [n], args, folder)
+        if step > 0 and not result["sustained"]:
+            break
+        if result["sustained"]:
+            best = result
+            if step < 0:
                 break
+    return {"sustained": best["cameras"] if best else 0, "run": best}
+
+
+def targets(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    home_clip, busy_clip = (resolve_clip(name, args.models_dir, folder) for name in ("home", "busy"))
+    home = sweep(home_clip, args.home_from, args.max_cameras + 6, args, folder)
+    busy = sweep(busy_clip, args.busy_from, args.max_cameras, args, folder)
+    (four,) = run_counts(busy_clip, [4], args, folder)
+    home_run, busy_run = home["run"] or {}, busy["run"] or {}
+    return {
+        "source": args.source,
+        "detect_fps": args.detect_fps,
+        "identity": not args.no_identity,
+        "cameras_sustained_home": home["sustained"],
+        "cameras_sustained_busy": busy["sustained"],
+        "cpu_s_per_camera_hour": home_run.get("cpu_s_per_camera_hour"),
+        "latency_p95_s_home": home_run.get("latency_p95_s"),
+        "latency_p95_s_busy": busy_run.get("latency_p95_s"),
+        "stored_bytes_per_camera_hour_home": home_run.get("stored_bytes_per_camera_hour"),
+        "rss_mb_4_cameras": four["rss_mb"],
+        "targets": {
+            "home_at_least_8": home["sustained"] >= 8,
+            "busy_at_least_4": busy["sustained"] >= 4,
+            "latency_p95_at_most_1s": all(
+                r.get("latency_p95_s") is not None and r["latency_p95_s"] <= 1.0 for r in (home_run, busy_run)
+            ),
+            "rss_4_cameras_at_most_1gb": four["rss_mb"] <= 1024,
+        },
+    }
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+HOME_SECONDS = 60
+HOME_FPS = 10
+HOME_PASSAGES = ((8, 100), (28, 400), (48, 650))  # (second the passage starts, vtest frame it plays from)
+HOME_PASSAGE_FRAMES = 50
+
+
+def compose_home_clip(vtest: Path, target: Path) -> Path:
+    """The home duty cycle (module docstring): vtest's scene emptied, three real passages a minute."""
+    import av
+
+    from tests.support.media import _add_video_stream, _encode
+
+    if not vtest.is_file():
+        raise SystemExit(f"the home clip is composed from {vtest}, which is missing")
+    with av.open(str(vtest)) as reader:
+        frames = [frame.to_ndarray(format="bgr24") for frame in reader.decode(video=0)]
+    picks = np.linspace(0, len(frames) - 1, 40).round().astype(int)
+    empty = np.median(np.stack([frames[i] for i in picks]), axis=0).astype(np.uint8)
+    rng = np.random.default_rng(16)
+    passages = {
+        start * HOME_FPS + k: frames[first + k]
+        for start, first in HOME_PASSAGES
+        for k in range(HOME_PASSAGE_FRAMES)
+    }
+    height, width = empty.shape[:2]
+    with av.open(str(target), mode="w") as writer:
+        stream = _add_video_stream(writer, HOME_FPS, (width, height), 10)
+        for index in range(HOME_SECONDS * HOME_FPS):
+            image = passages.get(index)
+            if image is None:
+                noise = rng.normal(0.0, 1.5, empty.shape)
+                image = np.clip(empty.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+            _encode(writer, stream, image, index)
+        writer.mux(stream.encode(None))
+    return target
 
 
 def prepare_clip(clip: Path, folder: Path) -> Path:

@@ -147,6 +147,64 @@ def detector_only(detector: Detector, frames: list[Frame]) -> dict[str, float | 
     }
 
 
+# Side by side: every runtime of the configured backend on the same frames, interleaved frame by
+# frame so a neighbour's load hits them alike. The OpenCV DNN runtime is the SSD's reference.
+SIDE_BY_SIDE: dict[str, dict[str, DetectorConfig]] = {
+    "ssd": {
+        "opencv": DetectorConfig(runtime="opencv"),
+        "openvino_f32": DetectorConfig(precision="f32"),
+        "openvino_bf16": DetectorConfig(precision="bf16"),
+        "openvino_int8": DetectorConfig(precision="int8"),
+    },
+    "yolo": {
+        "onnxruntime": DetectorConfig(backend="yolo", runtime="onnxruntime"),
+        "openvino_f32": DetectorConfig(backend="yolo", precision="f32"),
+    },
+}
+
+
+def variant_name(config: DetectorConfig) -> str:
+    """The SIDE_BY_SIDE name of the configured detector."""
+    from camd.vision.detector import precision_of
+
+    return config.runtime if config.runtime != "openvino" else f"openvino_{precision_of(config)}"
+
+
+def detectors_side_by_side(
+    config: DetectorConfig, models_dir: Path, frames: list[Frame], rounds: int = 2
+) -> dict[str, Any]:
+    """ms per frame (p50/p95) of each runtime; a runtime that cannot load here is reported, not fatal."""
+    from camd.vision.detector import DetectorError, create_detector
+
+    detectors: dict[str, Detector] = {}
+    notes: dict[str, str] = {}
+    for name, variant in SIDE_BY_SIDE[config.backend].items():
+        try:
+            threads = variant.model_copy(update={"threads": config.threads})
+            detectors[name] = create_detector(threads, models_dir)
+        except DetectorError as exc:
+            notes[name] = str(exc)
+    images = [frame.image for frame in frames]
+    samples: dict[str, list[float]] = {name: [] for name in detectors}
+    for detector in detectors.values():
+        detector.detect(images[0])  # warm-up
+    for _ in range(rounds):
+        for image in images:
+            for name, detector in detectors.items():
+                started = time.perf_counter()
+                detector.detect(image)
+                samples[name].append((time.perf_counter() - started) * 1000.0)
+    ms = {
+        name: {"p50": round(statistics.median(v), 1), "p95": round(percentile(v, 0.95), 1)}
+        for name, v in samples.items()
+        if v
+    }
+    default = variant_name(config)
+    reference = ms.get("opencv" if config.backend == "ssd" else "onnxruntime")
+    speedup = reference["p50"] / ms[default]["p50"] if reference and default in ms else None
+    return {"ms": ms, "default": default, "speedup": speedup, "notes": notes}
+
+
 # -- (c), (d) pipeline with and without the motion gate ---------------------------------------------
 
 
@@ -202,6 +260,93 @@ def track_recall(reference: Trace, candidate: Trace, min_frames: int) -> tuple[f
         if best * 2 >= len(boxes):
             recalled += 1
     return recalled / len(wanted), len(wanted)
+
+
+# -- identity's CPU per stage against the detector's ---------------------------------------------
+
+
+class StageMeter:
+    """Process CPU seconds per stage (exclusive of the stages called inside it). One lock serialises
+    the measured stages, so a stage's process-CPU delta (its inference threads included) is its own:
+    the detector's worker and the camera's identity would otherwise overlap."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._local = threading.local()
+
+    def wrap(self, stage: str, function: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                stack = self._local.__dict__.setdefault("stack", [])
+                started = time.process_time()
+                stack.append(0.0)
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    spent = time.process_time() - started
+                    inner = stack.pop()
+                    self.cpu[stage] += spent - inner
+                    self.calls[stage] += 1
+                    if stack:
+                        stack[-1] += spent
+
+        return timed
+
+
+def stage_shares(source: str, config: Config, pool: InferencePool, extractors: Any) -> dict[str, Any]:
+    """The gated pipeline with identity once more, each stage metered: detector (the far pass
+    included), identity's face, pose, body/vehicle embedding, matching, the end-of-track conclusion
+    (matching and storing) and the rest of identity's bookkeeping; 'other' is decoding, the motion
+    gate, tracking and events. Shares are of the process's CPU over the run."""
+    from camd.identity.service import IdentityService
+
+    meter = StageMeter()
+    detectors = [worker.detector for worker in pool.workers]
+    with tempfile.TemporaryDirectory(prefix="camd-bench-") as state:
+        private = config.model_copy(update={"state_dir": Path(state)})
+        identity = IdentityService(private, extractors=extractors)
+        embed = identity.embed_crop
+        identity.embed_crop = lambda kind, crop: meter.wrap(f"identity_embed_{kind}", embed)(kind, crop)  # type: ignore[method-assign]
+        identity.face_in_person = meter.wrap("identity_face", identity.face_in_person)  # type: ignore[method-assign]
+        identity.pose = meter.wrap("identity_pose", identity.pose)  # type: ignore[method-assign]
+        identity.conclude = meter.wrap("identity_conclude", identity.conclude)  # type: ignore[method-assign]
+        identity.matcher.decide = meter.wrap("identity_match", identity.matcher.decide)  # type: ignore[method-assign]
+        camera = identity.camera
+
+        def metered_camera(name: str) -> Any:
+            cam = camera(name)
+            cam.observe = meter.wrap("identity_other", cam.observe)  # type: ignore[method-assign]
+            cam.end = meter.wrap("identity_other", cam.end)  # type: ignore[method-assign]
+            return cam
+
+        identity.camera = metered_camera  # type: ignore[method-assign]
+        for detector in detectors:
+            for method in ("detect", "detect_batch"):
+                if hasattr(detector, method):
+                    setattr(detector, method, meter.wrap("detector", getattr(detector, method)))
+        started = time.process_time()
+        try:
+            run = pipeline_run(source, config, pool, identity)
+        finally:
+            total = time.process_time() - started
+            for detector in detectors:
+                for method in ("detect", "detect_batch"):
+                    detector.__dict__.pop(method, None)
+            identity.close()
+    cpu = dict(meter.cpu)
+    identity_s = sum(v for k, v in cpu.items() if k.startswith("identity_"))
+    detector_s = cpu.get("detector", 0.0)
+    cpu["other"] = max(0.0, total - identity_s - detector_s)
+    return {
+        "frames": run["frames"],
+        "cpu_s": {k: round(v, 2) for k, v in sorted(cpu.items())},
+        "share": {k: round(v / total, 3) for k, v in sorted(cpu.items())} if total else {},
+        "identity_share": round(identity_s / total, 3) if total else None,
+        "detector_share": round(detector_s / total, 3) if total else None,
+        "identity_under_detector": identity_s < detector_s,
+    }
 
 
 # -- (e), (g) the daemon in real time, events through a real broker ----------------------------------
@@ -381,6 +526,10 @@ def _measure(
     recall, reference_tracks = track_recall(naive["trace"], gated["trace"], min_frames)
 
     rss_mb = peak_rss_mb()  # one camera's whole pipeline; the real-time run below loads a second daemon
+    stages = stage_shares(source, config, pool, extractors) if use_identity else None
+    side = detectors_side_by_side(
+        config.detector, config.models_path, sampled_frames(source, args.detect_fps, DETECTOR_SAMPLE_FRAMES)
+    )
     live = realtime_run(source, config, args.mqtt_host, args.mqtt_port, args.realtime_seconds, use_identity)
     video_bytes = os.path.getsize(source) if os.path.isfile(source) else None
     played_bytes = video_bytes * live["video_seconds_played"] / video_seconds if video_bytes else None
@@ -388,9 +537,11 @@ def _measure(
     per_hour = 3600.0 / live["video_seconds_played"] if live["video_seconds_played"] else None
 
     speedup = gated["fps"] / naive["fps"] if naive["fps"] else None
+    ssd = config.detector.backend == "ssd"
     return {
         "source": source,
         "backend": args.backend,
+        "runtime": config.detector.runtime,
         "detect_fps": args.detect_fps,
         "identity": use_identity,
         "video_frames": decode["frames"],
@@ -403,6 +554,13 @@ def _measure(
         "detector_ms_p95": _round(detector["p95"]),
         "detector_batch4_ms_per_frame": _round(detector["batch_ms_per_frame"]),
         "detector_limit_fps": _round(detector_limit),
+        # every runtime of the backend on the same frames, interleaved; the default's speed-up over
+        # the reference runtime (OpenCV DNN for the SSD: what camd ran before OpenVINO)
+        "detector_ms": side["ms"],
+        "detector_default": side["default"],
+        "detector_speedup_vs_opencv": _round(side["speedup"], 2) if ssd else None,
+        "detector_speedup_vs_onnxruntime": None if ssd else _round(side["speedup"], 2),
+        "detector_notes": side["notes"] or None,
         # (c)
         "pipeline_fps": round(gated["fps"], 2),
         "pipeline_ratio_to_limit": round(gated["fps"] / limit, 2) if limit else None,
@@ -420,6 +578,11 @@ def _measure(
         "motion_gate_track_recall": round(recall, 3) if recall is not None else None,
         "recall_reference_tracks": reference_tracks,
         "detector_ran_for": gated["reasons"],
+        # identity's CPU per stage against the detector's (the gated pipeline once more, metered)
+        "cpu_share_by_stage": stages["share"] if stages else None,
+        "cpu_s_by_stage": stages["cpu_s"] if stages else None,
+        "identity_cpu_share": stages["identity_share"] if stages else None,
+        "detector_cpu_share": stages["detector_share"] if stages else None,
         # (e)
         "latency_p50_s": _round(live["latency_p50_s"], 3),
         "latency_p95_s": _round(live["latency_p95_s"], 3),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from camd.config import Config
+from camd.history.live import HistoryRecorder
 from camd.identity.api import IdentityApi
 from camd.identity.service import IdentityService
 from camd.malloc import give_back, tune_allocator
@@ -79,6 +80,7 @@ class Daemon:
         self.publisher: MqttPublisher | None = None
         self.hass: HassBridge | None = None  # Home Assistant discovery and entity states
         self.identity: IdentityService | None = None
+        self.history: HistoryRecorder | None = None  # visits and the digest (camd/history/live.py)
         self.pool: InferencePool | None = None  # the detector(s) every camera shares
         self.pipelines: dict[str, CameraPipeline] = {}
         self.statuses: dict[str, CameraStatus] = {}
@@ -105,6 +107,8 @@ class Daemon:
             while not self.stop_event.is_set() and any(t.is_alive() for t in self._threads):
                 self.stop_event.wait(0.2)
                 self._guard("prune", lambda: self.identity.maybe_prune())  # type: ignore[union-attr]
+                if self.history is not None:
+                    self._guard("visits", self.history.tick)
                 if time.monotonic() - self._trimmed_at >= TRIM_EVERY_S:
                     give_back()
                     self._trimmed_at = time.monotonic()
@@ -126,6 +130,7 @@ class Daemon:
                 self.hass.start()
                 self._announce_people()
         self.services.attach_identity(IdentityApi(self.identity, on_people_changed=self._announce_people))
+        self.history = HistoryRecorder(self.config, self.identity.memory.log, self.publisher, self.hass)
         for name, camera in self.config.cameras.items():
             if not camera.enabled:
                 log.info("camera %s: disabled in config", name)
@@ -198,6 +203,9 @@ class Daemon:
             if self.hass is not None:
                 hass = self.hass
                 self._guard("home assistant", lambda: hass.handle_event(event))
+            if self.history is not None:
+                history = self.history
+                self._guard("visits", lambda: history(event))
             for sink in self._extra_sinks:
                 self._guard("sink", lambda sink=sink: sink(event))
 

@@ -73,7 +73,8 @@ class CameraPipeline:
         objects = config.objects_for(name)
         self.name, self._sink, self._stop = name, sink, stop
         self._own_pool = not isinstance(detector, InferencePool)
-        self.pool = detector if isinstance(detector, InferencePool) else InferencePool([detector])
+        far = config.detector.far  # the far-people pass (camd/vision/far.py)
+        self.pool = detector if isinstance(detector, InferencePool) else InferencePool([detector], far=far)
         detect_camera = camera.model_copy(update={"url": camera.detect_url}) if camera.detect_url else camera
         self.source = CameraSource(name, detect_camera, stop, on_status=on_status)
         self.main: MainStream | None = None

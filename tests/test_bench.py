@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 FIELDS = {
     "a": ["decode_only_fps", "decode_limit_sampled_fps"],
-    "b": ["detector_ms_p50", "detector_ms_p95", "detector_batch4_ms_per_frame", "detector_limit_fps"],
+    "b": ["detector_ms_p50", "detector_ms_p95", "detector_batch4_ms_per_frame", "detector_limit_fps",
+          "detector_ms", "detector_speedup_vs_opencv"],
+    "identity": ["cpu_share_by_stage", "identity_cpu_share", "detector_cpu_share"],
     "c": ["pipeline_fps", "pipeline_ratio_to_limit"],
     "d": ["naive_pipeline_fps", "naive_ratio_to_limit", "motion_gate_speedup", "motion_gate_track_recall"],
     "e": ["latency_p50_s", "latency_p95_s"],
@@ -56,3 +58,11 @@ def test_bench_json_has_every_figure(tmp_path: Path, models_dir: Path, mqtt_brok
     assert figures["stored_bytes_per_hour"] > 0, "the clip's sightings were stored"
     assert figures["stored_bytes_per_track"] > 0
     assert set(figures["targets"]) >= {"gate_speedup_at_least_3x", "latency_p95_at_most_1s"}
+    # Every SSD runtime side by side; the default is OpenVINO int8.
+    assert figures["detector_default"] == "openvino_int8"
+    assert set(figures["detector_ms"]) >= {"opencv", "openvino_f32", "openvino_int8"}
+    assert all(t["p95"] >= t["p50"] > 0 for t in figures["detector_ms"].values())
+    assert figures["detector_speedup_vs_opencv"] > 0
+    shares = figures["cpu_share_by_stage"]
+    assert shares["detector"] > 0 and any(k.startswith("identity_") for k in shares)
+    assert 0.9 <= sum(shares.values()) <= 1.1

@@ -1,4 +1,8 @@
-"""Both detector backends on real photos, with boxes checked against hand-drawn reference boxes.
+"""Every detector backend and runtime on real photos, with boxes checked against hand-drawn reference boxes.
+
+The default (the SSD cut and quantized to int8 for OpenVINO at prepare time) is also checked against
+the fp32 reference (the whole TensorFlow graph through OpenCV DNN) on real frames, within the bound
+measured in docs/performance.md.
 
 The photos come from the ultralytics wheel (the `sample_photos` asset), so these tests need
 PyPI once, not ../shared/data; the models are prepared once into var/models (tests/support/models.py).
@@ -59,9 +63,17 @@ def photos(models_dir: Path) -> dict[str, np.ndarray]:
     return {name: cv2.imread(str(models_dir / "sample_photos" / f"{name}.jpg")) for name in ("bus", "zidane")}
 
 
-@pytest.fixture(scope="session", params=["ssd", "yolo"])
+VARIANTS = {
+    "ssd-openvino-int8": DetectorConfig(),  # the default
+    "ssd-opencv": DetectorConfig(runtime="opencv"),
+    "yolo-openvino": DetectorConfig(backend="yolo"),
+    "yolo-onnxruntime": DetectorConfig(backend="yolo", runtime="onnxruntime"),
+}
+
+
+@pytest.fixture(scope="session", params=sorted(VARIANTS))
 def detector(request: pytest.FixtureRequest, models_dir: Path) -> Detector:
-    return create_detector(DetectorConfig(backend=request.param, threads=2), models_dir)
+    return create_detector(VARIANTS[request.param], models_dir)
 
 
 def check_common(detections: list[Detection], image: np.ndarray) -> None:
@@ -173,6 +185,8 @@ def test_corrupt_model_files_are_clear_errors(tmp_path: Path, models_dir: Path) 
     (ssd / "frozen_inference_graph.pb").write_bytes(real.read_bytes()[: 1 << 20])  # truncated download
     (ssd / "graph.pbtxt").write_bytes((real.parent / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt").read_bytes())
     with pytest.raises(DetectorError, match=r"could not load the SSD model .*damaged"):
+        create_detector(DetectorConfig(backend="ssd", runtime="opencv", model=str(ssd)), models_dir)
+    with pytest.raises(DetectorError, match=r"OpenVINO could not read the SSD frozen graph .*damaged"):
         create_detector(DetectorConfig(backend="ssd", model=str(ssd)), models_dir)
     (ssd / "graph.pbtxt").unlink()
     with pytest.raises(DetectorError, match=r"expected one frozen graph \(.pb\) and one text graph"):
@@ -221,6 +235,8 @@ def test_an_opencv_without_the_tensorflow_importer_is_a_clear_error(
     import cv2
 
     monkeypatch.delattr(cv2.dnn, "readNetFromTensorflow")
-    advice = r"no TensorFlow importer .*opencv-python>=4\.10,<5\.1.*backend: yolo"
+    advice = r"no TensorFlow importer .*runtime: openvino.*opencv-python>=4\.10,<5\.1"
     with pytest.raises(DetectorError, match=advice):
-        create_detector(DetectorConfig(backend="ssd"), models_dir)
+        create_detector(DetectorConfig(backend="ssd", runtime="opencv"), models_dir)
+    # The default runtime does not need it.
+    assert create_detector(DetectorConfig(), models_dir).detect(np.zeros((64, 64, 3), np.uint8)) == []

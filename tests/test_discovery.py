@@ -68,7 +68,8 @@ DEVICE_KEYS = {"configuration_url", "connections", "hw_version", "identifiers", 
                "name", "suggested_area", "sw_version", "via_device", "serial_number", "model_id"}
 ORIGIN_KEYS = {"name", "sw_version", "support_url"}
 CAMERA_ENTITIES = 8  # sighting event, 3 occupancy, image, status, frames/s, detect switch
-PERSON_ENTITIES = 2  # last seen, presence
+PERSON_ENTITIES = 3  # last seen, presence, last visit
+HOUSEHOLD_ENTITIES = 2  # visitors today, daily digest (one device for the household's memory)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -128,9 +129,10 @@ def test_discovery_is_retained_and_shares_one_device_per_camera(
     people = [{"name": "Anna", "role": "family", "kind": "person"},
               {"name": "Red car", "role": "family", "kind": "vehicle"}]
     with running_bridge(config, people):
-        configs = retained(mqtt_broker, f"{prefix}/#", 2 * CAMERA_ENTITIES + 2 * PERSON_ENTITIES)
+        everything = 2 * CAMERA_ENTITIES + 2 * PERSON_ENTITIES + HOUSEHOLD_ENTITIES
+        configs = retained(mqtt_broker, f"{prefix}/#", everything)
 
-    assert len(configs) == 2 * CAMERA_ENTITIES + 2 * PERSON_ENTITIES
+    assert len(configs) == everything
     node = config.homeassistant.node_id
     devices: dict[str, list[dict[str, Any]]] = {}
     for topic, payload in configs.items():
@@ -144,7 +146,9 @@ def test_discovery_is_retained_and_shares_one_device_per_camera(
         assert payload["origin"]["name"] == "camd"
         devices.setdefault(json.dumps(payload["device"], sort_keys=True), []).append(payload)
     # every component of a camera carries the same device block; one device per camera and person
-    assert sorted(len(v) for v in devices.values()) == [2, 2, CAMERA_ENTITIES, CAMERA_ENTITIES]
+    assert sorted(len(v) for v in devices.values()) == [
+        HOUSEHOLD_ENTITIES, PERSON_ENTITIES, PERSON_ENTITIES, CAMERA_ENTITIES, CAMERA_ENTITIES
+    ]
     assert len({p["unique_id"] for p in configs.values()}) == len(configs)
     event = configs[f"{prefix}/event/{node}/front_door_sighting/config"]
     assert event["event_types"] == list(EVENT_TYPES)
@@ -157,7 +161,7 @@ def test_each_component_uses_only_keys_its_platform_documents(
     config = hass_config(tmp_path, mqtt_broker)
     prefix = config.homeassistant.discovery_prefix
     with running_bridge(config, [{"name": "Anna", "role": "family", "kind": "person"}]):
-        configs = retained(mqtt_broker, f"{prefix}/#", CAMERA_ENTITIES + PERSON_ENTITIES)
+        configs = retained(mqtt_broker, f"{prefix}/#", CAMERA_ENTITIES + PERSON_ENTITIES + HOUSEHOLD_ENTITIES)
     platforms = set()
     for topic, payload in configs.items():
         platform = topic.split("/")[1]
@@ -191,7 +195,7 @@ def test_camera_removed_between_runs_is_removed_from_home_assistant(
     first = hass_config(tmp_path, mqtt_broker, cameras=["front_door", "garden"])
     prefix, camd_prefix = first.homeassistant.discovery_prefix, first.mqtt.topic_prefix
     with running_bridge(first, [{"name": "Anna", "role": "family", "kind": "person"}]):
-        retained(mqtt_broker, f"{prefix}/#", 2 * CAMERA_ENTITIES + PERSON_ENTITIES)
+        retained(mqtt_broker, f"{prefix}/#", 2 * CAMERA_ENTITIES + PERSON_ENTITIES + HOUSEHOLD_ENTITIES)
     # second run: garden gone from the config, Anna forgotten (set_people without her)
     tag = prefix.removeprefix("ha_")
     second = hass_config(tmp_path, mqtt_broker, cameras=["front_door"], tag=tag)
@@ -200,11 +204,12 @@ def test_camera_removed_between_runs_is_removed_from_home_assistant(
         removed = live.wait_for(
             lambda ms: len({m.topic for m in ms if not m.payload and m.topic.startswith(prefix)})
             >= CAMERA_ENTITIES + PERSON_ENTITIES, what="empty config messages")
-        after = retained(mqtt_broker, f"{prefix}/#", CAMERA_ENTITIES)
+        after = retained(mqtt_broker, f"{prefix}/#", CAMERA_ENTITIES + HOUSEHOLD_ENTITIES)
         state_after = retained(mqtt_broker, f"{camd_prefix}/cameras/#", 3)  # front_door's occupancy
     emptied = {m.topic for m in removed if not m.payload and m.topic.startswith(prefix)}
     assert all("garden" in t or "person_anna" in t for t in emptied)
-    assert len(after) == CAMERA_ENTITIES and all("front_door" in t for t in after)
+    assert len(after) == CAMERA_ENTITIES + HOUSEHOLD_ENTITIES
+    assert all("front_door" in t for t in after if "household" not in t)
     assert not any("garden" in t for t in state_after)  # garden's retained states cleared too
 
 
@@ -216,11 +221,11 @@ def test_device_based_discovery_and_switching_from_per_component(
     prefix = per_component.homeassistant.discovery_prefix
     tag = prefix.removeprefix("ha_")
     with running_bridge(per_component):
-        retained(mqtt_broker, f"{prefix}/#", CAMERA_ENTITIES)
+        retained(mqtt_broker, f"{prefix}/#", CAMERA_ENTITIES + HOUSEHOLD_ENTITIES)
     by_device = hass_config(tmp_path, mqtt_broker, tag=tag, device_discovery=True)
     node = by_device.homeassistant.node_id
     device_topics = {f"{prefix}/device/{node}_camera_front_door/config",
-                     f"{prefix}/device/{node}_person_anna/config"}
+                     f"{prefix}/device/{node}_person_anna/config", f"{prefix}/device/{node}_household/config"}
     with running_bridge(by_device, [{"name": "Anna", "role": "family", "kind": "person"}]):
         configs = retained(mqtt_broker, f"{prefix}/#", device_topics)  # per-component ones removed
     camera = configs[f"{prefix}/device/{node}_camera_front_door/config"]

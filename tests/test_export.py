@@ -87,7 +87,7 @@ def check_against_store(exported: dict[str, Any], memory: Memory, name: str) -> 
     assert counts == {"prototypes": len(exported["prototypes.json"]),
                       "negative_feedback": len(exported["negative_feedback.json"]),
                       "sightings": len(sightings), "crops": len(exported["crops"]),
-                      "enrollment_crops": len(exported["enrollment"])}
+                      "enrollment_crops": len(exported["enrollment"]), "visits": len(exported["visits.json"])}
     assert counts["enrollment_crops"] >= 1, "the photos' body crops were kept"
 
 

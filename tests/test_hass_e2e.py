@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from camd.history.live import HistoryRecorder
+from camd.identity.sightings import SightingLog
 from camd.publish.commands import CameraSwitches
 from camd.publish.hass import HassBridge
 from camd.publish.mqtt import MqttPublisher
@@ -40,7 +43,10 @@ CAMERA_ENTITIES = {
     "image.camd_front_door_latest_crop", "sensor.camd_front_door_status",
     "sensor.camd_front_door_frames_per_second", "switch.camd_front_door_detect",
 }
-PERSON_ENTITIES = {"sensor.camd_anna_last_seen", "device_tracker.camd_anna_presence"}
+PERSON_ENTITIES = {"sensor.camd_anna_last_seen", "device_tracker.camd_anna_presence",
+                   "sensor.camd_anna_last_visit"}
+HOUSEHOLD_ENTITIES = {"sensor.camd_household_visitors_today", "sensor.camd_household_daily_digest"}
+EVERY_ENTITY = CAMERA_ENTITIES | PERSON_ENTITIES | HOUSEHOLD_ENTITIES
 
 
 @pytest.fixture
@@ -92,7 +98,7 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
     prefix = home_assistant.discovery_prefix
     with camd_bridge(tmp_path, mqtt_broker, prefix) as bridge, \
             MqttRecorder(mqtt_broker, f"{stream}/#").start() as states:
-        retained_configs = len(CAMERA_ENTITIES | PERSON_ENTITIES)
+        retained_configs = len(EVERY_ENTITY)
         for _attempt in range(10):  # subscribe until all arrive retained: the first announcement is done
             configs = MqttRecorder(mqtt_broker, f"{prefix}/+/+/+/config").start()
             with contextlib.suppress(AssertionError):
@@ -105,7 +111,7 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
         home_assistant.start()
         try:
             states.wait_for(
-                lambda ms: {state(e) for e in CAMERA_ENTITIES | PERSON_ENTITIES} <= {m.topic for m in ms},
+                lambda ms: {state(e) for e in EVERY_ENTITY} <= {m.topic for m in ms},
                 HA_START_TIMEOUT_S, what="every camd entity's state echoed by Home Assistant")
         except AssertionError as error:
             raise AssertionError(f"{error}\n{home_assistant.log_tail()}") from None
@@ -149,6 +155,29 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
         bridge.handle_event(make_event("end", "front_door", "e2", identity="Anna", identity_class="family"))
         states.wait_for_topic(state("binary_sensor.camd_front_door_stranger_present"),
                               lambda m: m.text == "off", timeout=30)
+
+        # The daemon's visit recorder (camd/history/live.py) on those two tracks: Anna's last visit,
+        # one visitor today, and the day's digest with its text as an attribute.
+        log = SightingLog(tmp_path / "sightings.sqlite3")
+        stranger = {"sighting_id": "e1", "person_id": "unknown-1", "camera": "front_door", "label": "person",
+                    "identity_class": "stranger", "start_time": time.time() - 5, "end_time": time.time(),
+                    "expires_at": time.time() + 86400}  # fmt: skip
+        log.add("e1", {}, stranger, "")
+        config = hass_config(tmp_path, mqtt_broker, tag=prefix.removeprefix("ha_"))
+        recorder = HistoryRecorder(config, log, bridge.publisher, bridge)
+        recorder(make_event("end", "front_door", "e1", identity_class="stranger"))
+        recorder(make_event("end", "front_door", "e2", identity="Anna", identity_class="family"))
+        recorder.tick(time.time() + 3600)
+        log.close()
+        last_visit = states.wait_for_topic(state("sensor.camd_anna_last_visit"),
+                                           lambda m: m.text[:4].isdigit(), timeout=30)  # a timestamp
+        assert last_visit.text[:10] == time.strftime("%Y-%m-%d", time.gmtime())
+        states.wait_for_topic(state("sensor.camd_household_visitors_today"), lambda m: m.text == "1",
+                              timeout=30)
+        states.wait_for_topic(state("sensor.camd_household_daily_digest"),
+                              lambda m: m.text.startswith("2 visits"), timeout=30)
+        text = states.wait_for_topic(f"{stream}/sensor/camd_household_daily_digest/text", timeout=30)
+        assert "Family: Anna " in text.text and "Strangers (1)" in text.text
     mqtt_trouble = [line for line in home_assistant.log_lines("homeassistant.components.mqtt")
                     if " ERROR " in line or " WARNING " in line]
     assert not mqtt_trouble, "Home Assistant's MQTT integration complained:\n" + "\n".join(mqtt_trouble)

@@ -234,6 +234,9 @@ def create_app(control: ControlApi) -> FastAPI:
         return _call(lambda: service.sightings(person, camera, limit))
 
     _add_enrollment_routes(app)
+    from camd.api.history import add_history_routes  # imports this module's helpers
+
+    add_history_routes(app)
     return app
 
 

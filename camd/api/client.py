@@ -180,6 +180,16 @@ class ApiClient:
             params["camera"] = camera
         return self._request("GET", "/api/sightings", params=params)
 
+    def search(self, params: dict[str, Any]) -> dict[str, Any]:
+        """GET /api/sightings/search (camd.api.history): list values repeat their key."""
+        return self._request("GET", "/api/sightings/search", params=_query(params))
+
+    def visits(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._request("GET", "/api/visits", params=_query(params))
+
+    def digest(self, day: str | None = None) -> dict[str, Any]:
+        return self._request("GET", "/api/digest", params={"day": day} if day else {})
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
@@ -199,6 +209,16 @@ class ApiClient:
     def _request(self, method: str, path: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> dict[str, Any]:
         result: dict[str, Any] = self._send(method, path, ok, **kwargs).json()
         return result
+
+
+def _query(params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Query parameters without the empty ones; a list becomes its key repeated."""
+    out: list[tuple[str, Any]] = []
+    for key, value in params.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is not None and item != "":
+                out.append((key, str(item).lower() if isinstance(item, bool) else item))
+    return out
 
 
 def _seg(value: str) -> str:

@@ -51,6 +51,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         prepare_all(models_dir, ids=args.ids or None, local=local, unavailable=unavailable)
         if not args.ids:
             _prepare_body_model(config, models_dir, local, unavailable)
+            _prepare_detector(config, models_dir, local)
     except AssetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -79,3 +80,17 @@ def _prepare_body_model(
         print(f"body model ready: {model.label} ({model.onnx})")
     else:
         print(f"warning: body model {model.describe()}", file=sys.stderr)
+
+
+def _prepare_detector(config: Any, models_dir: Path, local: tuple[Path, ...]) -> None:
+    """The detector the config (or the default config) runs, converted (and quantized) once."""
+    from camd.assets import AssetError
+    from camd.config.schema import DetectorConfig
+    from camd.vision.detector import prepare_detector
+    from camd.vision.protocol import DetectorError
+
+    detector = config.detector if config is not None else DetectorConfig()
+    try:
+        print(f"detector ready: {prepare_detector(detector, models_dir, local=local)}")
+    except DetectorError as exc:
+        raise AssetError(str(exc)) from None

@@ -237,11 +237,31 @@ class HomeAssistantConfig(Strict):
         return node_id
 
 
+class FarConfig(Strict):
+    """The far-people pass. enabled: look again, at native resolution, at moving regions the first
+    pass explained with no detection (people too small for the 300x300 SSD). min_height: frames
+    smaller than this gain nothing (the first pass already sees them near native size). tile: the
+    square crop (frame pixels) each region is looked at in; max_tiles bounds the cost per frame."""
+
+    enabled: bool = True
+    min_height: Annotated[int, Field(ge=0)] = 480
+    tile: Annotated[int, Field(ge=96, le=1024)] = 320
+    max_tiles: Annotated[int, Field(ge=1, le=16)] = 2
+
+
 class DetectorConfig(Strict):
     """backend 'ssd' is the COCO SSD MobileNetV2 (fast, the default); 'yolo' runs any
-    YOLOv8/YOLO11-style ONNX export (more accurate, ~2x slower on a small CPU)."""
+    YOLOv8/YOLO11-style ONNX export (more accurate, several times slower on a small CPU).
+
+    runtime: what runs the model. 'openvino' (the default, both backends) is the fastest here;
+    'opencv' runs the SSD's whole TensorFlow graph through OpenCV DNN (needs opencv-python < 5.1);
+    'onnxruntime' runs a YOLO ONNX export. precision (OpenVINO only): 'auto' is int8 for the SSD
+    (quantized once at `camd models prepare`, docs/performance.md) and f32 for YOLO; 'f32' and 'bf16'
+    trade speed for scores identical to (or close to) the reference."""
 
     backend: Literal["ssd", "yolo"] = "ssd"
+    runtime: Literal["openvino", "opencv", "onnxruntime"] = "openvino"
+    precision: Literal["auto", "int8", "f32", "bf16"] = "auto"
     model: str | None = None  # a model id from models/manifest.yaml or a file path; None: backend default
     # For YOLO exports trained on other classes, map class index -> camd label.
     class_map: dict[int, str] | None = None
@@ -255,6 +275,22 @@ class DetectorConfig(Strict):
     workers: Annotated[int, Field(ge=1, le=16)] = 1
     batch: Annotated[int, Field(ge=1, le=16)] = 1
     queue_frames: Annotated[int, Field(ge=2, le=100)] = 3
+
+    # The far-people pass (camd/vision/far.py): moving regions the first pass left unexplained are
+    # looked at again at native resolution, on frames at least far_min_height pixels tall.
+    far: FarConfig = Field(default_factory=FarConfig)
+
+    @model_validator(mode="after")
+    def _runtime_fits_backend(self) -> DetectorConfig:
+        if self.backend == "ssd" and self.runtime == "onnxruntime":
+            raise ValueError("runtime onnxruntime runs YOLO ONNX exports; for the SSD use openvino or opencv")
+        if self.backend == "yolo" and self.runtime == "opencv":
+            raise ValueError("runtime opencv runs the SSD graph; for YOLO use openvino or onnxruntime")
+        if self.runtime != "openvino" and self.precision != "auto":
+            raise ValueError(f"precision is an OpenVINO setting; runtime {self.runtime} runs the model as is")
+        if self.backend == "yolo" and self.precision == "int8":
+            raise ValueError("int8 is prepared for the SSD only; YOLO runs f32 or bf16")
+        return self
 
     @field_validator("class_map")
     @classmethod
@@ -468,6 +504,14 @@ class IdentityConfig(Strict):
         return self
 
 
+class HistoryConfig(Strict):
+    """Visits and the daily digest (camd/history): what camd makes of its sightings."""
+
+    # Sightings of one identity on any camera no further apart than this are one visit; longer
+    # joins a stroll round the garden into one visit but also two trips to the shop.
+    visit_gap_s: Annotated[float, Field(ge=0.0, le=86400.0)] = 600.0
+    # Publish the day's digest (retained, <prefix>/digest) when a visit ends, at most this often.
+    digest_every_s: Annotated[float, Field(ge=1.0)] = 60.0
 class AdaptConfig(Strict):
     """`camd adapt`: fine-tune the body network on this installation's own tracks (docs/adaptation.md)."""
 
@@ -499,6 +543,7 @@ class Config(Strict):
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     # Names are checked as keys, so every bad name is reported with the rest, at its own line.
     cameras: dict[CameraName, CameraConfig]

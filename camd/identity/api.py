@@ -130,6 +130,24 @@ class IdentityApi:
             rows = [row for row in rows if row.get("camera") == camera]
         return {"sightings": list(reversed(rows))[:limit]}
 
+    # -- history (camd.api.history.HistoryService) -------------------------------------------------------
+
+    def search(self, params: dict[str, Any], with_crops: bool = False) -> dict[str, Any]:
+        from camd.history.queries import search_sightings
+        from camd.history.search import SearchQuery
+
+        return search_sightings(self.service, SearchQuery.build(**params), with_crops)
+
+    def visits(self, params: dict[str, Any]) -> dict[str, Any]:
+        from camd.history.queries import list_visits_for
+
+        return list_visits_for(self.service, params)
+
+    def digest(self, day: str | None) -> dict[str, Any]:
+        from camd.history.queries import day_digest
+
+        return day_digest(self.service, day)
+
     def export_person(self, name: str) -> bytes:
         from io import BytesIO
 

@@ -11,6 +11,7 @@ writes:
 - ``negative_feedback.json``: the "that was not NAME" corrections: negative prototypes, same fields;
 - ``sightings.json``: every sighting matched to them, with its decision, evidence, vectors and the
   path of its crop inside the zip (``crop_file``; null when no crop was kept or it is gone);
+- ``visits.json``: their visits (camd/history/visits.py: arrival, departure, cameras, sightings);
 - ``crops/``: those crops (small JPEGs);
 - ``enrollment/``: the crops their body prototypes were embedded from (``crop_files`` in a prototype's
   row), kept so that another body model can embed them again.
@@ -96,16 +97,19 @@ def write_export(
                 crops.append((inside, Path(kept)))
                 row["crop_files"].append(inside)
         sightings.append(row)
+    visits = [{k: v for k, v in row.items() if not k.startswith("_")}
+              for row in memory.log.visits("person_id = ?", (name,))]  # fmt: skip
     manifest = {
         "format": FORMAT, "version": VERSION, "camd_version": __version__,
         "exported_at": datetime.now(tz=UTC).isoformat(timespec="seconds"), "person": name,
         "counts": {"prototypes": len(positive), "negative_feedback": len(negative),
-                   "sightings": len(sightings), "crops": len(crops), "enrollment_crops": len(enrollment)},
+                   "sightings": len(sightings), "crops": len(crops), "enrollment_crops": len(enrollment),
+                   "visits": len(visits)},
     }  # fmt: skip
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         for member, content in (
             ("manifest.json", manifest), ("person.json", person), ("prototypes.json", positive),
-            ("negative_feedback.json", negative), ("sightings.json", sightings),
+            ("negative_feedback.json", negative), ("sightings.json", sightings), ("visits.json", visits),
         ):  # fmt: skip
             bundle.writestr(member, json.dumps(content, indent=1, default=str))
         for inside, path in crops + sorted(set(enrollment)):

@@ -29,7 +29,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,22 @@ CREATE TABLE IF NOT EXISTS stranger_looks (
     shape TEXT
 );
 CREATE INDEX IF NOT EXISTS stranger_looks_person ON stranger_looks (person_id);
+-- Search by time (camd/history): the newest sightings of a range without reading the others.
+CREATE INDEX IF NOT EXISTS sightings_time ON sightings (end_time);
+-- Visits (camd/history/visits.py): one identity's sightings on any camera within a gap; kept, expired,
+-- renamed and erased with that identity's sightings.
+CREATE TABLE IF NOT EXISTS visits (
+    id TEXT PRIMARY KEY,
+    person_id TEXT NOT NULL,
+    start_time REAL NOT NULL,
+    end_time REAL NOT NULL,
+    expires_at REAL,
+    ended INTEGER NOT NULL DEFAULT 0,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS visits_person ON visits (person_id, start_time);
+CREATE INDEX IF NOT EXISTS visits_time ON visits (start_time);
+CREATE INDEX IF NOT EXISTS visits_expiry ON visits (expires_at) WHERE expires_at IS NOT NULL;
 """
 # Until when a look links at all: the later of its two parts.
 _LOOK_LINKS_UNTIL = "MAX(COALESCE(face_until, 0), COALESCE(look_until, 0))"
@@ -94,6 +111,33 @@ def _encode(vector: np.ndarray) -> tuple[str, bytes]:
     length = float(np.linalg.norm(values.astype(np.float32)))
     scale = float(np.linalg.norm(flat)) / length if length > 0 else 1.0
     return "q8", np.float32(scale).astype("<f4").tobytes() + values.tobytes()
+
+
+VECTOR_CHUNK = 8192  # rows decoded at once by a search (8192 x 512 float32: 16 MB)
+
+
+def _decoded_chunks(rows: list[Any], chunk: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        size, encoding = len(part[0][2]), part[0][1]
+        if all(r[1] == encoding and len(r[2]) == size for r in part):
+            yield [r[0] for r in part], _decode_rows(encoding, b"".join(r[2] for r in part), len(part))
+            continue
+        decoded = [_decode(e, data) for _, e, data in part]  # old float16 rows among 8-bit ones
+        dim = Counter(v.size for v in decoded).most_common(1)[0][0]
+        keep = [i for i, v in enumerate(decoded) if v.size == dim]
+        yield [part[i][0] for i in keep], np.stack([decoded[i] for i in keep])
+
+
+def _decode_rows(encoding: str, data: bytes, count: int) -> np.ndarray:
+    """`count` vectors of one encoding and length, concatenated, as a (count, dim) float32 matrix."""
+    if encoding == "q8":
+        raw = np.frombuffer(data, dtype=np.uint8).reshape(count, -1)
+        scales = raw[:, :4].copy().view("<f4").astype(np.float32)
+        values = raw[:, 4:].view(np.int8).astype(np.float32)
+        values *= scales  # in place: no second (count, dim) temporary
+        return values
+    return np.frombuffer(data, dtype="<f2").reshape(count, -1).astype(np.float32)
 
 
 def _decode(encoding: str, data: bytes) -> np.ndarray:
@@ -165,6 +209,10 @@ class SightingLog:
                 (new, new, new, old),
             )
             self._db.execute("UPDATE stranger_looks SET person_id = ? WHERE person_id = ?", (new, old))
+            self._db.execute(
+                "UPDATE visits SET person_id = ?, payload = json_set(payload, '$.person_id', ?, '$.name', ?) "
+                "WHERE person_id = ?", (new, new, new, old),
+            )  # fmt: skip
             return cursor.rowcount
 
     def merge(
@@ -190,11 +238,12 @@ class SightingLog:
         )  # fmt: skip
 
     def delete_person(self, person_id: str) -> list[dict[str, Any]]:
-        """Delete every sighting of a person; returns their payloads (for their crops)."""
+        """Delete every sighting (and visit) of a person; returns the sightings' payloads (for crops)."""
         return self._delete("person_id = ?", (person_id,))
 
     def delete_expired(self, now: float) -> list[dict[str, Any]]:
-        """Delete every sighting whose retention ended before `now`; returns their payloads."""
+        """Delete every sighting (and visit) whose retention ended before `now`; returns the sightings'
+        payloads."""
         return self._delete("expires_at IS NOT NULL AND expires_at < ?", (now,))
 
     def _delete(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -202,6 +251,7 @@ class SightingLog:
             rows = self._db.execute(f"SELECT payload FROM sightings WHERE {where}", args)
             gone = [json.loads(row[0]) for row in rows]
             self._db.execute(f"DELETE FROM sightings WHERE {where}", args)
+            self._db.execute(f"DELETE FROM visits WHERE {where}", args)  # the same columns, the same rule
         return gone
 
     # -- strangers' looks --------------------------------------------------------------------------
@@ -286,6 +336,82 @@ class SightingLog:
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM sightings").fetchone()[0])
+
+    # -- search and visits (camd/history) ---------------------------------------------------------
+    # `where` below is SQL over the sightings table's columns (id, person_id, end_time, expires_at,
+    # payload) written by camd/history/search.py with bound arguments only, never user text.
+
+    def select(self, where: str, args: tuple[Any, ...], limit: int | None = None) -> list[dict[str, Any]]:
+        """Payloads of the sightings matching `where`, newest first."""
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT payload FROM sightings WHERE {where} ORDER BY end_time DESC, id{tail}", args
+            )
+            return [json.loads(r[0]) for r in rows]
+
+    def vector_chunks(
+        self, name: str, space: str, where: str, args: tuple[Any, ...], chunk: int = VECTOR_CHUNK
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(sighting ids, one row each) of vector `name` of the sightings matching `where`, `chunk` rows
+        at a time. One query under the lock reads the raw rows (int8 bodies: ~0.5 KB each); they are
+        decoded a chunk at a time after, so a search over 100k sightings never holds them all as floats."""
+        wanted = space if name in SPACE_DEPENDENT else ANY_SPACE
+        params: tuple[Any, ...] = (wanted, name)
+        if where.strip() == "1":  # no filter: the vectors alone, no join
+            sql = "SELECT sighting_id, encoding, data FROM sighting_vectors WHERE space = ? AND name = ?"
+        else:
+            sql = (
+                "SELECT v.sighting_id, v.encoding, v.data FROM sightings CROSS JOIN sighting_vectors v "
+                f"ON v.sighting_id = sightings.id AND v.space = ? AND v.name = ? WHERE ({where})"
+            )
+            params += args
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return _decoded_chunks(rows, chunk)
+
+    def vector_matrix(
+        self, name: str, space: str, where: str, args: tuple[Any, ...]
+    ) -> tuple[list[str], np.ndarray]:
+        """`vector_chunks` as one matrix (a few rows, or short vectors)."""
+        ids: list[str] = []
+        parts: list[np.ndarray] = []
+        for chunk_ids, matrix in self.vector_chunks(name, space, where, args):
+            if parts and matrix.shape[1] != parts[0].shape[1]:
+                continue  # one vector length per answer
+            ids += chunk_ids
+            parts.append(matrix)
+        return ids, (np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32))
+
+    def cameras(self) -> list[str]:
+        """Every camera some sighting was made on."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT json_extract(payload, '$.camera') FROM sightings WHERE payload IS NOT NULL"
+            )
+            return sorted(str(r[0]) for r in rows if r[0] is not None)
+
+    def put_visit(self, visit: dict[str, Any]) -> None:
+        """Store (or replace) a visit: a dict with id, person_id, start_time, end_time, expires_at, ended."""
+        with self._lock, self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO visits (id, person_id, start_time, end_time, expires_at, ended, "
+                "payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (visit["id"], visit["person_id"], float(visit["start_time"]), float(visit["end_time"]),
+                 _number(visit.get("expires_at")), int(bool(visit.get("ended"))),
+                 json.dumps(visit, default=_plain)),
+            )  # fmt: skip
+
+    def visits(
+        self, where: str = "1", args: tuple[Any, ...] = (), limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Visits matching `where` (over the visits table's columns), oldest first."""
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT payload FROM visits WHERE {where} ORDER BY start_time, id{tail}", args
+            )
+            return [json.loads(r[0]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

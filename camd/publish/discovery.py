@@ -126,13 +126,31 @@ class StateTopics:
     def presence(self, slug: str) -> str:
         return f"{self.prefix}/people/{slug}/presence"
 
+    def last_visit(self, slug: str) -> str:
+        return f"{self.prefix}/people/{slug}/last_visit"  # published by camd/history/live.py
+
+    @property
+    def visits(self) -> str:
+        return f"{self.prefix}/visits"  # each visit's new / end (durable, not retained)
+
+    @property
+    def visitors_today(self) -> str:
+        return f"{self.prefix}/visitors_today"
+
+    @property
+    def digest(self) -> str:
+        return f"{self.prefix}/digest"
+
+    def household_retained(self) -> list[str]:
+        return [self.visitors_today, self.digest]
+
     def camera_retained(self, camera: str) -> list[str]:
         """Retained state topics camd owns for a camera (cleared when the camera goes away)."""
         return [*(self.occupancy(camera, k) for k in OCCUPANCY_KINDS), self.crop(camera),
                 self.crop_attributes(camera), self.detect_state(camera)]
 
     def person_retained(self, slug: str) -> list[str]:
-        return [self.last_seen(slug), self.presence(slug)]
+        return [self.last_seen(slug), self.presence(slug), self.last_visit(slug)]
 
 
 @dataclass(slots=True)
@@ -253,6 +271,33 @@ class Catalog:
                 state_topic=t.presence(slug), payload_home="home", payload_not_home="not_home",
                 source_type="router", json_attributes_topic=t.last_seen(slug), icon=icon,
             ),
+            # The latest visit (camd/history/visits.py): arrival time; departure, duration and the
+            # cameras passed as attributes.
+            self._entity(
+                "sensor", f"person_{slug}_last_visit", "Last visit", entity_slug=f"{slug}_last_visit",
+                state_topic=t.last_visit(slug), value_template="{{ value_json.arrival }}",
+                device_class="timestamp", json_attributes_topic=t.last_visit(slug), icon="mdi:door-open",
+            ),
+        ]
+        return device
+
+    def household(self) -> Device:
+        """The household's memory: visitors today and the day's digest (camd/history)."""
+        t = self.topics
+        device = self._device("household", "household", "Household memory", t.household_retained())
+        device.components = [
+            self._entity(
+                # ids as Home Assistant derives them from "camd household" + the entity's name
+                "sensor", "household_visitors_today", "Visitors today", state_topic=t.visitors_today,
+                value_template="{{ value_json.count }}", json_attributes_topic=t.visitors_today,
+                state_class="measurement", icon="mdi:account-multiple",
+            ),
+            # A state is at most 255 characters: the summary; the whole text is an attribute.
+            self._entity(
+                "sensor", "household_daily_digest", "Daily digest", state_topic=t.digest,
+                value_template="{{ value_json.summary }}", json_attributes_topic=t.digest,
+                icon="mdi:text-box-outline",
+            ),
         ]
         return device
 
@@ -335,6 +380,8 @@ class Discovery:
         slugs = person_slugs(p.name for p in self._people)
         devices = [self.catalog.camera(name) for name in self._cameras]
         devices += [self.catalog.person(p, slugs[p.name]) for p in self._people]
+        if self._cameras:
+            devices.append(self.catalog.household())
         return devices
 
     def person_slugs(self) -> dict[str, str]:

@@ -1,38 +1,37 @@
-"""The detector contract and the factory that picks a backend from the config.
+"""The factory that picks a detector backend and runtime from the config, and helpers all callers share.
 
-A detector takes a full BGR uint8 frame and returns every camd-labelled object it sees with a
-score >= its min_score floor, boxes in frame pixels. The floor is low on purpose: ByteTrack
-uses the low-score boxes in its second association stage; the per-label min_score of the
-config is applied later, by the tracker stage.
+The contract itself (Detector, DetectorError, check_image) lives in camd/vision/protocol.py so the
+backends import it without importing this factory; it is re-exported here for callers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from camd.assets import AssetError, ensure_asset, load_manifest
 from camd.config.schema import DetectorConfig, ObjectsConfig
-from camd.geometry import clip_box  # noqa: F401  (the backends import it from here; it lives in camd.geometry)
+from camd.geometry import clip_box  # noqa: F401  (older callers import it from here; it lives in camd.geometry)
 from camd.types import Detection
+from camd.vision.protocol import Detector, DetectorError, check_image
+
+__all__ = [
+    "Detector",
+    "DetectorError",
+    "check_image",
+    "create_detector",
+    "detect_batch",
+    "filter_detections",
+    "prepare_detector",
+]
 
 DEFAULT_MODELS = {"ssd": "ssd_mobilenet_v2_coco", "yolo": "yolov8s_person"}
 DEFAULT_MIN_SCORE = 0.25
-
-
-class DetectorError(RuntimeError):
-    """A detector model could not be found, loaded or run. The message says what to do."""
-
-
-@runtime_checkable
-class Detector(Protocol):
-    name: str
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """BGR uint8 HxWx3 frame in; detections with pixel boxes clipped to the frame out."""
-        ...
+# By measurement (docs/performance.md): int8 keeps the photos' people and bus and >= 98% of the
+# reference's person boxes on real frames, at about a sixth of OpenCV DNN's time.
+DEFAULT_PRECISION = {"ssd": "int8", "yolo": "f32"}
 
 
 def create_detector(
@@ -42,31 +41,13 @@ def create_detector(
     models_dir) or a file path; None picks the backend's default model."""
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score must be within 0..1, got {min_score}")
-    model = config.model or DEFAULT_MODELS[config.backend]
-    manifest = load_manifest()
-    if model in manifest:
-        asset = manifest[model]
-        if asset.kind != "model":
-            raise DetectorError(f"detector.model {model!r} is a {asset.kind} asset, not a model")
-        if asset.backend and asset.backend != config.backend:
-            raise DetectorError(
-                f"detector.model {model!r} is a {asset.backend!r} model but detector.backend is "
-                f"{config.backend!r}; set backend: {asset.backend}"
-            )
-        try:
-            path = ensure_asset(model, models_dir)
-        except AssetError as exc:
-            raise DetectorError(f"cannot prepare detector model {model!r}: {exc}") from exc
-        class_map = asset.class_map
-    else:
-        path = Path(model).expanduser()
-        if not path.exists():
-            raise DetectorError(
-                f"detector.model {model!r} is neither a model id in the manifest ({sorted(manifest)}) "
-                "nor an existing file; give a manifest id or the path of your exported model"
-            )
-        class_map = None
+    path, class_map = _model_files(config, models_dir)
+    precision = precision_of(config)
+    if config.backend == "ssd" and config.runtime == "openvino":
+        from camd.vision.ssd_openvino import OpenVinoSsdDetector
 
+        xml = _openvino_ssd(config, path, models_dir)
+        return OpenVinoSsdDetector(xml, threads=config.threads, min_score=min_score, precision=precision)
     if config.backend == "ssd":
         from camd.vision.ssd import SsdDetector
 
@@ -80,7 +61,73 @@ def create_detector(
         nms_iou=config.nms_iou,
         class_map=config.class_map or class_map,
         input_size=config.input_size,
+        runtime=config.runtime,
+        precision=precision,
     )
+
+
+def prepare_detector(config: DetectorConfig, models_dir: Path, *, local: Sequence[Path] = ()) -> str:
+    """What `camd models prepare` does for the detector: fetch its model and, for the OpenVINO SSD,
+    convert (and quantize) it once. Returns what is ready, in words."""
+    path, _ = _model_files(config, models_dir, local=local)
+    if config.backend == "ssd" and config.runtime == "openvino":
+        path = _openvino_ssd(config, path, models_dir, local=local)
+    return f"{config.backend} on {config.runtime} ({precision_of(config)}), {path}"
+
+
+def precision_of(config: DetectorConfig) -> str:
+    return DEFAULT_PRECISION[config.backend] if config.precision == "auto" else config.precision
+
+
+def _model_files(
+    config: DetectorConfig, models_dir: Path, *, local: Sequence[Path] = ()
+) -> tuple[Path, dict[int, str] | None]:
+    """(the model's file or folder, the manifest's class map or None for a path)."""
+    model = config.model or DEFAULT_MODELS[config.backend]
+    manifest = load_manifest()
+    if model not in manifest:
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise DetectorError(
+                f"detector.model {model!r} is neither a model id in the manifest ({sorted(manifest)}) "
+                "nor an existing file; give a manifest id or the path of your exported model"
+            )
+        return path, None
+    asset = manifest[model]
+    if asset.kind != "model":
+        raise DetectorError(f"detector.model {model!r} is a {asset.kind} asset, not a model")
+    if asset.backend and asset.backend != config.backend:
+        raise DetectorError(
+            f"detector.model {model!r} is a {asset.backend!r} model but detector.backend is "
+            f"{config.backend!r}; set backend: {asset.backend}"
+        )
+    try:
+        path = ensure_asset(model, models_dir, local=local)
+    except AssetError as exc:
+        raise DetectorError(f"cannot prepare detector model {model!r}: {exc}") from exc
+    return path, asset.class_map
+
+
+def _openvino_ssd(
+    config: DetectorConfig, path: Path, models_dir: Path, *, local: Sequence[Path] = ()
+) -> Path:
+    """The cut SSD model's .xml, converted (and quantized) now when `camd models prepare` has not."""
+    from camd.modelprep.ssd_openvino import INPUT_SIZE, SsdConversionError, prepare_ssd_openvino
+    from camd.vision.ssd import find_ssd_files
+
+    if config.input_size not in (None, INPUT_SIZE):
+        raise DetectorError(
+            f"detector.input_size {config.input_size}: the OpenVINO SSD is prepared at "
+            f"{INPUT_SIZE}x{INPUT_SIZE} (its anchors are fixed); remove input_size (detector.far finds "
+            "far people) or set runtime: opencv"
+        )
+    graph, _ = find_ssd_files(path)
+    try:
+        # bf16 is how the f32 model runs (a compile hint): it shares the f32 files.
+        stored = "int8" if precision_of(config) == "int8" else "f32"
+        return prepare_ssd_openvino(graph, models_dir, stored, local=local)
+    except SsdConversionError as exc:
+        raise DetectorError(str(exc)) from None
 
 
 def detect_batch(detector: Detector, images: list[np.ndarray]) -> list[list[Detection]]:
@@ -100,17 +147,3 @@ def filter_detections(detections: list[Detection], objects: ObjectsConfig) -> li
         for det in detections
         if det.label in tracked and det.area >= objects.filter_for(det.label).min_area
     ]
-
-
-def check_image(image: object) -> np.ndarray:
-    """The frame every detector accepts: a BGR uint8 array HxWx3, not empty."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"detector input must be a numpy array (BGR image), got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"detector input must be uint8 (0..255 BGR), got dtype {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"detector input must be HxWx3 (BGR), got shape {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"detector input is empty (shape {image.shape})")
-    return image
-

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from camd.config.schema import DetectorConfig
+from camd.config.schema import DetectorConfig, FarConfig
 from camd.types import Box, Detection, Frame
 from camd.vision.detector import Detector, create_detector, detect_batch
+from camd.vision.far import far_pass
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,13 @@ class InferenceWorker:
             try:
                 with self.lock:
                     results = detect_batch(self.detector, [item.frame.image for item in items])
+                    if pool.far is not None:  # a second look at motion the first pass left unexplained
+                        results = [
+                            far_pass(self.detector, item.frame.image, found, item.regions, pool.far)
+                            if item.regions
+                            else found
+                            for item, found in zip(items, results, strict=True)
+                        ]
             except Exception as exc:  # one bad frame must not take the detector down for every camera
                 failed = True
                 results = [[] for _ in items]
@@ -211,11 +219,12 @@ class InferencePool:
     """Shared by every camera of the daemon. `detectors`: one per worker thread (a detector is
     not assumed thread-safe). batch: at most this many frames per inference call."""
 
-    def __init__(self, detectors: list[Detector], batch: int = 1) -> None:
+    def __init__(self, detectors: list[Detector], batch: int = 1, far: FarConfig | None = None) -> None:
         if not detectors:
             raise ValueError("the inference pool needs at least one detector")
         self.cond = threading.Condition()
         self.batch = max(1, batch)
+        self.far = far if far is not None and far.enabled else None
         self.lanes: list[CameraLane] = []
         self.workers = [InferenceWorker(self, detector, i) for i, detector in enumerate(detectors)]
         self.stopped = False
@@ -232,7 +241,7 @@ class InferencePool:
     @classmethod
     def from_config(cls, config: DetectorConfig, models_dir: Path) -> InferencePool:
         detectors = [create_detector(config, models_dir) for _ in range(config.workers)]
-        return cls(detectors, batch=config.batch)
+        return cls(detectors, batch=config.batch, far=config.far)
 
     @property
     def detector(self) -> Detector:

@@ -1,4 +1,5 @@
-"""YOLOv8 / YOLO11-style ONNX exports through onnxruntime (no torch, no ultralytics).
+"""YOLOv8 / YOLO11-style ONNX exports through OpenVINO (the default) or onnxruntime (no torch, no
+ultralytics).
 
 Works with any `yolo export format=onnx` detection model: one output (1, 4+nc, N) of
 (cx, cy, w, h, class scores...) in letterboxed input pixels, NMS not baked in.
@@ -11,10 +12,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from camd.types import TRACKED_LABELS, Detection
-from camd.vision.detector import DetectorError, check_image, clip_box
+from camd.vision.protocol import DetectorError, check_image, clip_box
 
 PAD_VALUE = 114  # the grey Ultralytics pads with; the model was trained on it
 DEFAULT_INPUT_SIZE = 640
@@ -79,6 +79,8 @@ class YoloDetector:
         nms_iou: float = 0.45,
         class_map: dict[int, str] | None = None,
         input_size: int | None = None,
+        runtime: str = "openvino",
+        precision: str = "f32",
     ) -> None:
         path = Path(path)
         if path.is_dir():
@@ -88,30 +90,23 @@ class YoloDetector:
                     f"YOLO model folder {path} must hold exactly one .onnx file, found {models}"
                 )
             path = models[0]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors (InvalidProtobuf, Fail...)
-            raise DetectorError(
-                f"onnxruntime could not load the YOLO model {path}: the file is damaged or not an ONNX model "
-                f"({str(exc).strip().splitlines()[0][:200]}); re-prepare it (delete its folder under "
-                "models_dir) or export again with `yolo export model=... format=onnx`"
-            ) from None
-        model_input = self._session.get_inputs()[0]
-        self._input_name = model_input.name
-        self._dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
-        self._size = self._input_size(path, model_input.shape, input_size)
+        self.runtime = runtime
+        if runtime == "openvino":
+            runner: _Runner = _OpenVinoRunner(path, threads, precision)
+        else:
+            runner = _OnnxRuntimeRunner(path, threads)
+        self._runner = runner
+        self._dtype = runner.input_dtype
+        self._size = self._input_size(path, runner.input_shape, input_size)
         # A model exported with dynamic=True takes several frames per call; a fixed batch of 1 does not.
-        self.batches = not isinstance(model_input.shape[0], int) if model_input.shape else False
+        self.batches = not isinstance(runner.input_shape[0], int) if runner.input_shape else False
 
-        output = self._session.get_outputs()[0]
-        channels = output.shape[1] if len(output.shape) == 3 else None
-        names = _names_metadata(self._session)
+        output_shape = runner.output_shape
+        channels = output_shape[1] if len(output_shape) == 3 else None
+        names = _parse_names(runner.names_text)
         if not isinstance(channels, int) or channels < 5:
             raise DetectorError(
-                f"YOLO model {path} has output shape {output.shape}; camd reads (1, 4+classes, boxes) "
+                f"YOLO model {path} has output shape {output_shape}; camd reads (1, 4+classes, boxes) "
                 "from YOLOv8/YOLO11 detection exports (`yolo export format=onnx`, nms=False)"
             )
         if names is not None and len(names) != channels - 4:
@@ -143,10 +138,10 @@ class YoloDetector:
         prepared = [self._prepare(image) for image in images]
         if self.batches and len(images) > 1:
             blob = np.concatenate([blob for blob, *_ in prepared])
-            raw = self._session.run(None, {self._input_name: blob})[0]
+            raw = self._runner.run(blob)
             outputs = [raw[i] for i in range(len(images))]
         else:
-            outputs = [self._session.run(None, {self._input_name: blob})[0][0] for blob, *_ in prepared]
+            outputs = [self._runner.run(blob)[0] for blob, *_ in prepared]
         return [
             self._parse(output, image.shape[1], image.shape[0], scale, pad_x, pad_y)
             for output, image, (_, scale, pad_x, pad_y) in zip(outputs, images, prepared, strict=True)
@@ -196,9 +191,74 @@ class YoloDetector:
         return detections
 
 
-def _names_metadata(session: ort.InferenceSession) -> dict[int, str] | None:
+class _Runner:
+    """What YoloDetector needs of a runtime: the input's shape and type, the output's shape, the
+    Ultralytics `names` metadata (a Python dict literal) and one inference call."""
+
+    input_shape: list[object]
+    input_dtype: type
+    output_shape: list[object]
+    names_text: str | None
+
+    def run(self, blob: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _load_error(path: Path, exc: Exception, runtime: str) -> DetectorError:
+    return DetectorError(
+        f"{runtime} could not load the YOLO model {path}: the file is damaged or not an ONNX model "
+        f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}); re-prepare "
+        "it (delete its folder under models_dir) or export again with `yolo export model=... format=onnx`"
+    )
+
+
+class _OnnxRuntimeRunner(_Runner):
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors (InvalidProtobuf, Fail...)
+            raise _load_error(path, exc, "onnxruntime") from None
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        self.input_shape = list(model_input.shape)
+        self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+        self.output_shape = list(self._session.get_outputs()[0].shape)
+        self.names_text = self._session.get_modelmeta().custom_metadata_map.get("names")
+
+    def run(self, blob: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input_name: blob})[0]
+
+
+class _OpenVinoRunner(_Runner):
+    def __init__(self, path: Path, threads: int, precision: str) -> None:
+        from camd.vision.ssd_openvino import compile_cpu, openvino_core
+
+        core = openvino_core(threads)
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises its own untyped errors
+            raise _load_error(path, exc, "OpenVINO") from None
+        shape = model.inputs[0].get_partial_shape()
+        self.input_shape = [dim.get_length() if dim.is_static else None for dim in shape]
+        half = model.inputs[0].get_element_type().get_type_name() == "f16"
+        self.input_dtype = np.float16 if half else np.float32
+        out = model.outputs[0].get_partial_shape()
+        self.output_shape = [dim.get_length() if dim.is_static else None for dim in out]
+        key = ["framework", "names"]
+        self.names_text = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
+        self._request = compile_cpu(core, model, threads, precision).create_infer_request()
+
+    def run(self, blob: np.ndarray) -> np.ndarray:
+        return np.asarray(self._request.infer({0: blob})[0])
+
+
+def _parse_names(text: str | None) -> dict[int, str] | None:
     """Ultralytics stores `names` as a Python dict literal in the ONNX metadata."""
-    text = session.get_modelmeta().custom_metadata_map.get("names")
     if not text:
         return None
     try:

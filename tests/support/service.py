@@ -198,3 +198,27 @@ class MemoryIdentity:
             if name is not None:
                 self._get(name)
             return {"sightings": []}
+
+    # camd.api.history.HistoryService: the real parsing of the user's words, an empty memory.
+
+    def search(self, params: dict[str, Any], with_crops: bool = False) -> dict[str, Any]:
+        from camd.history.search import SearchQuery
+
+        query = SearchQuery.build(**params)  # ValueError for words it cannot read
+        if query.person is not None:
+            self._get(query.person)
+        return {"query": query.as_dict(), "candidates": None, "results": [], "took_ms": 0.0}
+
+    def visits(self, params: dict[str, Any]) -> dict[str, Any]:
+        from camd.history.search import SearchQuery
+
+        SearchQuery.build(classes=params.get("classes") or ())
+        if params.get("person") is not None:
+            self._get(params["person"])
+        return {"gap_s": params.get("gap_s") or 600.0, "visits": []}
+
+    def digest(self, day: str | None) -> dict[str, Any]:
+        from camd.history.when import day_range
+
+        _, date = day_range(day)
+        return {"day": date, "summary": "0 visits: nobody seen", "lines": ["Nobody was seen."]}

@@ -1,0 +1,109 @@
+"""The far-people pass: a second look, at native resolution, at motion the first pass left unexplained.
+
+The SSD sees every frame squeezed to 300x300: in a 1280x720 frame a person 60 px tall is 25 px there,
+too small for it. The motion gate already knows where something moves; when a moving region overlaps
+no detection, a square tile of the frame around it (`far.tile` frame pixels, about the model's own
+input size, so nothing is shrunk) is run through the same detector, and what it finds inside the
+moving region is added. Frames below `far.min_height` are skipped: the first pass already sees them
+near native size. The cost is one extra inference per tile, only on frames with unexplained motion,
+at most `far.max_tiles` per frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from camd.config.schema import FarConfig
+from camd.geometry import iou
+from camd.types import Box, Detection
+from camd.vision.protocol import Detector
+
+EXPLAINED_COVER = 0.3  # a region this much inside a detection box is that detection's motion
+MIN_REGION_PX = 12  # smaller moving blobs are noise (leaves, compression), not a person
+DUPLICATE_IOU = 0.5
+MIN_TILE = 128
+TILE_PER_REGION = 2.5
+
+
+def _inside(region: Box, box: Box) -> float:
+    """The share of `region`'s area inside `box`."""
+    w = min(region[2], box[2]) - max(region[0], box[0])
+    h = min(region[3], box[3]) - max(region[1], box[1])
+    area = (region[2] - region[0]) * (region[3] - region[1])
+    return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0
+
+
+def unexplained_regions(regions: Sequence[Box], detections: Sequence[Detection], tile: int) -> list[Box]:
+    """Moving regions not covered by any detection, largest first. A region larger than a tile (walkers
+    close together merge into one blob) is cut into tile-sized parts, each judged on its own."""
+    out = []
+    for region in _split(regions, tile):
+        width, height = region[2] - region[0], region[3] - region[1]
+        if max(width, height) < MIN_REGION_PX:
+            continue  # noise (leaves, compression), not a person
+        if any(_inside(region, d.box) >= EXPLAINED_COVER for d in detections):
+            continue
+        out.append(region)
+    return sorted(out, key=lambda r: -(r[2] - r[0]) * (r[3] - r[1]))
+
+
+def _split(regions: Sequence[Box], tile: int) -> list[Box]:
+    parts: list[Box] = []
+    for x1, y1, x2, y2 in regions:
+        cols, rows = max(1, math.ceil((x2 - x1) / tile)), max(1, math.ceil((y2 - y1) / tile))
+        step_x, step_y = (x2 - x1) / cols, (y2 - y1) / rows
+        for i in range(cols):
+            for j in range(rows):
+                parts.append((x1 + i * step_x, y1 + j * step_y, x1 + (i + 1) * step_x, y1 + (j + 1) * step_y))
+    return parts
+
+
+def tiles_for(regions: Sequence[Box], width: int, height: int, tile: int, max_tiles: int) -> list[Box]:
+    """Square tiles (clipped to the frame) centred on the regions, each about TILE_PER_REGION times
+    its region's size (at least MIN_TILE, at most `tile`): the detector enlarges the tile to its
+    300x300 input, so a 50 px walker reaches the size the SSD finds people at. A region already
+    inside a tile needs none of its own."""
+    tiles: list[Box] = []
+    for region in regions:
+        if any(_inside(region, t) >= 0.99 for t in tiles):
+            continue
+        if len(tiles) >= max_tiles:
+            break
+        side = max(MIN_TILE, min(tile, TILE_PER_REGION * max(region[2] - region[0], region[3] - region[1])))
+        size_x, size_y = min(side, width), min(side, height)
+        cx, cy = (region[0] + region[2]) / 2, (region[1] + region[3]) / 2
+        x1 = int(min(max(0, cx - size_x / 2), width - size_x))
+        y1 = int(min(max(0, cy - size_y / 2), height - size_y))
+        tiles.append((float(x1), float(y1), float(x1 + size_x), float(y1 + size_y)))
+    return tiles
+
+
+def far_pass(
+    detector: Detector,
+    image: np.ndarray,
+    detections: list[Detection],
+    regions: Sequence[Box],
+    config: FarConfig,
+) -> list[Detection]:
+    """`detections` plus what the tiles over unexplained motion found (inside that motion, not already
+    detected). Returns `detections` itself when there is nothing to look at."""
+    height, width = image.shape[:2]
+    if not config.enabled or height < config.min_height or not regions:
+        return detections
+    todo = unexplained_regions(regions, detections, config.tile)
+    if not todo:
+        return detections
+    found = list(detections)
+    for tx1, ty1, tx2, ty2 in tiles_for(todo, width, height, config.tile, config.max_tiles):
+        crop = np.ascontiguousarray(image[int(ty1) : int(ty2), int(tx1) : int(tx2)])
+        for det in detector.detect(crop):
+            box: Box = (det.box[0] + tx1, det.box[1] + ty1, det.box[2] + tx1, det.box[3] + ty1)
+            if not any(_inside(region, box) > 0 or _inside(box, region) > 0 for region in todo):
+                continue  # static clutter in the tile: the first pass's business
+            if any(d.label == det.label and iou(d.box, box) >= DUPLICATE_IOU for d in found):
+                continue
+            found.append(Detection(label=det.label, score=det.score, box=box))
+    return found

@@ -1,0 +1,83 @@
+"""The COCO SSD MobileNetV2 through OpenVINO on the CPU: camd's default detector.
+
+The model is the frozen graph cut before TensorFlow's post-processor and converted once at prepare
+time (camd/modelprep/ssd_openvino.py), in int8 by default. Here: resize to 300x300, one inference,
+then camd's own box decoding and NMS (camd/vision/ssd.py) with camd's min_score floor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from camd.types import Detection
+from camd.vision.protocol import DetectorError, check_image
+from camd.vision.ssd import DEFAULT_INPUT_SIZE, decode
+
+
+def openvino_core(threads: int) -> Any:
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise DetectorError(
+            f"detector.runtime openvino needs the openvino package ({exc}): pip install openvino, or set "
+            "detector.runtime: opencv (SSD) / onnxruntime (YOLO)"
+        ) from None
+    return ov.Core()
+
+
+def compile_cpu(core: Any, model: Any, threads: int, hint: str) -> Any:
+    """Compiled for the CPU with an explicit inference precision: OpenVINO otherwise picks bf16 on CPUs
+    that have it, silently changing scores. One stream, latency mode: one frame at a time per worker."""
+    return core.compile_model(
+        model,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": hint,
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+        },
+    )
+
+
+class OpenVinoSsdDetector:
+    """precision: 'int8' (NNCF, the default), 'f32' or 'bf16' (the f32 model run in bf16)."""
+
+    name = "ssd"
+    runtime = "openvino"
+
+    def __init__(
+        self, model_xml: Path, *, threads: int = 2, min_score: float = 0.25, precision: str = "int8"
+    ) -> None:
+        core = openvino_core(threads)
+        model_xml = Path(model_xml)
+        try:
+            model = core.read_model(str(model_xml))
+            self._anchors = np.load(model_xml.parent / "anchors.npy").astype(np.float32)
+        except Exception as exc:  # OpenVINO raises its own untyped errors
+            raise DetectorError(
+                f"OpenVINO could not load the prepared SSD model {model_xml} ({str(exc).strip()[:200]}); "
+                "delete that folder and run `camd models prepare` again"
+            ) from None
+        # int8 layers run in int8 whatever the hint; f32 keeps the rest (and a plain model) exact.
+        self._compiled = compile_cpu(core, model, threads, "bf16" if precision == "bf16" else "f32")
+        self._request = self._compiled.create_infer_request()
+        self.precision = precision
+        self.min_score = min_score
+        self._size = DEFAULT_INPUT_SIZE
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        check_image(image)
+        height, width = image.shape[:2]
+        small = cv2.resize(image, (self._size, self._size), interpolation=cv2.INTER_LINEAR)
+        outputs = self._request.infer({0: small[None]})
+        encodings = np.asarray(outputs[0]).reshape(-1, 4)
+        scores = np.asarray(outputs[1]).reshape(encodings.shape[0], -1)
+        return decode(encodings, scores, self._anchors, self.min_score, width, height)
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        return [self.detect(image) for image in images]

@@ -1,0 +1,109 @@
+"""The far-people pass finds a walker too small for the 300x300 first pass, where motion shows him.
+
+The walker is real: the most confident person of a vtest frame, cut out and scaled to 60 px tall, in
+a 1280x720 frame (the vtest scene enlarged and blurred behind him: nothing else there is a person).
+The moving region comes from camd's own motion detector, fed the frame without him, then with him.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from camd.config.schema import DetectorConfig, FarConfig, MotionConfig
+from camd.geometry import iou
+from camd.types import Box, Detection
+from camd.vision.detector import create_detector
+from camd.vision.far import far_pass, tiles_for, unexplained_regions
+from camd.vision.motion import MotionDetector
+from camd.vision.offline import clip_frames
+from tests.support.data import shared_data
+
+WALKER_PX = 60
+AT = (900, 500)
+# A 60x25 px walker is 0.16% of a 1280x720 frame: under the gate's default min_area (0.2%). A camera
+# looking far away needs a lower one (docs/performance.md); the pass itself needs only the region.
+FAR_VIEW_MOTION = MotionConfig(min_area=0.0003)
+
+
+def people(detections: list[Detection], truth: Box, min_score: float = 0.5) -> list[Detection]:
+    return [
+        d for d in detections if d.label == "person" and d.score >= min_score and iou(d.box, truth) >= 0.4
+    ]
+
+
+@pytest.fixture(scope="module")
+def far_walker(models_dir: Path) -> tuple[np.ndarray, Box, list[Box]]:
+    frame = next(itertools.islice(clip_frames(str(shared_data("video/vtest.avi"))), 0, None)).image
+    reference = create_detector(DetectorConfig(runtime="opencv"), models_dir)
+    person = max((d for d in reference.detect(frame) if d.label == "person"), key=lambda d: d.score)
+    assert person.score >= 0.8
+    x1, y1, x2, y2 = (int(v) for v in person.box)
+    crop = frame[y1:y2, x1:x2]
+    width = max(1, round(crop.shape[1] * WALKER_PX / crop.shape[0]))
+    small = cv2.resize(crop, (width, WALKER_PX), interpolation=cv2.INTER_AREA)
+    background = cv2.GaussianBlur(cv2.resize(frame, (1280, 720)), (0, 0), 3)
+    image = background.copy()
+    x, y = AT
+    image[y : y + WALKER_PX, x : x + width] = small
+    motion = MotionDetector(FAR_VIEW_MOTION)
+    for _ in range(3):
+        motion.update(background)
+    regions = [tuple(float(v) for v in r) for r in motion.update(image).boxes]
+    return image, (x, y, x + width, y + WALKER_PX), regions  # type: ignore[return-value]
+
+
+@pytest.mark.shared_data
+def test_far_pass_finds_the_walker_the_plain_pass_misses(
+    models_dir: Path, far_walker: tuple[np.ndarray, Box, list[Box]]
+) -> None:
+    image, truth, regions = far_walker
+    assert any(iou(r, truth) > 0.3 for r in regions), regions  # the motion detector saw him
+    detector = create_detector(DetectorConfig(), models_dir)
+    plain = detector.detect(image)
+    assert people(plain, truth) == []  # too small for the first pass
+    found = far_pass(detector, image, plain, regions, FarConfig())
+    assert len(people(found, truth)) == 1, found
+    assert found[: len(plain)] == plain  # the first pass's detections are kept as they were
+
+
+@pytest.mark.shared_data
+def test_far_pass_does_nothing_on_small_frames_or_when_off(
+    models_dir: Path, far_walker: tuple[np.ndarray, Box, list[Box]]
+) -> None:
+    image, _, regions = far_walker
+    detector = create_detector(DetectorConfig(), models_dir)
+    plain = detector.detect(image)
+    assert far_pass(detector, image, plain, regions, FarConfig(enabled=False)) is plain
+    assert far_pass(detector, image, plain, regions, FarConfig(min_height=721)) is plain
+    assert far_pass(detector, image, plain, [], FarConfig()) is plain
+
+
+def test_regions_explained_by_a_detection_or_too_big_get_no_tile() -> None:
+    walker = Detection("person", 0.9, (100.0, 100.0, 140.0, 200.0))
+    regions: list[Box] = [
+        (105.0, 110.0, 135.0, 190.0),  # the detected walker's own motion
+        (600.0, 300.0, 625.0, 360.0),  # a far walker nobody detected
+        (0.0, 0.0, 900.0, 700.0),  # walkers merged into one big blob: judged in tile-sized parts
+        (50.0, 50.0, 55.0, 54.0),  # noise
+    ]
+    todo = unexplained_regions(regions[:2] + regions[3:], [walker], tile=320)
+    assert todo == [(600.0, 300.0, 625.0, 360.0)]
+    parts = unexplained_regions(regions[2:3], [], tile=320)
+    assert len(parts) == 9 and all(r[2] - r[0] == 300 and abs(r[3] - r[1] - 233.3) < 0.1 for r in parts)
+    # the part the walker covers is explained by him
+    assert (
+        len(unexplained_regions(regions[2:3], [Detection("person", 0.9, (0.0, 0.0, 300.0, 233.0))], 320)) == 8
+    )
+    (tile,) = tiles_for(todo, 1280, 720, tile=320, max_tiles=2)
+    assert tile[2] - tile[0] == tile[3] - tile[1] == 150  # 2.5 x the region's 60 px
+    assert tile[0] <= 600 and tile[2] >= 625 and tile[1] <= 300 and tile[3] >= 360
+    # Clipped to the frame at its edge, at most max_tiles, one tile for regions that share it.
+    edge = tiles_for([(1270.0, 700.0, 1280.0, 720.0)], 1280, 720, tile=320, max_tiles=2)
+    assert edge == [(1152.0, 592.0, 1280.0, 720.0)]
+    many = [(float(x), 10.0, float(x + 20), 60.0) for x in range(0, 1200, 200)]
+    assert len(tiles_for(many, 1280, 720, tile=320, max_tiles=2)) == 2
