@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
-	$(PIP_INSTALL) -e '.[test,prepare]' 'torch==2.13.0'
+	$(PIP_INSTALL) -e '.[test,prepare,adapt]' 'torch==2.13.0'
 	touch $@
 
 # camd's default body model (OSNet) downloads its weights; beside the repo, ../shared/models holds the

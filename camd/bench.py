@@ -487,7 +487,7 @@ def run_bench(args: argparse.Namespace) -> int:
         from camd.identity.body_model import log_body_model, resolve_body_model
         from camd.identity.extractors import Extractors
 
-        body_model = resolve_body_model(config.identity, config.models_path)
+        body_model = resolve_body_model(config.identity, config.models_path, adapted_dir=config.adapted_path)
         log_body_model(body_model)
         extractors = Extractors.load(config, body_model)  # loaded once, shared by every run below
     try:

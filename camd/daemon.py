@@ -89,6 +89,7 @@ class Daemon:
         self._trimmed_at = time.monotonic()
         self.sightings_stored = 0
         self.services: DaemonServices | None = None  # systemd notify, watchdog, control API
+        self.nightly_adapt: Any = None  # camd/adapt/schedule.py, when adapt.nightly_at is set
         self.switches = CameraSwitches(  # per-camera detect ON/OFF, commanded over MQTT
             config.mqtt.topic_prefix, [n for n, c in config.cameras.items() if c.enabled],
             config.switches_path, self._set_detect,
@@ -145,6 +146,11 @@ class Daemon:
             thread.start()
         if self.publisher is not None:
             self.switches.attach(self.publisher)
+        if self.config.adapt.nightly_at is not None:
+            from camd.adapt.schedule import NightlyAdapt  # no torch: the child process imports it
+
+            self.nightly_adapt = NightlyAdapt(self.config, self.stop_event)
+            self.nightly_adapt.start()
         log.info("camd running: %d camera(s)", len(self._threads))
         self.services.ready()
 
@@ -160,6 +166,8 @@ class Daemon:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("%s did not stop in time; leaving it behind", thread.name)
+        if self.nightly_adapt is not None:
+            self.nightly_adapt.stop()
         if self.pool is not None:
             self.pool.stop()
         if self.hass is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from camd import __version__
-from camd.cli import demo, history, models, observe, people, run
+from camd.cli import adapt, demo, history, models, observe, people, run
 
 # In `camd --help` order.
 COMMAND_GROUPS = (
@@ -20,6 +20,7 @@ COMMAND_GROUPS = (
     observe,  # events, bench
     people,  # enroll, people, correct, forget, eval
     history,  # search, visits, digest
+    adapt,  # adapt [--rollback|--reset|--status]
 )
 
 

@@ -512,6 +512,21 @@ class HistoryConfig(Strict):
     visit_gap_s: Annotated[float, Field(ge=0.0, le=86400.0)] = 600.0
     # Publish the day's digest (retained, <prefix>/digest) when a visit ends, at most this often.
     digest_every_s: Annotated[float, Field(ge=1.0)] = 60.0
+class AdaptConfig(Strict):
+    """`camd adapt`: fine-tune the body network on this installation's own tracks (docs/adaptation.md)."""
+
+    # Run it every night at this local time ("HH:MM"), from the daemon, as a niced child process; null: only
+    # when you run `camd adapt`. A network that passed the guardrail is used from the daemon's next start.
+    nightly_at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = None
+    days: Annotated[float, Field(gt=0.0, le=365.0)] = 14.0  # tracks of the last days it learns from
+    min_tracks: Annotated[int, Field(ge=4)] = 20  # fewer person tracks with kept crops: nothing to learn
+    epochs: Annotated[float, Field(gt=0.0, le=50.0)] = 4.0  # passes over the tracks
+    max_minutes: Annotated[float, Field(gt=0.0, le=600.0)] = 30.0  # time bound of the training
+    threads: Annotated[int, Field(ge=1, le=64)] = 1  # CPU threads it may use (the cameras keep the rest)
+    nice: Annotated[int, Field(ge=0, le=19)] = 19  # its CPU priority below the daemon's
+    # The guardrail: the adapted network replaces the one in use only when its score on held-out tracks
+    # (mAP, docs/adaptation.md) is higher by this much.
+    margin: Annotated[float, Field(ge=0.0, le=0.5)] = 0.02
 
 
 class Config(Strict):
@@ -529,6 +544,7 @@ class Config(Strict):
     api: ApiConfig = Field(default_factory=ApiConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     # Names are checked as keys, so every bad name is reported with the rest, at its own line.
     cameras: dict[CameraName, CameraConfig]
 
@@ -570,6 +586,11 @@ class Config(Strict):
     @property
     def crops_path(self) -> Path:
         return self.identity.crops_dir or self.state_dir / "crops"
+
+    @property
+    def adapted_path(self) -> Path:
+        """This installation's adapted body networks (`camd adapt`, camd/adapt/store.py)."""
+        return self.state_dir / "adapted"
 
     @property
     def switches_path(self) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from camd.assets import AssetError, DownloadPolicy
+from camd.identity.body_compare import BodyCalibration
 from camd.identity.evidence.body import MOBILENET_DIM, MOBILENET_SPACE, BodyAppearanceEmbedder, BodyEmbedder
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ class BodyModel:
     onnx: Path
     label: str  # for people: "OSNet x0.25 (MSMT17)"
     fallback_reason: str | None = None  # why the configured model is not the one in use
+    # An adapted network (`camd adapt`, camd/adapt/store.py): its id and the thresholds re-derived for it.
+    adapted: str | None = None
+    calibration: BodyCalibration | None = None
 
     @property
     def halves(self) -> bool:
@@ -73,10 +77,12 @@ def resolve_body_model(
     prepare: bool = True,
     policy: DownloadPolicy | None = START_POLICY,
     local: tuple[Path, ...] = (),
+    adapted_dir: Path | None = None,
 ) -> BodyModel:
     """The body model this config gets on this machine. prepare=False only looks at what is prepared
     (commands that read the memory must not download); a MobileNetV2 fallback is prepared either way,
-    since it comes from a registry package."""
+    since it comes from a registry package. adapted_dir: where this installation's adapted networks are
+    (`Config.adapted_path`); the current one, when there is one, replaces the OSNet it was adapted from."""
     if identity.body_model == "osnet":
         from camd.identity.evidence.osnet import EMBEDDING_DIM
         from camd.modelprep.osnet import cached_onnx, prepare_osnet, space_id
@@ -92,7 +98,12 @@ def resolve_body_model(
         except AssetError as exc:
             onnx, reason = None, str(exc)
         if onnx is not None:
-            return BodyModel("osnet", space, 2 * EMBEDDING_DIM, onnx, label)
+            model = BodyModel("osnet", space, 2 * EMBEDDING_DIM, onnx, label)
+            if adapted_dir is not None:
+                from camd.adapt.store import current_model
+
+                return current_model(model, adapted_dir)
+            return model
         # Not prepared: the daemon would have fallen back too, so a command reading the memory must use
         # the same space as the daemon did.
         return _mobilenet(models_dir, prepare, fallback=f"OSNet unavailable: {reason}")

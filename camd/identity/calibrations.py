@@ -46,6 +46,8 @@ MOBILENETV2 = BodyCalibration(
 
 
 def calibration_for(model: BodyModel) -> BodyCalibration:
+    if model.calibration is not None:  # an adapted network's, re-derived on this installation (camd adapt)
+        return model.calibration
     if model.kind == "mobilenetv2":
         return MOBILENETV2
     return OSNET_X0_25_MSMT17

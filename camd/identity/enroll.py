@@ -463,6 +463,7 @@ def _relabel_sighting(service: IdentityService, sighting_id: str, name: str, rol
     service.memory.update_sighting(sighting_id, {
         "person_id": name, "identity": name, "global_id": name, "expires_at": None,
         "identity_class": "known_vehicle" if kind == "vehicle" else role,
+        "corrected": True,  # the user said who it was: `camd adapt` takes it as confirmed
     })  # fmt: skip
 
 

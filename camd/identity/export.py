@@ -90,6 +90,12 @@ def write_export(
             inside = f"crops/{safe_name(str(hit.payload.get('sighting_id') or hit.key))}.jpg"
             crops.append((inside, Path(crop)))
             row["crop_file"] = inside
+        row["crop_files"] = []  # the track's other kept crops (what `camd adapt` learns from)
+        for kept in hit.payload.get("crops") or []:
+            if kept != crop and Path(kept).is_file():
+                inside = f"crops/{safe_name(Path(kept).stem)}.jpg"
+                crops.append((inside, Path(kept)))
+                row["crop_files"].append(inside)
         sightings.append(row)
     visits = [{k: v for k, v in row.items() if not k.startswith("_")}
               for row in memory.log.visits("person_id = ?", (name,))]  # fmt: skip

@@ -132,7 +132,9 @@ class Memory(StoreMigrations):
         if may_switch is None:
             may_switch = body is not None
         if body is None:
-            body = resolve_body_model(config.identity, config.models_path, prepare=False)
+            body = resolve_body_model(
+                config.identity, config.models_path, prepare=False, adapted_dir=config.adapted_path
+            )
         self.client = open_client(config)
         self._lock = threading.RLock()
         if not may_switch:
@@ -664,7 +666,8 @@ class Memory(StoreMigrations):
 
     def _remove_crops(self, sightings: list[dict[str, Any]]) -> int:
         """Delete the crop files of these (deleted) sightings."""
-        return sum(self._remove_crop(crop) for crop in {s.get("crop") for s in sightings})
+        crops = {s.get("crop") for s in sightings} | {c for s in sightings for c in s.get("crops") or []}
+        return sum(self._remove_crop(crop) for crop in crops)
 
     def _remove_crop(self, crop: str | None) -> int:
         if not crop:

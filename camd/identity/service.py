@@ -52,7 +52,9 @@ class IdentityService:
         person); False defers it to first use (CLI commands that only read or edit the memory)."""
         self.config = config
         # The body model decides the memory's body space: resolved (prepared, for the daemon) first.
-        self.body_model = resolve_body_model(config.identity, config.models_path, prepare=load_extractors)
+        self.body_model = resolve_body_model(
+            config.identity, config.models_path, prepare=load_extractors, adapted_dir=config.adapted_path
+        )
         if load_extractors and config.identity.enabled and config.identity.body:
             log_body_model(self.body_model)
         # Commands that only read or edit the memory must not move it to another body space.
@@ -220,6 +222,8 @@ class IdentityService:
         best = evidence.best_crop() if evidence is not None else None
         if best is not None and self.config.identity.save_crops:
             crop = self.crops.save(sighting_id, best.image, now)
+        # A person track's other kept crops too: what `camd adapt` learns from (camd/adapt/tracks.py).
+        kept = self._save_kept_crops(sighting_id, evidence, crop, now) if track.label == "person" else []
         known = decision is not None and decision.name is not None
         payload: dict[str, Any] = {
             "event_id": track.event_id, "camera": track.camera, "label": track.label,
@@ -227,6 +231,7 @@ class IdentityService:
             "end_time": track.end_time or track.frame_time, "box": pixel_box(track.box),
             "top_score": round(track.top_score, 4), "frames": track.frames,
             "crop": str(crop.path) if crop is not None else None,
+            **({"crops": kept} if kept else {}),
             "shape": shape_list(vectors.shape) if vectors.shape is not None else None,
             "person_id": decision.person_id if decision is not None else None,
             # Strangers' sightings expire; enrolled people's are kept until forgotten.
@@ -236,6 +241,19 @@ class IdentityService:
         stored = vectors.stored_vectors() if self.enabled else {}
         self.memory.add_sighting(sighting_id, stored, payload)
         return crop
+
+    def _save_kept_crops(
+        self, sighting_id: str, evidence: TrackEvidence | None, best: SavedCrop | None, now: float
+    ) -> list[str]:
+        """The track's kept crops beside its best one (`<sighting>~N.jpg`); deleted with the sighting."""
+        if best is None or evidence is None:
+            return []
+        paths = [str(best.path)]
+        for n, kept in enumerate(evidence.crops[1:], start=1):
+            saved = self.crops.save(f"{sighting_id}~{n}", kept.image, now)
+            if saved is not None:
+                paths.append(str(saved.path))
+        return paths if len(paths) > 1 else []
 
     def _learn(self, decision: Decision, vectors: TrackVectors, track: TrackSnapshot, now: float) -> None:
         pid = decision.person_id
