@@ -228,7 +228,9 @@ def test_daemon_killed_while_storing_sightings_restarts_intact_and_delivers_its_
         assert after["sightings"] > seen, "sightings stored before the kill survive it"
         seen = after["sightings"]
         with Outbox(config.outbox_path) as outbox:  # opens: its lock went with the process
-            queued = [json.loads(item.payload)["message_id"] for item in outbox.peek(1_000_000)]
+            # Track events only: visits (camd/visits) wait in the same outbox.
+            queued = [json.loads(item.payload)["message_id"] for item in outbox.peek(1_000_000)
+                      if item.topic == f"{prefix}/events"]
         assert queued, "events waited in the outbox"
 
     online = daemon_yaml(tmp_path, models_dir, mqtt_broker, prefix)
