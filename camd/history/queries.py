@@ -56,10 +56,11 @@ def crop_base64(path: str | None) -> str | None:
         return None
 
 
-def visits_in(log: SightingLog, span: TimeRange, gap_s: float, person: str | None = None) -> list[Visit]:
-    """The visits overlapping `span`: those the daemon recorded, and for sightings no recorded visit
-    holds (a log made without the daemon, or before visits were kept), visits built from them."""
-    where, args = ["1"], []
+def _overlapping(base: str, start_column: str, span: TimeRange, gap_s: float,
+                 person: str | None) -> tuple[str, tuple[Any, ...]]:  # fmt: skip
+    """A WHERE clause (and its arguments) for rows of `person` overlapping `span` widened by the gap."""
+    where: list[str] = [base]
+    args: list[Any] = []
     if person is not None:
         where.append("person_id = ?")
         args.append(person)
@@ -67,25 +68,20 @@ def visits_in(log: SightingLog, span: TimeRange, gap_s: float, person: str | Non
         where.append("end_time >= ?")
         args.append(span.after - gap_s)
     if span.before is not None:
-        where.append("start_time <= ?")
+        where.append(f"{start_column} <= ?")
         args.append(span.before + gap_s)
-    stored = [Visit.from_dict(row) for row in log.visits(" AND ".join(where), tuple(args))]
+    return " AND ".join(where), tuple(args)
+
+
+def visits_in(log: SightingLog, span: TimeRange, gap_s: float, person: str | None = None) -> list[Visit]:
+    """The visits overlapping `span`: those the daemon recorded, and for sightings no recorded visit
+    holds (a log made without the daemon, or before visits were kept), visits built from them."""
+    where, args = _overlapping("1", "start_time", span, gap_s, person)
+    stored = [Visit.from_dict(row) for row in log.visits(where, args)]
     covered = {sid for visit in stored for _, _, _, sid in visit.parts}
-    swhere, sargs = ["person_id IS NOT NULL"], []
-    if person is not None:
-        swhere.append("person_id = ?")
-        sargs.append(person)
-    if span.after is not None:
-        swhere.append("end_time >= ?")
-        sargs.append(span.after - gap_s)
-    if span.before is not None:
-        swhere.append("json_extract(payload, '$.start_time') <= ?")
-        sargs.append(span.before + gap_s)
-    loose = [
-        s
-        for s in log.select(" AND ".join(swhere), tuple(sargs))
-        if s.get("sighting_id") not in covered
-    ]
+    where, args = _overlapping("person_id IS NOT NULL", "json_extract(payload, '$.start_time')", span, gap_s,
+                               person)  # fmt: skip
+    loose = [s for s in log.select(where, args) if s.get("sighting_id") not in covered]
     built = build_visits(loose, gap_s)
     every = [v for v in stored + built if span.contains(v.start_time) or span.contains(v.end_time)
              or (span.after is not None and v.start_time <= span.after and
