@@ -6,9 +6,10 @@ while the daemon holds the store and for local tools. Times may be given in word
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, runtime_checkable
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 
 from camd.api.app import _ERRORS, AUTHED, MAX_NAME, NAME_PATTERN, Backend, _call, _capable
 
@@ -51,19 +52,49 @@ def _span(
     return (after if after is not None else span.after, before if before is not None else span.before)
 
 
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Who, where and when: the filters search and visits share."""
+
+    person: str | None
+    classes: list[str]
+    camera: str | None
+    since: str | None
+    until: str | None
+    between: list[str]
+    last: str | None
+    after: float | None
+    before: float | None
+
+    def params(self) -> dict[str, Any]:
+        """The backend's filter arguments; the time words read here (ValueError when unreadable)."""
+        start, end = _span(self.since, self.until, self.between, self.last, self.after, self.before)
+        return {"person": self.person, "classes": self.classes, "camera": self.camera, "after": start,
+                "before": end}  # fmt: skip
+
+
+def where_query(
+    person: Name = None,
+    classes: Annotated[list[str], Query(alias="class", max_length=10)] = [],  # noqa: B006
+    camera: Camera = None,
+    since: Words = None,
+    until: Words = None,
+    between: Annotated[list[str], Query(max_length=2)] = [],  # noqa: B006
+    last: Words = None,
+    after: float | None = None,
+    before: float | None = None,
+) -> Where:
+    return Where(person, classes, camera, since, until, between, last, after, before)
+
+
+WhereQuery = Annotated[Where, Depends(where_query)]
+
+
 def add_history_routes(app: FastAPI) -> None:
     @app.get("/api/sightings/search", tags=["history"], dependencies=AUTHED, responses=RESPONSES)
     def search(
         service: Backend,
-        person: Name = None,
-        classes: Annotated[list[str], Query(alias="class", max_length=10)] = [],  # noqa: B006
-        camera: Camera = None,
-        since: Words = None,
-        until: Words = None,
-        between: Annotated[list[str], Query(max_length=2)] = [],  # noqa: B006
-        last: Words = None,
-        after: float | None = None,
-        before: float | None = None,
+        where: WhereQuery,
         wearing: Annotated[list[str], Query(max_length=4)] = [],  # noqa: B006
         upper: Words = None,
         lower: Words = None,
@@ -80,11 +111,8 @@ def add_history_routes(app: FastAPI) -> None:
         history = _capable(service, HistoryService, "search sightings")
 
         def run() -> dict[str, Any]:
-            start, end = _span(since, until, between, last, after, before)
-            params = {
-                "person": person, "classes": classes, "camera": camera, "after": start, "before": end,
-                "wearing": wearing, "upper": upper, "lower": lower, "like": like, "limit": limit,
-            }  # fmt: skip
+            params = {**where.params(), "wearing": wearing, "upper": upper, "lower": lower, "like": like,
+                      "limit": limit}  # fmt: skip
             return history.search(params, with_crops=crops)
 
         return _call(run)
@@ -92,15 +120,7 @@ def add_history_routes(app: FastAPI) -> None:
     @app.get("/api/visits", tags=["history"], dependencies=AUTHED, responses=RESPONSES)
     def visits(
         service: Backend,
-        person: Name = None,
-        classes: Annotated[list[str], Query(alias="class", max_length=10)] = [],  # noqa: B006
-        camera: Camera = None,
-        since: Words = None,
-        until: Words = None,
-        between: Annotated[list[str], Query(max_length=2)] = [],  # noqa: B006
-        last: Words = None,
-        after: float | None = None,
-        before: float | None = None,
+        where: WhereQuery,
         gap: Annotated[float | None, Query(ge=0.0, le=86400.0)] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 200,
     ) -> dict[str, Any]:
@@ -108,9 +128,7 @@ def add_history_routes(app: FastAPI) -> None:
         history = _capable(service, HistoryService, "list visits")
 
         def run() -> dict[str, Any]:
-            start, end = _span(since, until, between, last, after, before)
-            return history.visits({"person": person, "classes": classes, "camera": camera, "after": start,
-                                   "before": end, "gap_s": gap, "limit": limit})  # fmt: skip
+            return history.visits({**where.params(), "gap_s": gap, "limit": limit})
 
         return _call(run)
 
