@@ -276,6 +276,7 @@ def test_the_daemon_keeps_running_during_camd_adapt(tmp_path: Path, models_dir: 
     from camd.config.loader import load_config
     from camd.daemon import Daemon
     from tests.support.daemon import run_in_thread
+    from tests.support.service import wait_for
 
     state = tmp_path / "state"
     clip = models_dir / "demo_bikes_clip" / "bikes.mp4"
@@ -290,10 +291,8 @@ def test_the_daemon_keeps_running_during_camd_adapt(tmp_path: Path, models_dir: 
     daemon = Daemon(config)
     thread, _ = run_in_thread(daemon)
     try:
-        deadline = time.monotonic() + 60
-        while "street" not in daemon.pipelines or daemon.pipelines["street"].stats.frames < 5:
-            assert time.monotonic() < deadline and thread.is_alive(), "the daemon did not start"
-            time.sleep(0.2)
+        wait_for(lambda: thread.is_alive() and "street" in daemon.pipelines
+                 and daemon.pipelines["street"].stats.frames >= 5, "the daemon's first frames", 60)
         stats = daemon.pipelines["street"].stats
         frames_before = stats.frames
         done = subprocess.run(

@@ -26,32 +26,11 @@ from camd.tracks import CameraTracks
 from camd.types import Detection, Frame, TrackedObject, TrackEvent
 from tests.support.data import shared_data
 from tests.support.identity_data import identity_config, read_image
+from tests.support.media import clip_span
 
 pytest_plugins = ["tests.support.identity"]
 
 SPLIT_S = 4.5
-
-
-def _tail(clip: Path, start_s: float, out: Path) -> Path:
-    """Frames of `clip` from start_s on, re-encoded to `out` (a test-local file, never committed)."""
-    capture = cv2.VideoCapture(str(clip))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = None
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        if index / fps >= start_s:
-            if writer is None:
-                height, width = frame.shape[:2]
-                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-            writer.write(frame)
-        index += 1
-    capture.release()
-    assert writer is not None, "clip shorter than the split"
-    writer.release()
-    return out
 
 
 @pytest.mark.shared_data
@@ -72,7 +51,7 @@ def test_a_person_enrolled_from_one_part_is_recognised_in_another(tmp_path: Path
         service.close()
 
     events: list[dict[str, Any]] = []
-    camera = {"url": str(_tail(clip, SPLIT_S, tmp_path / "later.mp4")), "detect_fps": 5}
+    camera = {"url": str(clip_span(clip, tmp_path / "later.mp4", start_s=SPLIT_S)), "detect_fps": 5}
     daemon_config = Config.model_validate({**config.model_dump(mode="json"), "cameras": {"stage": camera}})
     summary = Daemon(daemon_config, extra_sinks=[lambda event: events.append(event_payload(event))],
                      mqtt=False).run(install_signals=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
@@ -25,32 +24,14 @@ from camd.identity.model_files import model_file
 from camd.publish.frigate import event_payload
 from tests.support.data import shared_data
 from tests.support.identity_data import identity_config
+from tests.support.media import clip_span
 
 pytest_plugins = ["tests.support.identity"]
 
 
-def _head(clip: Path, seconds: float, out: Path) -> Path:
-    """The first `seconds` of `clip`, re-encoded to a test-local file."""
-    capture = cv2.VideoCapture(str(clip))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = None
-    for _ in range(int(seconds * fps)):
-        ok, image = capture.read()
-        if not ok:
-            break
-        if writer is None:
-            height, width = image.shape[:2]
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-        writer.write(image)
-    capture.release()
-    assert writer is not None, clip
-    writer.release()
-    return out
-
-
 @pytest.mark.slow
 def test_a_whole_frame_false_person_gets_no_identity_and_says_why(tmp_path: Path, models_dir: Path) -> None:
-    clip = _head(shared_data("video/supervision_walking.mp4"), 3.0, tmp_path / "head.mp4")
+    clip = clip_span(shared_data("video/supervision_walking.mp4"), tmp_path / "head.mp4", end_s=3.0)
     config = identity_config(tmp_path / "state", models_dir)
     daemon_config = Config.model_validate({
         **config.model_dump(mode="json"), "cameras": {"street": {"url": str(clip), "detect_fps": 5}},

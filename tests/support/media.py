@@ -345,3 +345,26 @@ def transcode(source: Path, target: Path, gop: int = 10, max_frames: int | None 
             _encode(writer, stream, image, index)
         writer.mux(stream.encode(None))
     return target
+
+
+def clip_span(clip: Path, out: Path, start_s: float = 0.0, end_s: float | None = None) -> Path:
+    """The frames of `clip` from start_s to end_s (None: its end), re-encoded to `out` (a test-local
+    file, never committed): a part of a real clip played as a camera."""
+    capture = cv2.VideoCapture(str(clip))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    index = 0
+    while end_s is None or index / fps < end_s:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index / fps >= start_s:
+            if writer is None:
+                height, width = frame.shape[:2]
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+            writer.write(frame)
+        index += 1
+    capture.release()
+    assert writer is not None, f"{clip}: no frames between {start_s} s and {end_s} s"
+    writer.release()
+    return out
