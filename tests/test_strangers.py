@@ -134,6 +134,32 @@ def test_a_look_shared_by_two_strangers_links_to_neither(models_dir: Path, servi
     assert later is not None and later.global_id == "unknown-3"
 
 
+def test_the_link_tightens_with_the_strangers_looks_alive_and_relaxes_when_they_expire(
+    models_dir: Path, service_factory: Any
+) -> None:
+    """Each live look is one more chance that a new stranger's look-alike is in memory, so the link
+    threshold is set for ~1% merges over all of them (body_compare.BodyCalibration.false_merge_rate)."""
+    service = service_factory()
+    image, boxes = _people(service, models_dir / "sample_photos" / "zidane.jpg")
+    for n, box in enumerate(boxes[:2]):
+        track = _track(service, "person", _jittered(image, box))
+        service.finalise(track, _after(f"s{n}", T0, T0 + 3), T0 + 3)
+    looks = service.memory.stranger_looks("body", T0 + 10)
+    assert looks == 2
+    body = service.matcher.body
+    relation = ("same", body.crowds.mode)
+    returning = _track(service, "person", _jittered(image, boxes[0], 5)[1:]).vectors()
+    decision = service.matcher.decide(returning, T0 + 60)
+    assert body.stranger_looks == 2 and decision.global_id == "unknown-1"
+    few, many = (body.calibration.stranger_threshold(relation[1], relation[0], n) for n in (2, 50))  # type: ignore[arg-type]
+    assert many > few  # a busy day of strangers: a stricter link (a few looks keep the per-pair cap)
+    # A look links for same_day_hours (clothes change): then none is alive and the rule is back to one.
+    expired = T0 + 3 + service.config.identity.same_day_hours * 3600 + 1
+    assert service.memory.stranger_looks("body", expired) == 0
+    service.matcher.decide(returning, expired)
+    assert body.stranger_looks == 0
+
+
 def test_a_face_links_a_stranger_and_a_different_face_does_not(
     models_dir: Path, service_factory: Any
 ) -> None:
@@ -285,8 +311,9 @@ def test_concurrent_vehicles_keep_their_own_ids(models_dir: Path, service_factor
 def test_reid_strangers_stay_apart_and_returns_link(models_dir: Path, service_factory: Any) -> None:
     """reid/train, one fold of 31 people, 4-crop tracks (two per person and camera) arriving a minute apart
     in a random order through the service's own `finalise` (ids assigned and learned), body vectors
-    centred on the other fold's camera means. Bounds from `camd eval` on the other fold (docs/identity.md):
-    with OSNet ~2% of new strangers merged and ~65% of same-camera returns re-linked."""
+    centred on the other fold's camera means. Bounds from `camd eval` (docs/identity.md, "Strangers"): with
+    OSNet and up to ~90 live looks, ~1% of new strangers merged, ~25% / ~20% of same / other-camera returns
+    re-linked (this draw: 1 of 31 merged, 23% / 13%)."""
     from camd.eval.calibrate import reid_tracks
     from camd.eval.matcher_eval import _stranger_round
 
@@ -302,7 +329,9 @@ def test_reid_strangers_stay_apart_and_returns_link(models_dir: Path, service_fa
     members = np.flatnonzero(np.isin(tracks.person, fold) & ~tracks.grey)
     rates = {k: float(np.mean(v)) for k, v in _stranger_round(service, tracks, members,
                                                               np.random.default_rng(1)).items()}  # fmt: skip
-    assert rates["new_merged"] <= 0.1, rates  # 31 first tracks: at most 3 merged into someone else
-    assert rates["linked_to_someone_else"] <= 0.1, rates
-    floor = 0.35 if model.kind == "osnet" else 0.03
+    assert rates["new_merged"] <= 0.07, rates  # 31 first tracks: at most 2 merged into someone else
+    assert rates["linked_to_someone_else"] <= 0.05, rates
+    floor = 0.15 if model.kind == "osnet" else 0.03
     assert rates["relink_same_camera"] >= floor, rates
+    if model.kind == "osnet":  # a stranger returning on the other camera keeps their id too (0% once)
+        assert rates["relink_other_camera"] >= 0.05, rates

@@ -208,6 +208,7 @@ def calibration_to_dict(calibration: BodyCalibration) -> dict[str, Any]:
         "stranger_margin": dict(calibration.stranger_margin),
         "colour_half": None if calibration.colour_half is None else dict(calibration.colour_half),
         "clothing_colour": dict(calibration.clothing_colour),
+        "false_merge_rate": calibration.false_merge_rate,
         "measured_on": calibration.measured_on,
     }
 
@@ -221,5 +222,6 @@ def calibration_from_dict(value: dict[str, Any]) -> BodyCalibration:
         stranger_margin={k: float(v) for k, v in value["stranger_margin"].items()},  # type: ignore[misc]
         colour_half=None if value.get("colour_half") is None else dict(value["colour_half"]),
         clothing_colour=dict(value["clothing_colour"]),
+        false_merge_rate=value.get("false_merge_rate", 0.01),
         measured_on=str(value.get("measured_on", "")),
     )

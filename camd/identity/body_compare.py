@@ -47,8 +47,11 @@ class BodyCalibration:
     pass, so the per-pair false-accept rate allowed is `false_name_rate / enrolled people` (at most
     `max_pair_far`): a household of 4 accepts a looser match than one of 30, for the same risk that a
     stranger is named. P(same) = logistic(excess / slope), 0.5 at that threshold.
-    Linking a track to a stranger: the threshold at `stranger_pair_far` per pair, and the best stranger
-    must beat the runner-up by `stranger_margin` (a wrong merge mixes two strangers' histories).
+    Linking a track to a stranger: the threshold at `false_merge_rate / live strangers' looks` per pair
+    (at most `stranger_pair_far`), and the best stranger must beat the runner-up by `stranger_margin` (a
+    wrong merge mixes two strangers' histories). The same rule as naming: a new stranger is compared with
+    every look in memory, so a busy day of strangers needs a stricter link than a quiet one for the same
+    ~1% chance of being merged into someone (measured on reid/train, docs/identity.md "Strangers").
     colour_half: the share of the colour half in a pair's score (the rest: the greyscale half); None for
     a model without halves. clothing_colour: the weight of the clothing colour descriptor.
     """
@@ -62,14 +65,18 @@ class BodyCalibration:
     false_name_rate: float = 0.01
     max_pair_far: float = 0.01
     stranger_pair_far: float = 0.002
+    false_merge_rate: float | None = 0.01
     measured_on: str = ""
 
     def threshold(self, mode: Mode, relation: Relation, enrolled: int) -> float:
         far = min(self.max_pair_far, self.false_name_rate / max(1, enrolled))
         return self.score_at(mode, relation, far)
 
-    def stranger_threshold(self, mode: Mode, relation: Relation) -> float:
-        return self.score_at(mode, relation, self.stranger_pair_far)
+    def stranger_threshold(self, mode: Mode, relation: Relation, looks: int = 1) -> float:
+        far = self.stranger_pair_far
+        if self.false_merge_rate is not None:
+            far = min(far, self.false_merge_rate / max(1, looks))
+        return self.score_at(mode, relation, far)
 
     def score_at(self, mode: Mode, relation: Relation, far: float) -> float:
         """The score that a share `far` of impostor pairs reaches (normal upper tail)."""
@@ -166,6 +173,7 @@ class BodyComparer:
     def __init__(self, calibration: BodyCalibration, crowds: CameraCrowds, halves: bool) -> None:
         self.calibration, self.crowds, self.halves = calibration, crowds, halves
         self.enrolled = 1  # enrolled people a stranger could be taken for (the matcher keeps it current)
+        self.stranger_looks = 1  # live strangers' body looks a new stranger could be merged into (ditto)
 
     def prepare(self, vector: np.ndarray, camera: str | None) -> np.ndarray:
         """The vector centred as its camera's vectors are (each half on its own, then re-normalised)."""
@@ -210,7 +218,8 @@ class BodyComparer:
         return scored.score - self.calibration.threshold(scored.mode, scored.relation, self.enrolled)
 
     def stranger_excess(self, scored: BodyScore) -> float:
-        return scored.score - self.calibration.stranger_threshold(scored.mode, scored.relation)
+        threshold = self.calibration.stranger_threshold(scored.mode, scored.relation, self.stranger_looks)
+        return scored.score - threshold
 
     def probability(self, excess: float) -> float:
         """P(same person) from the body alone: 0.5 at the threshold."""

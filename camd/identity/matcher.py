@@ -13,10 +13,12 @@ Strangers (`unknown-N`, `vehicle-N`) are linked by a stricter rule than enrolled
 (two strangers' histories under one id) is worse than a missed re-link (one stranger under two ids). On
 reid/train a body threshold at 1% false merges per pair still merged ~20% of new strangers with one of 30
 strangers in memory, so a link needs: a face match (< face_distance), or a body/vehicle score at the
-stricter `stranger_*_threshold` from a track of at least `stranger_min_crops` crops that beats the runner-up
-stranger by `stranger_*_margin`; and never a stranger seen on the same camera at the same time (two tracks
-at once are two people), unless the two were at the same place (one object detected twice, e.g. as car and
-truck). docs/identity.md, "Strangers", has the measurements.
+stricter stranger-link threshold from a track of at least `stranger_min_crops` crops that beats the
+runner-up stranger by the link margin; the body's link threshold tightens with the number of live
+strangers' looks (each is one more chance of a look-alike: body_compare.BodyCalibration.false_merge_rate);
+and never a stranger seen on the same camera at the same time (two tracks at once are two people), unless
+the two were at the same place (one object detected twice, e.g. as car and truck). docs/identity.md,
+"Strangers", has the measurements.
 
 Confidence: each modality's score is mapped to a probability by a logistic curve that is 0.5 at the
 modality's threshold, with a slope set from the measured distributions (face: 0.04 distance per e-fold,
@@ -180,6 +182,8 @@ class Matcher:
             # A sign, foliage, a shadow: never a name, nor a stranger's id (views.py).
             evidence = {**_empty_evidence(), "person": check.share}
             return Decision(None, None, None, evidence, None, None, reason=check.reason())
+        if track.body is not None:
+            self.body.stranger_looks = self.memory.stranger_looks("body", now)
         scores = self._score(track, now)
         people = {pid: self.memory.person(pid) for pid in scores}
         best_known: tuple[float, str, dict[str, float | None], _Scores] | None = None

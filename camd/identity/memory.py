@@ -482,6 +482,18 @@ class Memory(StoreMigrations):
         with self._lock:
             return stored | self.strangers.people_with(modality, now)
 
+    def stranger_looks(self, modality: str, now: float) -> int:
+        """How many live strangers' looks carry `modality` (each a chance that a new stranger's look-alike
+        is among them: the stranger-link threshold tightens with it, body_compare.BodyCalibration)."""
+        flt = models.Filter(
+            must=[models.FieldCondition(key="modalities", match=models.MatchAny(any=[modality])),
+                  _match("source", STRANGER_SOURCE)],
+            must_not=_not_expired(now).must_not,
+        )  # fmt: skip
+        stored = self.client.count(self._c(PROTOTYPES), count_filter=flt, exact=True).count
+        with self._lock:
+            return stored + self.strangers.live_count(modality, now)
+
     def shapes(self, now: float) -> list[Hit]:
         """Prototypes that carry a gait/body-shape signature (a payload, compared in Python)."""
         flt = models.Filter(

@@ -137,6 +137,11 @@ class StrangerIndex:
     def people_with(self, modality: str, now: float) -> set[str]:
         return {hit.person_id for hit in self._live(now) if modality in hit.vectors}
 
+    def live_count(self, modality: str, now: float) -> int:
+        """How many live prototypes carry `modality`: each is one more chance of a look-alike."""
+        table = self._table(modality)
+        return 0 if table is None else int((table.until >= now).sum())
+
     def shapes(self, now: float) -> list[Hit]:
         return [hit for hit in self._live(now) if hit.payload.get("shape") is not None]
 
