@@ -28,7 +28,10 @@ The home duty cycle is composed from vtest (../shared/data): the campus scene em
 median of 40 frames spread over the clip: the walkers vanish, the parked van and car stay), with
 light sensor noise (sigma 1.5 grey levels), for 60 s at 10 frames/s, and three passages a minute of
 the real clip (5 s each: vtest frames 100-149, 400-449, 650-699, at 8 s, 28 s and 48 s): people in
-view a quarter of the time, as at a front door. The clip loops.
+view a quarter of the time, as at a front door. The clip loops. With `--source file` the home cameras
+are independent, as real ones are: camera i plays the clip from i/N of its length, so their passages
+do not all start at once; `--in-step` plays them all from the start (the worst case: every camera's
+passage at the same moment; `--targets` reports both).
 """
 
 from __future__ import annotations
@@ -172,6 +175,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--queue-frames", type=int, default=DetectorConfig().queue_frames)
     parser.add_argument("--no-identity", action="store_true")
+    parser.add_argument("--in-step", action="store_true",
+                        help="home cameras all play from the start (passages coincide)")  # fmt: skip
     parser.add_argument("--mqtt-host", default="127.0.0.1")
     parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
@@ -191,7 +196,7 @@ def main() -> None:
 
 def resolve_clip(name: str | None, models_dir: Path, folder: Path) -> Path:
     if name == "home":
-        return compose_home_clip(SHARED / "video" / "vtest.avi", folder / "home.mp4")
+        return compose_home_clip(SHARED / "video" / "vtest.avi", folder / HOME_NAME)
     if name == "busy":
         return SHARED / "video" / "vtest.avi"
     return Path(name) if name else Path(default_footage(models_dir))
@@ -203,12 +208,13 @@ def run_counts(clip: Path, counts: list[int], args: argparse.Namespace, folder: 
     for n in counts:
         servers = start_servers(served, n) if args.source == "rtsp" else []
         try:
-            urls = [s.url for s in servers] if servers else [str(served)] * n
+            urls = [s.url for s in servers] if servers else [str(c) for c in phased(served, n, args)]
             result = run_cameras(n, urls, args)
         finally:
             for server in servers:
                 server.kill()
         result["clip"] = clip.name
+        result["in_step"] = args.in_step or not is_home(clip)
         print(json.dumps(result) if args.json else describe(result), flush=True)
         results.append(result)
     return results
@@ -237,6 +243,8 @@ def sweep(clip: Path, start: int, most: int, args: argparse.Namespace, folder: P
 def targets(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     home_clip, busy_clip = (resolve_clip(name, args.models_dir, folder) for name in ("home", "busy"))
     home = sweep(home_clip, args.home_from, args.max_cameras + 6, args, folder)
+    in_step = sweep(home_clip, home["sustained"] or args.home_from, args.max_cameras + 6,
+                    argparse.Namespace(**{**vars(args), "in_step": True}), folder)  # fmt: skip
     busy = sweep(busy_clip, args.busy_from, args.max_cameras, args, folder)
     (four,) = run_counts(busy_clip, [4], args, folder)
     home_run, busy_run = home["run"] or {}, busy["run"] or {}
@@ -245,6 +253,7 @@ def targets(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "detect_fps": args.detect_fps,
         "identity": not args.no_identity,
         "cameras_sustained_home": home["sustained"],
+        "cameras_sustained_home_in_step": in_step["sustained"],
         "cameras_sustained_busy": busy["sustained"],
         "cpu_s_per_camera_hour": home_run.get("cpu_s_per_camera_hour"),
         "latency_p95_s_home": home_run.get("latency_p95_s"),
@@ -267,6 +276,7 @@ HOME_SECONDS = 60
 HOME_FPS = 10
 HOME_PASSAGES = ((8, 100), (28, 400), (48, 650))  # (second the passage starts, vtest frame it plays from)
 HOME_PASSAGE_FRAMES = 50
+HOME_NAME = "home.mp4"
 
 
 def compose_home_clip(vtest: Path, target: Path) -> Path:
@@ -295,6 +305,40 @@ def compose_home_clip(vtest: Path, target: Path) -> Path:
             if image is None:
                 noise = rng.normal(0.0, 1.5, empty.shape)
                 image = np.clip(empty.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+            _encode(writer, stream, image, index)
+        writer.mux(stream.encode(None))
+    return target
+
+
+def is_home(clip: Path) -> bool:
+    return clip.name == HOME_NAME
+
+
+def phased(clip: Path, n: int, args: argparse.Namespace) -> list[Path]:
+    """One file per camera: the home clip started at i/n of its length for camera i (independent
+    cameras' passages fall at different moments); any other clip, or `--in-step`, the same file."""
+    if args.in_step or not is_home(clip):
+        return [clip] * n
+    return [rotated(clip, round(i * HOME_SECONDS * HOME_FPS / n)) for i in range(n)]
+
+
+def rotated(clip: Path, first: int) -> Path:
+    """The clip played from frame `first`, wrapping round to its start (cached beside it)."""
+    import av
+
+    from tests.support.media import _add_video_stream, _encode
+
+    if first == 0:
+        return clip
+    target = clip.with_name(f"{clip.stem}-from{first}{clip.suffix}")
+    if target.exists():
+        return target
+    with av.open(str(clip)) as reader:
+        frames = [frame.to_ndarray(format="bgr24") for frame in reader.decode(video=0)]
+    height, width = frames[0].shape[:2]
+    with av.open(str(target), mode="w") as writer:
+        stream = _add_video_stream(writer, HOME_FPS, (width, height), 10)
+        for index, image in enumerate(frames[first:] + frames[:first]):
             _encode(writer, stream, image, index)
         writer.mux(stream.encode(None))
     return target
