@@ -12,7 +12,9 @@ ratios hold on a shared machine even when the absolute milliseconds do not. Prin
    batch of 1..16 crops, each embedded twice (colour and grey, as camd does): CPU and wall ms per crop,
    and the worst cosine against onnxruntime;
 3. MoveNet through LiteRT (camd's runtime) against OpenVINO f32 reading the same .tflite, at 1 and 2
-   threads: CPU ms per person and the worst keypoint difference over the box side.
+   threads: CPU ms per person and the worst keypoint difference over the box side;
+4. camd's own runtimes at 1 thread against the 2 camd gives them, one crop at a time as the daemon
+   embeds: CPU and wall ms (on a loaded machine the second thread mostly waits for a core).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from camd.config.schema import DetectorConfig, IdentityConfig
 from camd.identity.evidence._crops import crop_box, l2_normalise
 from camd.identity.evidence.crop_model import OnnxCropModel
-from camd.identity.evidence.osnet import greyscale
+from camd.identity.evidence.osnet import OSNetEmbedder, greyscale
 from camd.identity.evidence.pose import MoveNetPose
 from camd.identity.model_files import model_file
 from camd.modelprep.osnet import cached_onnx
@@ -163,10 +165,27 @@ def pose_runtimes(path: Path, people: list[tuple[np.ndarray, tuple]], rounds: in
               f"{cpu['openvino'] / n:.2f} (x{cpu['openvino'] / cpu['litert']:.2f})", flush=True)
 
 
+def thread_counts(onnx: Path, movenet: Path, crops: list[np.ndarray], rounds: int) -> None:
+    osnet = {t: OSNetEmbedder(onnx, threads=t) for t in (1, 2)}
+    pose = {t: MoveNetPose(movenet, threads=t) for t in (1, 2)}
+    same = np.array_equal(osnet[1].embed(crops[:8]), osnet[2].embed(crops[:8]))
+    variants: dict[str, Callable[[], object]] = {}
+    for t in (1, 2):
+        variants[f"osnet {t}"] = lambda t=t: [osnet[t].embed([c]) for c in crops[:20]]
+        variants[f"pose {t}"] = lambda t=t: pose[t].crop_keypoints(crops[:20])
+    cpu, wall = alternate(variants, rounds)
+    for what in ("osnet", "pose"):
+        one, two = f"{what} 1", f"{what} 2"
+        print(f"4. {what}, ms per crop at 1 / 2 threads: CPU {cpu[one] / 20:.2f} / {cpu[two] / 20:.2f} "
+              f"(x{cpu[one] / cpu[two]:.2f}), wall {wall[one] / 20:.2f} / {wall[two] / 20:.2f}"
+              + (f"; OSNet vectors identical: {same}" if what == "osnet" else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads-only", action="store_true", help="only part 4")
     args = parser.parse_args()
 
     people = walking_people(args.models_dir)
@@ -176,9 +195,11 @@ def main() -> None:
     onnx = cached_onnx(IdentityConfig().osnet, args.models_dir)
     if onnx is None:
         raise SystemExit("OSNet is not prepared: run `camd models prepare`")
-    preprocessing(OnnxCropModel(onnx, "OSNet"), crops, args.rounds)
-    osnet_runtimes(onnx, crops, args.rounds)
-    pose_runtimes(model_file(args.models_dir, "movenet"), people, args.rounds)
+    if not args.threads_only:
+        preprocessing(OnnxCropModel(onnx, "OSNet"), crops, args.rounds)
+        osnet_runtimes(onnx, crops, args.rounds)
+        pose_runtimes(model_file(args.models_dir, "movenet"), people, args.rounds)
+    thread_counts(onnx, model_file(args.models_dir, "movenet"), crops, args.rounds)
 
 
 if __name__ == "__main__":
