@@ -88,6 +88,22 @@ def test_body_sessions_cache_no_memory_pattern_per_batch_size(body: BodyAppearan
     assert body.features._session.get_session_options().enable_mem_pattern is False
 
 
+def test_crop_normalisation_by_table_equals_the_arithmetic(body: BodyAppearanceEmbedder, reid) -> None:
+    # The table (crop_model._NORMALISED) must give every crop model the very inputs (v / 255 - mean) / std
+    # gives, bit for bit: camd's body thresholds were calibrated on those. Real crops of every size, and
+    # one with all 256 values in each channel.
+    every = np.broadcast_to(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), (16, 16, 3)).copy()
+    every[:, :, 0] = every[:, :, 0].T  # channels differ, so a swapped channel order would show
+    crops = [*reid.query[:6], *reid.gallery[:6], cv2.resize(reid.query[0], (41, 333)), every]
+    model = body.features
+    height, width = model.input_hw
+    mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+    for crop, got in zip(crops, model.preprocess(crops), strict=True):
+        rgb = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+        expected = ((rgb.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
 def test_colour_descriptor_separates_people_on_the_same_camera(reid) -> None:
     colour = ClothingColourDescriptor()
     vectors = colour.embed(reid.query)
