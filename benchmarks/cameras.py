@@ -85,7 +85,7 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
                         client_id=f"camd-{prefix}"),
         homeassistant=HomeAssistantConfig(enabled=False),
         api=ApiConfig(enabled=False),
-        identity=IdentityConfig(enabled=not args.no_identity),
+        identity=IdentityConfig(enabled=not args.no_identity, threads=args.identity_threads),
         cameras=cameras,
     )
     clock = EventClock(args.mqtt_host, args.mqtt_port, f"{prefix}/events") if use_mqtt else None
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--queue-frames", type=int, default=DetectorConfig().queue_frames)
     parser.add_argument("--no-identity", action="store_true")
+    parser.add_argument("--identity-threads", type=int, default=IdentityConfig().threads)
     parser.add_argument("--in-step", action="store_true",
                         help="home cameras all play from the start (passages coincide)")  # fmt: skip
     parser.add_argument("--mqtt-host", default="127.0.0.1")
@@ -251,6 +252,7 @@ def targets(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     return {
         "source": args.source,
         "detect_fps": args.detect_fps,
+        "identity_threads": args.identity_threads,
         "identity": not args.no_identity,
         "cameras_sustained_home": home["sustained"],
         "cameras_sustained_home_in_step": in_step["sustained"],

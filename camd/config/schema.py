@@ -431,6 +431,10 @@ class IdentityConfig(Strict):
     osnet: OSNetConfig = Field(default_factory=OSNetConfig)
     gait: bool = True  # MoveNet pose per frame for body shape (~5 ms a person a frame); supporting only
     vehicle: bool = True  # vehicle appearance (known_vehicle / unknown_vehicle)
+    # CPU threads each identity model (body, pose, vehicle) may use per call. One thread spends less CPU a
+    # crop (no hand-over between threads) and leaves the other core to the detector; two answer a single
+    # call sooner on an idle hub (docs/performance.md, "Identity's threads").
+    threads: Annotated[int, Field(ge=1, le=16)] = 2
     # A face closer than this (Euclidean, dlib 128-d) decides; lower is stricter.
     face_distance: Annotated[float, Field(gt=0.0, lt=2.0)] = 0.55
     # Body appearance thresholds are measured per body model, per pair of cameras (the same one, two

@@ -32,11 +32,13 @@ class Extractors:
         """`body`: the body model in use (camd/identity/body_model.py resolves it, fallback included)."""
         ident = config.identity
         paths = IdentityModelPaths.prepare(config.models_path)
+        threads = ident.threads
+        vehicle = VehicleAppearanceEmbedder(paths.appearance_onnx, threads=threads) if ident.vehicle else None
         return cls(
-            body=body.load() if ident.body else None,
+            body=body.load(threads=threads) if ident.body else None,
             colour=ClothingColourDescriptor() if ident.body else None,
-            vehicle=VehicleAppearanceEmbedder(paths.appearance_onnx) if ident.vehicle else None,
+            vehicle=vehicle,
             face=FaceEmbedder(paths.face_shape, paths.face_resnet) if ident.face else None,
-            pose=MoveNetPose(paths.movenet) if ident.gait else None,
+            pose=MoveNetPose(paths.movenet, threads=threads) if ident.gait else None,
             lock=threading.Lock(),
         )
