@@ -230,6 +230,30 @@ def test_rollback_restores_the_previous_embeddings(
         np.testing.assert_allclose(restored[key], vector, atol=1e-6)
 
 
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_an_adapted_network_serves_the_colour_half_and_the_shipped_one_the_grey_half(
+    tmp_path: Path, models_dir: Path, reid: Any, base: Any, adapted_onnx: Path
+) -> None:
+    store = AdaptedStore(tmp_path / "adapted", base.space)
+    record = {"created": 1, "onnx_sha256": "d" * 64, "grey_half": "base",
+              "calibration": calibration_to_dict(calibration_for(base))}  # fmt: skip
+    store.use(store.add("colour", adapted_onnx, record))
+    model = resolve_body_model(IdentityConfig(), models_dir, prepare=False, adapted_dir=tmp_path / "adapted")
+    assert model.adapted == "colour" and model.space != base.space
+    _, unseen = _people(reid)
+    crops = [reid.query[i] for i in np.flatnonzero(np.isin(reid.query_ids, unseen))[:12]]
+    crops += [reid.gallery[i] for i in np.flatnonzero(np.isin(reid.gallery_ids, unseen))[:12]]
+    adapted, shipped = model.load(threads=1).embed(crops), base.load(threads=1).embed(crops)
+    half = adapted.shape[1] // 2
+    np.testing.assert_allclose(adapted[:, half:], shipped[:, half:], atol=1e-5)  # the shipped grey half
+    colour = np.sum(2.0 * adapted[:, :half] * shipped[:, :half], axis=1)  # cosine of the colour halves
+    assert np.all(colour < 0.999) and np.mean(colour) < 0.99, colour  # the adapted network's own
+    both = OSNetEmbedder(adapted_onnx, threads=1).embed(crops)  # the same network on both halves
+    np.testing.assert_allclose(both[:, :half], adapted[:, :half], atol=1e-5)
+    assert not np.allclose(both[:, half:], adapted[:, half:], atol=1e-3)
+
+
 # -- the store, the daemon ------------------------------------------------------------------------------
 
 
@@ -253,6 +277,15 @@ def test_current_network_rollback_and_reset(
     (second.folder / "model.onnx").unlink()  # damaged: the base network, said in the log
     assert resolve() == base and "missing or damaged" in caplog.text
     assert store.reset() == 1 and not store.folder.exists() and resolve() == base
+
+    # A network that serves the colour half only (what camd adapt keeps now): a space of its own, and the
+    # base network embeds the grey half.
+    hybrid = store.add("three", base.onnx, {"created": 3, "onnx_sha256": "c" * 64, "calibration": calibration,
+                                            "grey_half": "base"})  # fmt: skip
+    store.use(hybrid)
+    model = resolve()
+    assert model.space == base.space.replace("_cg", "_adccccccccc_cg") and model.grey_onnx == base.onnx
+    assert store.rollback() == ("three", None) and resolve() == base and base.grey_onnx is None
 
 
 def test_the_daemons_path_never_imports_torch(tmp_path: Path, models_dir: Path) -> None:
