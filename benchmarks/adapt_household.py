@@ -12,11 +12,13 @@ names N of them on both cameras (as a face would). Adaptation is `camd adapt`'s 
 thresholds re-derived), run on these tracks.
 
 Reported on the other half, cross-camera (camera 1 crops query camera 2 crops), side by side for the
-shipped network, the adapted network serving both halves of camd's vector, and the adapted network serving
-the colour half with the shipped one on the greyscale half (what `camd adapt` puts in use): rank-1, mAP,
-the mean cosine of same-person and of different-person pairs, for camd's vector and each half; and the
-share of same-person pairs of 4-crop track means (what the matcher compares) above the score that 1% /
-0.1% of different-person pairs reach. --variants adds two other recipes (two more trainings).
+shipped network; the fine-tuned network (camd adapt before) and the fine-tuned weights averaged with the
+shipped ones (camd adapt now), each serving both halves of camd's vector, or the colour half with the
+shipped network on the greyscale half (what `camd adapt` puts in use): rank-1, mAP, the mean cosine of
+same-person and of different-person pairs, for camd's vector and each half; and the share of same-person
+pairs of 4-crop track means (what the matcher compares) above the score that 1% / 0.1% of
+different-person pairs reach. The guardrail's figures are the last (averaged) run's. --variants adds a
+network trained without greyscale augmentation (one more training).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from camd.adapt.check import _mean as track_mean
 from camd.adapt.check import check, decide, embed_tracks
 from camd.adapt.emulate import cross_camera_similarities, reid_household
-from camd.adapt.run import adapt_on
+from camd.adapt.run import BASE_SHARE, adapt_on
 from camd.config.schema import IdentityConfig
 from camd.eval.reid import load_reid
 from camd.identity.body_model import resolve_body_model
@@ -84,46 +86,21 @@ def figures(embedder: OSNetEmbedder, data: Any, people: np.ndarray) -> dict[str,
     return {part: {**ranked[part], **tar[part]} for part in ranked}
 
 
-def variants(
-    data: Any,
-    learn: np.ndarray,
-    report_on: np.ndarray,
-    weights: Path,
-    shipped: Path,
-    work: Path,
-    epochs: float,
-    threads: int,
-    confirm: int,
-    seed: int,
+def no_grey_training(
+    data: Any, learn: np.ndarray, report_on: np.ndarray, weights: Path, shipped: Path, work: Path,
+    epochs: float, threads: int, confirm: int, seed: int,
 ) -> dict[str, Any]:
-    """Two other ways to keep the grey half's strength, trained on the same tracks as `adapt_on` (its
-    held-out quarter left out): a network trained without greyscale augmentation, serving the colour half;
-    and the adapted weights averaged with the shipped ones (both halves, and colour half only)."""
+    """Another way to keep the grey half's strength: a network fine-tuned without greyscale augmentation
+    (on the same tracks as `adapt_on`, its held-out quarter left out), serving the colour half."""
     from camd.adapt.tracks import split_for_check
     from camd.adapt.train import export_onnx, fine_tune, load_base
 
     train, _ = split_for_check(reid_household(data, learn, confirm), 0.25)
-    out: dict[str, Any] = {}
     network = load_base(weights, "osnet_x0_25")
     fine_tune(network, train, epochs=epochs, threads=threads, seed=seed, grey_share=0.0)
     export_onnx(network, "osnet_x0_25", work / "colour_only.onnx")
-    out["no-grey-training+shipped grey"] = figures(
-        OSNetEmbedder(work / "colour_only.onnx", threads=threads, grey_onnx=shipped), data, report_on
-    )
-    network = load_base(weights, "osnet_x0_25")
-    fine_tune(network, train, epochs=epochs, threads=threads, seed=seed)
-    tuned, base = network.state_dict(), load_base(weights, "osnet_x0_25").state_dict()
-    network.load_state_dict(
-        {k: 0.5 * (v + base[k]) if v.is_floating_point() else v for k, v in tuned.items()}
-    )
-    export_onnx(network, "osnet_x0_25", work / "interpolated.onnx")
-    out["interpolated 0.5, both halves"] = figures(
-        OSNetEmbedder(work / "interpolated.onnx", threads=threads), data, report_on
-    )
-    out["interpolated 0.5+shipped grey"] = figures(
-        OSNetEmbedder(work / "interpolated.onnx", threads=threads, grey_onnx=shipped), data, report_on
-    )
-    return out
+    hybrid = OSNetEmbedder(work / "colour_only.onnx", threads=threads, grey_onnx=shipped)
+    return {"fine-tuned without grey, colour+shipped grey": figures(hybrid, data, report_on)}
 
 
 def run(
@@ -146,24 +123,30 @@ def run(
     weights = ensure_asset("osnet_x0_25_msmt17", models_dir)
     shipped = OSNetEmbedder(model.onnx, threads=threads)
     table = {"shipped": figures(shipped, reid, report_on)}
+    named = {}
     with tempfile.TemporaryDirectory(prefix="camd-adapt-bench-") as work:
-        # camd adapt's own procedure: the candidate serves the colour half, the shipped network the grey.
-        outcome = adapt_on(
-            reid_household(reid, learn, confirm), base_weights=weights, variant="osnet_x0_25",
-            current_onnx=model.onnx, current_calibration=calibration_for(model), work=Path(work),
-            grey_onnx=model.onnx, epochs=epochs, threads=threads, seed=seed,
-        )  # fmt: skip
-        if outcome.onnx is None:
-            raise SystemExit(outcome.decision.reason)
-        both = OSNetEmbedder(outcome.onnx, threads=threads)
-        hybrid = OSNetEmbedder(outcome.onnx, threads=threads, grey_onnx=model.onnx)
-        table["adapted, both halves"] = figures(both, reid, report_on)
-        table["adapted colour+shipped grey"] = figures(hybrid, reid, report_on)
-        named = {"adapted, both halves": guardrail_on(reid, report_on, shipped, both),
-                 "adapted colour+shipped grey": guardrail_on(reid, report_on, shipped, hybrid)}  # fmt: skip
+        # camd adapt's own procedure, twice from the same seed (the training repeats exactly): the
+        # fine-tuned weights as they are (base_share 0, camd adapt before), then averaged with the shipped
+        # ones (camd adapt now); each network serving both halves, and the colour half only.
+        for base_share, how in ((0.0, "fine-tuned"), (BASE_SHARE, f"averaged {BASE_SHARE:g}")):
+            folder = Path(work) / how
+            folder.mkdir()
+            outcome = adapt_on(
+                reid_household(reid, learn, confirm), base_weights=weights, variant="osnet_x0_25",
+                current_onnx=model.onnx, current_calibration=calibration_for(model), work=folder,
+                grey_onnx=model.onnx, epochs=epochs, threads=threads, seed=seed, base_share=base_share,
+            )  # fmt: skip
+            if outcome.onnx is None:
+                raise SystemExit(outcome.decision.reason)
+            both = OSNetEmbedder(outcome.onnx, threads=threads)
+            hybrid = OSNetEmbedder(outcome.onnx, threads=threads, grey_onnx=model.onnx)
+            table[f"{how}, both halves"] = figures(both, reid, report_on)
+            table[f"{how}, colour+shipped grey"] = figures(hybrid, reid, report_on)
+            named[f"{how}, both halves"] = guardrail_on(reid, report_on, shipped, both)
+            named[f"{how}, colour+shipped grey"] = guardrail_on(reid, report_on, shipped, hybrid)
         if with_variants:
-            table.update(variants(reid, learn, report_on, weights, model.onnx, Path(work), epochs, threads,
-                                  confirm, seed))  # fmt: skip
+            table.update(no_grey_training(reid, learn, report_on, weights, model.onnx, Path(work), epochs,
+                                          threads, confirm, seed))  # fmt: skip
     return {
         "guardrail_on_reported_people_named": named,
         "household": {"people": len(learn), "people_named": confirm, "tracks": outcome.tracks},

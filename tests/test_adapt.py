@@ -149,6 +149,23 @@ def test_adaptation_moves_same_person_up_and_different_person_down_on_people_it_
         assert after[part]["impostor"] < before[part]["impostor"] - 0.02, figures
 
 
+def test_averaging_with_the_base_lands_between_the_two_networks(weights: Path) -> None:
+    from camd.adapt.train import average_with_base, load_base, require_torch
+
+    torch = require_torch()
+    base = load_base(weights, "osnet_x0_25").state_dict()
+    network = load_base(weights, "osnet_x0_25")
+    with torch.no_grad():
+        for value in network.state_dict().values():
+            if value.is_floating_point():
+                value += 1.0  # a stand-in for fine-tuning: every weight moved by 1
+    average_with_base(network, weights, "osnet_x0_25", 0.5)
+    averaged = network.state_dict()
+    floats = [k for k, v in base.items() if v.is_floating_point()]
+    assert floats and all(torch.allclose(averaged[k], base[k] + 0.5, atol=1e-5) for k in floats)
+    assert all(torch.equal(averaged[k], base[k]) for k in base if k not in floats)  # counters kept
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_guardrail_refuses_a_network_trained_with_shuffled_labels(

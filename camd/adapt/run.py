@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LAST_RUN = "last-run.json"
 MAX_DISTRACTORS = 500  # trained-on tracks whose halves join the self check's gallery (embedding cost)
+BASE_SHARE = 0.5  # the base network's share of the adapted weights (train.average_with_base)
 
 
 @dataclass
@@ -83,6 +84,7 @@ def adapt_on(
     margin: float = MARGIN,
     check_share: float = 0.25,
     seed: int = 0,
+    base_share: float = BASE_SHARE,
 ) -> Outcome:
     """Train from the base weights on most tracks, check on the held-out rest against the network in use
     (`current_onnx`), and re-derive the thresholds; `work` receives the candidate ONNX file.
@@ -90,8 +92,9 @@ def adapt_on(
     grey_onnx: the network that embeds the candidate's greyscale half, the base one (the adapted network
     serves the colour half: fine-tuning on reid/train's household gained colour and lost grey,
     docs/adaptation.md); None: the candidate embeds both. current_grey_onnx: the same for the network in
-    use. The check and the thresholds measure the vector that will be used."""
-    from camd.adapt.train import export_onnx, fine_tune, load_base
+    use. The check and the thresholds measure the vector that will be used. base_share: the fine-tuned
+    weights are averaged with the base ones, this much of the base's (0: the fine-tuned network)."""
+    from camd.adapt.train import average_with_base, export_onnx, fine_tune, load_base
     from camd.identity.evidence.osnet import OSNetEmbedder
 
     grey_half = "adapted" if grey_onnx is None else "base"
@@ -109,6 +112,7 @@ def adapt_on(
         return Outcome(None, refused, before, tracks=counts, grey_half=grey_half)
     network = load_base(base_weights, variant)
     report = fine_tune(network, train, epochs=epochs, max_seconds=max_seconds, threads=threads, seed=seed)
+    average_with_base(network, base_weights, variant, base_share)
     onnx = Path(work) / "model.onnx"
     export_diff = export_onnx(network, variant, onnx)
     adapted = OSNetEmbedder(onnx, threads=threads, grey_onnx=grey_onnx)
@@ -124,7 +128,7 @@ def adapt_on(
     )
     if decision.replace and calibration is None:
         decision = Decision(False, f"{decision.reason}, but its thresholds cannot be re-derived: {how}")
-    train_figures = {**report.as_dict(), "export_max_diff": export_diff}
+    train_figures = {**report.as_dict(), "base_share": base_share, "export_max_diff": export_diff}
     return Outcome(
         onnx, decision, before, after, train_figures, calibration, how, counts, grey_half=grey_half
     )

@@ -231,6 +231,21 @@ def load_base(weights: Path, variant: str) -> Any:
     return load_osnet(weights, variant)
 
 
+def average_with_base(network: Any, base_weights: Path, variant: str, base_share: float) -> None:
+    """The fine-tuned weights averaged with the base network's, in place: base_share x base + the rest x
+    fine-tuned (weight-space ensembling, Wortsman et al. 2022, "WiSE-FT"). Both start from the same
+    weights, so the average is a network between the two: on reid/train's household it kept what
+    fine-tuning gained on unseen people and lost less of what the base knew (docs/adaptation.md)."""
+    if base_share <= 0.0:
+        return
+    base = load_base(base_weights, variant).state_dict()
+    tuned = network.state_dict()
+    network.load_state_dict({
+        k: base_share * base[k] + (1.0 - base_share) * v if v.is_floating_point() else v
+        for k, v in tuned.items()
+    })  # fmt: skip
+
+
 def export_onnx(network: Any, variant: str, onnx_path: Path) -> float:
     """The trained network as camd's ONNX body embedder (the shipped network's format, checked against
     torch); returns the export's max difference from torch."""
