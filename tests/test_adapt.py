@@ -220,12 +220,13 @@ def test_rollback_restores_the_previous_embeddings(
     # An adapted network put in use (as `camd adapt` does after the guardrail passed).
     store = AdaptedStore(config.adapted_path, base.space)
     kept = store.add("test-net", adapted_onnx, {
-        "created": time.time(), "onnx_sha256": "5eed" * 16,
+        "created": time.time(), "onnx_sha256": "5eed" * 16, "grey_half": "base",
         "calibration": calibration_to_dict(calibration_for(base)),
     })  # fmt: skip
     store.use(kept)
     adapted = resolve_body_model(config.identity, models_dir, prepare=False, adapted_dir=config.adapted_path)
     assert adapted.space == adapted_space(base.space, kept) != base.space and adapted.onnx == kept.onnx
+    assert adapted.grey_onnx == base.onnx  # the colour half is the adapted network's, the grey the shipped
 
     def bodies() -> tuple[str, dict[str, np.ndarray]]:
         service = IdentityService(config, load_extractors=True)  # re-embeds at open when the space changed
