@@ -1,7 +1,7 @@
 """camd adapt on an emulated household: learn only from what tracks give for free, report on other people.
 
     .venv/bin/python benchmarks/adapt_household.py [--data ../shared/data] [--models-dir var/models]
-        [--epochs 4] [--threads 1] [--confirm 0] [--variants] [--json]
+        [--epochs 4] [--threads 1] [--confirm 0] [--seed 0] [--base-share 0.5] [--variants] [--json]
 
 reid/train (62 people, two cameras, camera 2 blue-tinted, 8 crops per person and camera) is split by
 person: the even-indexed half is the household camd learns from, the odd half is reported on and never
@@ -111,6 +111,7 @@ def run(
     confirm: int,
     seed: int,
     with_variants: bool = False,
+    average: float = BASE_SHARE,
 ) -> dict[str, Any]:
     from camd.assets import ensure_asset
 
@@ -128,7 +129,7 @@ def run(
         # camd adapt's own procedure, twice from the same seed (the training repeats exactly): the
         # fine-tuned weights as they are (base_share 0, camd adapt before), then averaged with the shipped
         # ones (camd adapt now); each network serving both halves, and the colour half only.
-        for base_share, how in ((0.0, "fine-tuned"), (BASE_SHARE, f"averaged {BASE_SHARE:g}")):
+        for base_share, how in ((0.0, "fine-tuned"), (average, f"averaged {average:g}")):
             folder = Path(work) / how
             folder.mkdir()
             outcome = adapt_on(
@@ -171,10 +172,13 @@ def main() -> None:
         help="also train a network without greyscale "
         "augmentation, and average adapted and shipped weights (two more trainings)",
     )
+    parser.add_argument("--base-share", type=float, default=BASE_SHARE, help="the shipped weights' share "
+                        "in the averaged network (camd adapt: %(default)s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(
-        args.data, args.models_dir, args.epochs, args.threads, args.confirm, args.seed, args.variants
+        args.data, args.models_dir, args.epochs, args.threads, args.confirm, args.seed, args.variants,
+        args.base_share,
     )
     if args.json:
         print(json.dumps(result, indent=1))
