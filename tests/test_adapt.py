@@ -22,10 +22,11 @@ from camd.adapt.emulate import cross_camera_similarities, log_household, reid_ho
 from camd.adapt.store import AdaptedStore, adapted_space, calibration_to_dict
 from camd.adapt.tracks import AdaptTrack, known_different, load_tracks
 from camd.config.schema import IdentityConfig
+from camd.identity.body_compare import _is_grey
 from camd.identity.body_model import resolve_body_model
 from camd.identity.calibrations import OSNET_X0_25_MSMT17, calibration_for
 from camd.identity.crops import CropStore
-from camd.identity.evidence.osnet import OSNetEmbedder
+from camd.identity.evidence.osnet import OSNetEmbedder, greyscale
 from tests.support.data import shared_data
 from tests.support.identity_data import identity_config
 
@@ -262,7 +263,8 @@ def test_an_adapted_network_serves_the_colour_half_and_the_shipped_one_the_grey_
     _, unseen = _people(reid)
     crops = [reid.query[i] for i in np.flatnonzero(np.isin(reid.query_ids, unseen))[:12]]
     crops += [reid.gallery[i] for i in np.flatnonzero(np.isin(reid.gallery_ids, unseen))[:12]]
-    adapted, shipped = model.load(threads=1).embed(crops), base.load(threads=1).embed(crops)
+    hybrid, original = model.load(threads=1), base.load(threads=1)
+    adapted, shipped = hybrid.embed(crops), original.embed(crops)
     half = adapted.shape[1] // 2
     np.testing.assert_allclose(adapted[:, half:], shipped[:, half:], atol=1e-5)  # the shipped grey half
     colour = np.sum(2.0 * adapted[:, :half] * shipped[:, :half], axis=1)  # cosine of the colour halves
@@ -270,6 +272,10 @@ def test_an_adapted_network_serves_the_colour_half_and_the_shipped_one_the_grey_
     both = OSNetEmbedder(adapted_onnx, threads=1).embed(crops)  # the same network on both halves
     np.testing.assert_allclose(both[:, :half], adapted[:, :half], atol=1e-5)
     assert not np.allclose(both[:, half:], adapted[:, half:], atol=1e-3)
+    # A grey crop (an IR camera) is still known as one by the matcher: its halves agree, as with one network.
+    greys = [greyscale(c) for c in crops]
+    assert all(_is_grey(v) for v in hybrid.embed(greys)) and all(_is_grey(v) for v in original.embed(greys))
+    assert not any(_is_grey(v) for v in adapted)
 
 
 # -- the store, the daemon ------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ The matcher picks per pair of sightings how much of each half to use (camd/ident
 
 An adapted network (`camd adapt`, docs/adaptation.md) serves the colour half only: the greyscale half keeps
 the shipped network (`grey_onnx`), which already carries people across a colour cast and IR, and which
-fine-tuning on a house's cameras made worse. Then each half is one pass of its own network.
+fine-tuning on a house's cameras made worse. Then each half is one pass of its own network, and a crop
+with no colour (an IR camera) gets the grey half's embedding in both halves, as one network gives it:
+equal halves are how the matcher knows a sighting is IR (body_compare.IR_HALVES_COSINE).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from camd.identity.evidence.crop_model import OnnxCropModel
 EMBEDDING_DIM = 512  # every torchreid OSNet variant ends in a 512-wide fc layer
 INPUT_HW = (256, 128)  # height, width: torchreid's re-ID training size
 HALF = 1.0 / np.sqrt(2.0)
+# Mean |crop - its greyscale copy| (grey levels) below which a crop has no colour. One network's halves
+# pass IR_HALVES_COSINE from about here down (reid/train crops blended towards grey: 0.41 -> 44% of them,
+# 0.11 -> 91%); reid/train's colour crops are all above 1.2.
+COLOURLESS = 0.5
 
 
 def greyscale(crop: np.ndarray) -> np.ndarray:
@@ -63,8 +69,16 @@ class OSNetEmbedder:
             both = l2_normalise(self.model([*crops, *greys]))
             colour, grey = both[: len(crops)], both[len(crops) :]
         else:
-            colour, grey = l2_normalise(self.model(crops)), l2_normalise(self.grey_model(greys))
+            grey = l2_normalise(self.grey_model(greys))
+            colour = grey.copy()
+            coloured = [i for i, (c, g) in enumerate(zip(crops, greys, strict=True)) if not _colourless(c, g)]
+            if coloured:
+                colour[coloured] = l2_normalise(self.model([crops[i] for i in coloured]))
         return (np.hstack([colour, grey]) * HALF).astype(np.float32)
+
+
+def _colourless(crop: np.ndarray, grey: np.ndarray) -> bool:
+    return float(np.abs(crop.astype(np.int16) - grey.astype(np.int16)).mean()) < COLOURLESS
 
 
 def _osnet(onnx_path: str | Path, threads: int) -> OnnxCropModel:
