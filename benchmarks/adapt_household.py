@@ -1,7 +1,7 @@
 """camd adapt on an emulated household: learn only from what tracks give for free, report on other people.
 
     .venv/bin/python benchmarks/adapt_household.py [--data ../shared/data] [--models-dir var/models]
-        [--epochs 4] [--threads 1] [--confirm 0] [--json]
+        [--epochs 4] [--threads 1] [--confirm 0] [--seed 0] [--base-share 0.5] [--variants] [--json]
 
 reid/train (62 people, two cameras, camera 2 blue-tinted, 8 crops per person and camera) is split by
 person: the even-indexed half is the household camd learns from, the odd half is reported on and never
@@ -11,10 +11,14 @@ names N of them on both cameras (as a face would). Adaptation is `camd adapt`'s 
 (camd/adapt/run.py `adapt_on`: a quarter of the tracks held out for the guardrail, the rest trained on,
 thresholds re-derived), run on these tracks.
 
-Reported on the other half, cross-camera (camera 1 crops query camera 2 crops), before and after, for
-camd's vector (colour + greyscale halves) and each half: rank-1, mAP, the mean cosine of same-person and
-of different-person pairs; and the share of same-person pairs of 4-crop track means (what the matcher
-compares) above the score that 1% / 0.1% of different-person pairs reach.
+Reported on the other half, cross-camera (camera 1 crops query camera 2 crops), side by side for the
+shipped network; the fine-tuned network (camd adapt before) and the fine-tuned weights averaged with the
+shipped ones (camd adapt now), each serving both halves of camd's vector, or the colour half with the
+shipped network on the greyscale half (what `camd adapt` puts in use): rank-1, mAP, the mean cosine of
+same-person and of different-person pairs, for camd's vector and each half; and the share of same-person
+pairs of 4-crop track means (what the matcher compares) above the score that 1% / 0.1% of
+different-person pairs reach. The guardrail's figures are the last (averaged) run's. --variants adds a
+network trained without greyscale augmentation (one more training).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 from camd.adapt.check import _mean as track_mean
 from camd.adapt.check import check, decide, embed_tracks
 from camd.adapt.emulate import cross_camera_similarities, reid_household
-from camd.adapt.run import adapt_on
+from camd.adapt.run import BASE_SHARE, adapt_on
 from camd.config.schema import IdentityConfig
 from camd.eval.reid import load_reid
 from camd.identity.body_model import resolve_body_model
@@ -38,8 +42,9 @@ from camd.identity.calibrations import calibration_for
 from camd.identity.evidence.osnet import OSNetEmbedder
 
 
-def track_tar(embedder: OSNetEmbedder, data: Any, people: np.ndarray) -> dict[str, float]:
-    """Cross-camera 4-crop track means (halves unit, as camd keeps them): TAR at FAR 1% and 0.1%."""
+def track_tar(embedder: OSNetEmbedder, data: Any, people: np.ndarray) -> dict[str, dict[str, float]]:
+    """Cross-camera 4-crop track means (halves unit, as camd keeps them): TAR at FAR 1% and 0.1%, for
+    camd's vector and each half."""
     sides = []
     for images, ids in ((data.query, data.query_ids), (data.gallery, data.gallery_ids)):
         vectors, who = [], []
@@ -51,32 +56,62 @@ def track_tar(embedder: OSNetEmbedder, data: Any, people: np.ndarray) -> dict[st
                 who.append(person)
         sides.append((np.array(vectors), np.array(who)))
     (a, who_a), (b, who_b) = sides
-    scores, same = a @ b.T, who_a[:, None] == who_b[None, :]
-    out = {}
-    for far in (0.01, 0.001):
-        threshold = np.quantile(scores[~same], 1.0 - far)
-        out[f"tar_at_far_{far:g}"] = float(np.mean(scores[same] >= threshold))
+    half, same = a.shape[1] // 2, who_a[:, None] == who_b[None, :]
+    parts = {"camd": a @ b.T, "colour": 2.0 * a[:, :half] @ b[:, :half].T,
+             "grey": 2.0 * a[:, half:] @ b[:, half:].T}  # fmt: skip
+    out: dict[str, dict[str, float]] = {}
+    for part, scores in parts.items():
+        out[part] = {}
+        for far in (0.01, 0.001):
+            threshold = np.quantile(scores[~same], 1.0 - far)
+            out[part][f"tar_at_far_{far:g}"] = float(np.mean(scores[same] >= threshold))
     return out
 
 
-def guardrail_on(data: Any, people: np.ndarray, before: Path, after: Path, threads: int) -> dict[str, Any]:
+def guardrail_on(
+    data: Any, people: np.ndarray, before: OSNetEmbedder, after: OSNetEmbedder
+) -> dict[str, Any]:
     """The guardrail's check as an installation whose people are all named by a face would run it: the
     reported-on people's 4-crop tracks on both cameras, confirmed (so the cross-camera part is measured)."""
     tracks = reid_household(data, people, confirm=len(people), crops=4)
-    embedded = [embed_tracks(OSNetEmbedder(onnx, threads=threads), tracks) for onnx in (before, after)]
-    results = [check(tracks, e) for e in embedded]
+    results = [check(tracks, embed_tracks(embedder, tracks)) for embedder in (before, after)]
     decision = decide(*results)
     return {"before": results[0].as_dict(), "after": results[1].as_dict(), "replace": decision.replace,
             "reason": decision.reason}  # fmt: skip
 
 
-def figures(onnx: Path, data: Any, people: np.ndarray, threads: int) -> dict[str, Any]:
-    embedder = OSNetEmbedder(onnx, threads=threads)
-    return {**cross_camera_similarities(embedder, data, people), "tracks": track_tar(embedder, data, people)}
+def figures(embedder: OSNetEmbedder, data: Any, people: np.ndarray) -> dict[str, Any]:
+    ranked = cross_camera_similarities(embedder, data, people)
+    tar = track_tar(embedder, data, people)
+    return {part: {**ranked[part], **tar[part]} for part in ranked}
+
+
+def no_grey_training(
+    data: Any, learn: np.ndarray, report_on: np.ndarray, weights: Path, shipped: Path, work: Path,
+    epochs: float, threads: int, confirm: int, seed: int,
+) -> dict[str, Any]:
+    """Another way to keep the grey half's strength: a network fine-tuned without greyscale augmentation
+    (on the same tracks as `adapt_on`, its held-out quarter left out), serving the colour half."""
+    from camd.adapt.tracks import split_for_check
+    from camd.adapt.train import export_onnx, fine_tune, load_base
+
+    train, _ = split_for_check(reid_household(data, learn, confirm), 0.25)
+    network = load_base(weights, "osnet_x0_25")
+    fine_tune(network, train, epochs=epochs, threads=threads, seed=seed, grey_share=0.0)
+    export_onnx(network, "osnet_x0_25", work / "colour_only.onnx")
+    hybrid = OSNetEmbedder(work / "colour_only.onnx", threads=threads, grey_onnx=shipped)
+    return {"fine-tuned without grey, colour+shipped grey": figures(hybrid, data, report_on)}
 
 
 def run(
-    data_dir: Path, models_dir: Path, epochs: float, threads: int, confirm: int, seed: int
+    data_dir: Path,
+    models_dir: Path,
+    epochs: float,
+    threads: int,
+    confirm: int,
+    seed: int,
+    with_variants: bool = False,
+    average: float = BASE_SHARE,
 ) -> dict[str, Any]:
     from camd.assets import ensure_asset
 
@@ -87,22 +122,37 @@ def run(
     if model.kind != "osnet":
         raise SystemExit(f"OSNet not prepared in {models_dir}: camd models prepare --from ../shared/models")
     weights = ensure_asset("osnet_x0_25_msmt17", models_dir)
-    before = figures(model.onnx, reid, report_on, threads)
+    shipped = OSNetEmbedder(model.onnx, threads=threads)
+    table = {"shipped": figures(shipped, reid, report_on)}
+    named = {}
     with tempfile.TemporaryDirectory(prefix="camd-adapt-bench-") as work:
-        outcome = adapt_on(
-            reid_household(reid, learn, confirm), base_weights=weights, variant="osnet_x0_25",
-            current_onnx=model.onnx, current_calibration=calibration_for(model), work=Path(work),
-            epochs=epochs, threads=threads, seed=seed,
-        )  # fmt: skip
-        if outcome.onnx is None:
-            raise SystemExit(outcome.decision.reason)
-        after = figures(outcome.onnx, reid, report_on, threads)
-        named = guardrail_on(reid, report_on, model.onnx, outcome.onnx, threads)
+        # camd adapt's own procedure, twice from the same seed (the training repeats exactly): the
+        # fine-tuned weights as they are (base_share 0, camd adapt before), then averaged with the shipped
+        # ones (camd adapt now); each network serving both halves, and the colour half only.
+        for base_share, how in ((0.0, "fine-tuned"), (average, f"averaged {average:g}")):
+            folder = Path(work) / how
+            folder.mkdir()
+            outcome = adapt_on(
+                reid_household(reid, learn, confirm), base_weights=weights, variant="osnet_x0_25",
+                current_onnx=model.onnx, current_calibration=calibration_for(model), work=folder,
+                grey_onnx=model.onnx, epochs=epochs, threads=threads, seed=seed, base_share=base_share,
+            )  # fmt: skip
+            if outcome.onnx is None:
+                raise SystemExit(outcome.decision.reason)
+            both = OSNetEmbedder(outcome.onnx, threads=threads)
+            hybrid = OSNetEmbedder(outcome.onnx, threads=threads, grey_onnx=model.onnx)
+            table[f"{how}, both halves"] = figures(both, reid, report_on)
+            table[f"{how}, colour+shipped grey"] = figures(hybrid, reid, report_on)
+            named[f"{how}, both halves"] = guardrail_on(reid, report_on, shipped, both)
+            named[f"{how}, colour+shipped grey"] = guardrail_on(reid, report_on, shipped, hybrid)
+        if with_variants:
+            table.update(no_grey_training(reid, learn, report_on, weights, model.onnx, Path(work), epochs,
+                                          threads, confirm, seed))  # fmt: skip
     return {
         "guardrail_on_reported_people_named": named,
         "household": {"people": len(learn), "people_named": confirm, "tracks": outcome.tracks},
         "reported_on": {"people": len(report_on), "queries": int(np.isin(reid.query_ids, report_on).sum())},
-        "before": before, "after": after, "guardrail": outcome.as_dict(),
+        "table": table, "guardrail": outcome.as_dict(),
         "calibration": None if outcome.calibration is None else {
             "/".join(k): v for k, v in outcome.calibration.impostor.items()},
     }  # fmt: skip
@@ -116,19 +166,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--confirm", type=int, default=0, help="household people named on both cameras")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="also train a network without greyscale "
+        "augmentation, and average adapted and shipped weights (two more trainings)",
+    )
+    parser.add_argument("--base-share", type=float, default=BASE_SHARE, help="the shipped weights' share "
+                        "in the averaged network (camd adapt: %(default)s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.data, args.models_dir, args.epochs, args.threads, args.confirm, args.seed)
+    result = run(
+        args.data, args.models_dir, args.epochs, args.threads, args.confirm, args.seed, args.variants,
+        args.base_share,
+    )
     if args.json:
         print(json.dumps(result, indent=1))
         return
     print(f"household: {result['household']}")
     print(f"reported on: {result['reported_on']} (never trained on), cross-camera")
-    for part in ("camd", "colour", "grey"):
-        b, a = result["before"][part], result["after"][part]
-        print(f"  {part:6s} " + "  ".join(f"{k} {b[k]:.3f} -> {a[k]:.3f}" for k in b))
-    b, a = result["before"]["tracks"], result["after"]["tracks"]
-    print("  4-crop tracks " + "  ".join(f"{k} {b[k]:.3f} -> {a[k]:.3f}" for k in b))
+    keys = ("rank1", "map", "tar_at_far_0.01", "tar_at_far_0.001")
+    print("| network | part | rank-1 | mAP | TAR @1% FAR | TAR @0.1% FAR |\n|---|---|---|---|---|---|")
+    for name, parts in result["table"].items():
+        for part in ("camd", "colour", "grey"):
+            print(f"| {name} | {part} | " + " | ".join(f"{parts[part][k]:.3f}" for k in keys) + " |")
     guard = result["guardrail"]
     print(f"guardrail: replaced={guard['replaced']} ({guard['reason']})")
     print(f"  held-out check before {guard['check_before']}")
@@ -136,10 +197,13 @@ def main() -> None:
     print(f"  training: {guard['train']}")
     print(f"  thresholds: {guard['thresholds']}")
     print(f"  impostor (mean, sd) re-derived: {result['calibration']}")
-    named = result["guardrail_on_reported_people_named"]
-    print(f"guardrail on the reported-on people, all named: replace={named['replace']} ({named['reason']})")
-    print(f"  before {named['before']}")
-    print(f"  after  {named['after']}")
+    for name, named in result["guardrail_on_reported_people_named"].items():
+        print(
+            f"guardrail on the reported-on people, all named, {name}: replace={named['replace']} "
+            f"({named['reason']})"
+        )
+        print(f"  before {named['before']}")
+        print(f"  after  {named['after']}")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,22 @@ and every finished person track in B is scored against the labels:
 reid/train's camera 2. Nothing here is tuned: thresholds are the shipped calibrations
 (camd/identity/calibrations.py, measured on reid/train).
 
-    .venv/bin/python benchmarks/walkers_e2e.py --body-model osnet [--cast] [--json]
+`--adapt` (issue 14's end-to-end figure): after part A and the enrolments, a copy of the installation
+runs camd adapt's procedure on part A's tracks (camd/adapt/run.py `adapt_on`: held-out quarter, guardrail,
+thresholds re-derived); part B then plays on both installations, the shipped network's and the adapted
+one's, and both are scored the same way. The adapted network is put in use whatever the guardrail said
+(its decision is reported), so that the figure shows what the network would have done; when part A's
+held-out tracks have too few pairs of surely different people to re-derive thresholds, the shipped
+calibration is used with it (said in the output).
+
+    .venv/bin/python benchmarks/walkers_e2e.py --body-model osnet [--cast] [--adapt] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from collections import Counter, defaultdict
@@ -108,7 +117,7 @@ def label(truth: Any, track: dict[str, Any], min_iou: float = 0.3) -> str | None
     return who if count >= 0.5 * len(track["boxes"]) and count >= 0.6 * sum(votes.values()) else None
 
 
-def run(body_model: str, cast: bool, models: Path, data: Path) -> dict[str, Any]:
+def run(body_model: str, cast: bool, models: Path, data: Path, adapt: bool = False) -> dict[str, Any]:
     truth = load_truth("vtest")
     source = data / truth.clip
     with tempfile.TemporaryDirectory(prefix="camd-walkers-") as work:
@@ -138,8 +147,29 @@ def run(body_model: str, cast: bool, models: Path, data: Path) -> dict[str, Any]
         finally:
             service.close()
 
+        adapted, seen_b_adapted = None, []
+        if adapt:  # the same installation after part A, adapted on its tracks
+            adapted_state = work_dir / "state-adapted"
+            shutil.copytree(state, adapted_state)
+            adapted = adapt_installation(adapted_state, models, body_model, part_b)
+            seen_b_adapted = play(part_b, adapted_state, models, body_model, SPLIT)
         seen_b = play(part_b, state, models, body_model, SPLIT)
     enrolled = set(best)
+    result = {
+        "body_model": body, "cast_on_part_b": cast, "split_frame": SPLIT,
+        "enrolled": sorted(enrolled),
+        "enrolled_from": {who: sighting for who, (_, sighting) in sorted(best.items())},
+        **score(truth, seen_b, enrolled),
+    }  # fmt: skip
+    if adapted is not None:
+        result["adapted"] = {**adapted, **score(truth, seen_b_adapted, enrolled)}
+    return result
+
+
+def score(truth: Any, seen_b: list[dict[str, Any]], enrolled: set[str]) -> dict[str, Any]:
+    """Part B's tracks against the labels: enrolled people named right / as someone else / not; others
+    given an enrolled name; unnamed labelled people who returned kept their unknown-N id (re-linked), and
+    unknown-N ids given to two or more labelled people (strangers merged)."""
     outcome: Counter[str] = Counter()
     stranger_ids: dict[str, list[str | None]] = defaultdict(list)
     rows: list[dict[str, Any]] = []
@@ -161,13 +191,50 @@ def run(body_model: str, cast: bool, models: Path, data: Path) -> dict[str, Any]
                      "confidence": identity.confidence, "evidence": dict(identity.evidence),
                      "boxes": {f: [round(float(v)) for v in b] for f, b in sorted(track["boxes"].items())}})
     relinked = {who: ids for who, ids in stranger_ids.items() if len(ids) > 1}
-    return {
-        "body_model": body, "cast_on_part_b": cast, "split_frame": SPLIT,
-        "enrolled": sorted(enrolled), "tracks_in_b": len(seen_b), "outcome": dict(sorted(outcome.items())),
-        "returning_strangers": {who: ids for who, ids in relinked.items()},
-        "enrolled_from": {who: sighting for who, (_, sighting) in sorted(best.items())},
-        "tracks": rows,
-    }
+    # A returning stranger's later tracks that carried an id one of their earlier tracks had.
+    outcome["strangers: later tracks re-linked"] = sum(
+        sum(1 for k, i in enumerate(ids) if i is not None and i in ids[:k]) for ids in relinked.values())
+    outcome["strangers: later tracks"] = sum(len(ids) - 1 for ids in relinked.values())
+    people_of: dict[str, set[str]] = defaultdict(set)
+    for who, ids in stranger_ids.items():
+        for i in ids:
+            if i is not None:
+                people_of[i].add(who)
+    outcome["strangers: ids given to 2+ people (merged)"] = sum(len(w) > 1 for w in people_of.values())
+    return {"tracks_in_b": len(seen_b), "outcome": dict(sorted(outcome.items())),
+            "returning_strangers": relinked, "tracks": rows}  # fmt: skip
+
+
+def adapt_installation(state: Path, models: Path, body_model: str, part_b: Path) -> dict[str, Any]:
+    """camd adapt's procedure on the installation's tracks so far; the network is put in use either way."""
+    from camd.adapt import run as adapt_run
+    from camd.adapt.store import AdaptedStore
+    from camd.adapt.tracks import load_tracks
+    from camd.identity.calibrations import calibration_for
+
+    config = Config.model_validate({
+        "state_dir": str(state), "models_dir": str(models), "identity": {"body_model": body_model},
+        "cameras": {CAMERA: {"url": str(part_b)}},
+    })  # fmt: skip
+    base, current = adapt_run.base_and_current(config)
+    tracks = load_tracks(config.sightings_path)
+    store = AdaptedStore(config.adapted_path, base.space)
+    with tempfile.TemporaryDirectory(prefix="camd-walkers-adapt-") as work:
+        outcome = adapt_run.adapt_on(
+            tracks, base_weights=adapt_run.base_weights_file(config), variant=config.identity.osnet.variant,
+            current_onnx=current.onnx, current_calibration=calibration_for(current), work=Path(work),
+            grey_onnx=base.onnx, current_grey_onnx=current.grey_onnx, epochs=config.adapt.epochs, threads=1,
+        )  # fmt: skip
+        if outcome.onnx is None:
+            raise SystemExit(f"nothing trained: {outcome.decision.reason}")
+        thresholds = "re-derived"
+        if outcome.calibration is None:  # too few pairs of surely different people: the shipped ones
+            outcome.calibration, thresholds = calibration_for(current), f"shipped: {outcome.calibration_how}"
+        store.use(adapt_run.keep(store, outcome, current))
+    guard = outcome.as_dict()
+    return {"guardrail": {k: guard[k] for k in ("replaced", "reason", "check_before", "check_after",
+                                                "tracks", "train", "grey_half")},
+            "thresholds": thresholds}  # fmt: skip
 
 
 def main() -> int:
@@ -176,9 +243,10 @@ def main() -> int:
     parser.add_argument("--cast", action="store_true", help="part B with a blue colour cast")
     parser.add_argument("--models-dir", type=Path, default=REPO / "var" / "models")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--adapt", action="store_true", help="part B also after adapting on part A's tracks")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.body_model, args.cast, args.models_dir, args.data)
+    result = run(args.body_model, args.cast, args.models_dir, args.data, args.adapt)
     print(json.dumps(result, indent=None if args.json else 1, default=str))
     return 0
 

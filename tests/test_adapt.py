@@ -22,10 +22,11 @@ from camd.adapt.emulate import cross_camera_similarities, log_household, reid_ho
 from camd.adapt.store import AdaptedStore, adapted_space, calibration_to_dict
 from camd.adapt.tracks import AdaptTrack, known_different, load_tracks
 from camd.config.schema import IdentityConfig
+from camd.identity.body_compare import _is_grey
 from camd.identity.body_model import resolve_body_model
 from camd.identity.calibrations import OSNET_X0_25_MSMT17, calibration_for
 from camd.identity.crops import CropStore
-from camd.identity.evidence.osnet import OSNetEmbedder
+from camd.identity.evidence.osnet import OSNetEmbedder, greyscale
 from tests.support.data import shared_data
 from tests.support.identity_data import identity_config
 
@@ -149,6 +150,23 @@ def test_adaptation_moves_same_person_up_and_different_person_down_on_people_it_
         assert after[part]["impostor"] < before[part]["impostor"] - 0.02, figures
 
 
+def test_averaging_with_the_base_lands_between_the_two_networks(weights: Path) -> None:
+    from camd.adapt.train import average_with_base, load_base, require_torch
+
+    torch = require_torch()
+    base = load_base(weights, "osnet_x0_25").state_dict()
+    network = load_base(weights, "osnet_x0_25")
+    with torch.no_grad():
+        for value in network.state_dict().values():
+            if value.is_floating_point():
+                value += 1.0  # a stand-in for fine-tuning: every weight moved by 1
+    average_with_base(network, weights, "osnet_x0_25", 0.5)
+    averaged = network.state_dict()
+    floats = [k for k, v in base.items() if v.is_floating_point()]
+    assert floats and all(torch.allclose(averaged[k], base[k] + 0.5, atol=1e-5) for k in floats)
+    assert all(torch.equal(averaged[k], base[k]) for k in base if k not in floats)  # counters kept
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_guardrail_refuses_a_network_trained_with_shuffled_labels(
@@ -203,12 +221,13 @@ def test_rollback_restores_the_previous_embeddings(
     # An adapted network put in use (as `camd adapt` does after the guardrail passed).
     store = AdaptedStore(config.adapted_path, base.space)
     kept = store.add("test-net", adapted_onnx, {
-        "created": time.time(), "onnx_sha256": "5eed" * 16,
+        "created": time.time(), "onnx_sha256": "5eed" * 16, "grey_half": "base",
         "calibration": calibration_to_dict(calibration_for(base)),
     })  # fmt: skip
     store.use(kept)
     adapted = resolve_body_model(config.identity, models_dir, prepare=False, adapted_dir=config.adapted_path)
     assert adapted.space == adapted_space(base.space, kept) != base.space and adapted.onnx == kept.onnx
+    assert adapted.grey_onnx == base.onnx  # the colour half is the adapted network's, the grey the shipped
 
     def bodies() -> tuple[str, dict[str, np.ndarray]]:
         service = IdentityService(config, load_extractors=True)  # re-embeds at open when the space changed
@@ -228,6 +247,35 @@ def test_rollback_restores_the_previous_embeddings(
     assert space == base.space and restored.keys() == original.keys()
     for key, vector in original.items():
         np.testing.assert_allclose(restored[key], vector, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_an_adapted_network_serves_the_colour_half_and_the_shipped_one_the_grey_half(
+    tmp_path: Path, models_dir: Path, reid: Any, base: Any, adapted_onnx: Path
+) -> None:
+    store = AdaptedStore(tmp_path / "adapted", base.space)
+    record = {"created": 1, "onnx_sha256": "d" * 64, "grey_half": "base",
+              "calibration": calibration_to_dict(calibration_for(base))}  # fmt: skip
+    store.use(store.add("colour", adapted_onnx, record))
+    model = resolve_body_model(IdentityConfig(), models_dir, prepare=False, adapted_dir=tmp_path / "adapted")
+    assert model.adapted == "colour" and model.space != base.space
+    _, unseen = _people(reid)
+    crops = [reid.query[i] for i in np.flatnonzero(np.isin(reid.query_ids, unseen))[:12]]
+    crops += [reid.gallery[i] for i in np.flatnonzero(np.isin(reid.gallery_ids, unseen))[:12]]
+    hybrid, original = model.load(threads=1), base.load(threads=1)
+    adapted, shipped = hybrid.embed(crops), original.embed(crops)
+    half = adapted.shape[1] // 2
+    np.testing.assert_allclose(adapted[:, half:], shipped[:, half:], atol=1e-5)  # the shipped grey half
+    colour = np.sum(2.0 * adapted[:, :half] * shipped[:, :half], axis=1)  # cosine of the colour halves
+    assert np.all(colour < 0.999) and np.mean(colour) < 0.99, colour  # the adapted network's own
+    both = OSNetEmbedder(adapted_onnx, threads=1).embed(crops)  # the same network on both halves
+    np.testing.assert_allclose(both[:, :half], adapted[:, :half], atol=1e-5)
+    assert not np.allclose(both[:, half:], adapted[:, half:], atol=1e-3)
+    # A grey crop (an IR camera) is still known as one by the matcher: its halves agree, as with one network.
+    greys = [greyscale(c) for c in crops]
+    assert all(_is_grey(v) for v in hybrid.embed(greys)) and all(_is_grey(v) for v in original.embed(greys))
+    assert not any(_is_grey(v) for v in adapted)
 
 
 # -- the store, the daemon ------------------------------------------------------------------------------
@@ -253,6 +301,15 @@ def test_current_network_rollback_and_reset(
     (second.folder / "model.onnx").unlink()  # damaged: the base network, said in the log
     assert resolve() == base and "missing or damaged" in caplog.text
     assert store.reset() == 1 and not store.folder.exists() and resolve() == base
+
+    # A network that serves the colour half only (what camd adapt keeps now): a space of its own, and the
+    # base network embeds the grey half.
+    hybrid = store.add("three", base.onnx, {"created": 3, "onnx_sha256": "c" * 64, "calibration": calibration,
+                                            "grey_half": "base"})  # fmt: skip
+    store.use(hybrid)
+    model = resolve()
+    assert model.space == base.space.replace("_cg", "_adccccccccc_cg") and model.grey_onnx == base.onnx
+    assert store.rollback() == ("three", None) and resolve() == base and base.grey_onnx is None
 
 
 def test_the_daemons_path_never_imports_torch(tmp_path: Path, models_dir: Path) -> None:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LAST_RUN = "last-run.json"
 MAX_DISTRACTORS = 500  # trained-on tracks whose halves join the self check's gallery (embedding cost)
+BASE_SHARE = 0.5  # the base network's share of the adapted weights (train.average_with_base)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Outcome:
     calibration_how: dict[str, str] = field(default_factory=dict)
     tracks: dict[str, int] = field(default_factory=dict)
     adapted: str | None = None  # the id of the network put in use
+    grey_half: str = "base"  # which network embeds the greyscale half: "base" or "adapted"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class Outcome:
             "check_before": self.before.as_dict(),
             "check_after": None if self.after is None else self.after.as_dict(),
             "train": self.train, "tracks": self.tracks, "thresholds": self.calibration_how,
+            "grey_half": self.grey_half,
         }  # fmt: skip
 
 
@@ -73,22 +76,32 @@ def adapt_on(
     current_onnx: Path,
     current_calibration: BodyCalibration,
     work: Path,
+    grey_onnx: Path | None = None,
+    current_grey_onnx: Path | None = None,
     epochs: float = 4.0,
     max_seconds: float = 1800.0,
     threads: int = 1,
     margin: float = MARGIN,
     check_share: float = 0.25,
     seed: int = 0,
+    base_share: float = BASE_SHARE,
 ) -> Outcome:
     """Train from the base weights on most tracks, check on the held-out rest against the network in use
-    (`current_onnx`), and re-derive the thresholds; `work` receives the candidate ONNX file."""
-    from camd.adapt.train import export_onnx, fine_tune, load_base
+    (`current_onnx`), and re-derive the thresholds; `work` receives the candidate ONNX file.
+
+    grey_onnx: the network that embeds the candidate's greyscale half, the base one (the adapted network
+    serves the colour half: fine-tuning on reid/train's household gained colour and lost grey,
+    docs/adaptation.md); None: the candidate embeds both. current_grey_onnx: the same for the network in
+    use. The check and the thresholds measure the vector that will be used. base_share: the fine-tuned
+    weights are averaged with the base ones, this much of the base's (0: the fine-tuned network)."""
+    from camd.adapt.train import average_with_base, export_onnx, fine_tune, load_base
     from camd.identity.evidence.osnet import OSNetEmbedder
 
+    grey_half = "adapted" if grey_onnx is None else "base"
     train, held_out = split_for_check(list(tracks), check_share)
     counts = {"all": len(tracks), "train": len(train), "check": len(held_out),
               "confirmed": sum(t.person is not None for t in tracks)}  # fmt: skip
-    current = OSNetEmbedder(current_onnx, threads=threads)
+    current = OSNetEmbedder(current_onnx, threads=threads, grey_onnx=current_grey_onnx)
     distractors = train[:MAX_DISTRACTORS]  # the period's other tracks, for the self check's gallery
     embedded_before = embed_tracks(current, held_out)
     others_before = embed_tracks(current, distractors) if distractors else None
@@ -96,12 +109,13 @@ def adapt_on(
     if before.score is None:
         refused = Decision(False, "too few held-out tracks to check a network on (need 2 with 2+ crops): "
                                   "let camd run longer")  # fmt: skip
-        return Outcome(None, refused, before, tracks=counts)
+        return Outcome(None, refused, before, tracks=counts, grey_half=grey_half)
     network = load_base(base_weights, variant)
     report = fine_tune(network, train, epochs=epochs, max_seconds=max_seconds, threads=threads, seed=seed)
+    average_with_base(network, base_weights, variant, base_share)
     onnx = Path(work) / "model.onnx"
     export_diff = export_onnx(network, variant, onnx)
-    adapted = OSNetEmbedder(onnx, threads=threads)
+    adapted = OSNetEmbedder(onnx, threads=threads, grey_onnx=grey_onnx)
     embedded_after = embed_tracks(adapted, held_out)
     others_after = embed_tracks(adapted, distractors) if distractors else None
     after = run_check(held_out, embedded_after, distractors, others_after)
@@ -114,8 +128,10 @@ def adapt_on(
     )
     if decision.replace and calibration is None:
         decision = Decision(False, f"{decision.reason}, but its thresholds cannot be re-derived: {how}")
-    train_figures = {**report.as_dict(), "export_max_diff": export_diff}
-    return Outcome(onnx, decision, before, after, train_figures, calibration, how, counts)
+    train_figures = {**report.as_dict(), "base_share": base_share, "export_max_diff": export_diff}
+    return Outcome(
+        onnx, decision, before, after, train_figures, calibration, how, counts, grey_half=grey_half
+    )
 
 
 def base_weights_file(config: Config) -> Path:
@@ -162,6 +178,7 @@ def adapt(config: Config, *, max_seconds: float | None = None, epochs: float | N
         outcome = adapt_on(
             tracks, base_weights=base_weights_file(config), variant=config.identity.osnet.variant,
             current_onnx=current.onnx, current_calibration=calibration_for(current), work=Path(work),
+            grey_onnx=base.onnx, current_grey_onnx=current.grey_onnx,
             epochs=settings.epochs if epochs is None else epochs,
             max_seconds=settings.max_minutes * 60.0 if max_seconds is None else max_seconds,
             threads=settings.threads, margin=settings.margin,

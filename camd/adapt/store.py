@@ -6,10 +6,14 @@ in the state folder, not beside the shared models: `<state_dir>/adapted/<base sp
 on, the guardrail's figures before and after, and the thresholds re-derived for it); `state.json` says
 which one is current and which were current before (newest last), for `camd adapt --rollback`.
 
-Each adapted network is a body space of its own (`<base space>` with `_ad<sha8>` before `_cg`): vectors
-of two networks are not comparable, so the memory keeps one prototype collection per network; switching
-to an adapted network (or back) re-embeds every enrolled person's kept crops once (identity/reembed.py),
-and switching back finds the previous network's vectors where they were.
+An adapted network serves the colour half of camd's body vector; the greyscale half keeps the base
+network (`record["grey_half"] == "base"`; records made before that say nothing and served both halves).
+
+Each adapted network is a body space of its own (`<base space>` with `_ad<sha8>`, or `_adc<sha8>` when it
+serves the colour half only, before `_cg`): vectors of two networks are not comparable, so the memory
+keeps one prototype collection per network; switching to an adapted network (or back) re-embeds every
+enrolled person's kept crops once (identity/reembed.py), and switching back finds the previous
+network's vectors where they were.
 
 No torch here: the daemon reads this module at start.
 """
@@ -57,8 +61,13 @@ class Adapted:
         return self.folder / MODEL
 
     @property
+    def colour_only(self) -> bool:
+        """It serves the colour half; the base network embeds the greyscale half."""
+        return self.record.get("grey_half") == "base"
+
+    @property
     def tag(self) -> str:
-        return f"ad{str(self.record.get('onnx_sha256', self.id))[:8]}"
+        return f"ad{'c' if self.colour_only else ''}{str(self.record.get('onnx_sha256', self.id))[:8]}"
 
 
 def adapted_space(base_space: str, adapted: Adapted) -> str:
@@ -178,7 +187,8 @@ def _write(path: Path, value: dict[str, Any]) -> None:
 
 def current_model(base: BodyModel, adapted_dir: Path) -> BodyModel:
     """The body model in use: the base OSNet, or the adapted network that replaced it on this install
-    (its own body space, label and re-derived thresholds). A damaged adapted network is ignored, said
+    (its own body space, label and re-derived thresholds; the base network still embeds the greyscale
+    half when the adapted one serves the colour half only). A damaged adapted network is ignored, said
     in the log: the base network is always there to fall back on."""
     store = AdaptedStore(adapted_dir, base.space)
     wanted = store.state()["current"]
@@ -194,6 +204,7 @@ def current_model(base: BodyModel, adapted_dir: Path) -> BodyModel:
         base,
         space=adapted_space(base.space, adapted),
         onnx=adapted.onnx,
+        grey_onnx=base.onnx if adapted.colour_only else None,
         label=f"{base.label}, adapted to this installation on {created} ({adapted.id})",
         adapted=adapted.id,
         calibration=calibration_from_dict(calibration) if isinstance(calibration, dict) else None,

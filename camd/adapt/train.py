@@ -126,7 +126,7 @@ def _batches(labels: list[_Label], rng: random.Random) -> list[list[int]]:
     return out
 
 
-def _augment(torch: Any, batch: Any, generator: Any) -> Any:
+def _augment(torch: Any, batch: Any, generator: Any, grey_share: float = GREY_SHARE) -> Any:
     """(N, 3, H, W) RGB in [0, 1] -> augmented and ImageNet-normalised."""
     n = batch.shape[0]
     rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
@@ -137,7 +137,7 @@ def _augment(torch: Any, batch: Any, generator: Any) -> Any:
     batch = (batch * gains * brightness).clamp(0.0, 1.0)
     grey = (0.299 * batch[:, 0] + 0.587 * batch[:, 1] + 0.114 * batch[:, 2]).unsqueeze(1)
     grey = grey.expand(-1, 3, -1, -1)
-    batch = torch.where((rand(n) < GREY_SHARE).view(n, 1, 1, 1), grey, batch)
+    batch = torch.where((rand(n) < grey_share).view(n, 1, 1, 1), grey, batch)
     # A small random shift (pad by reflection, crop back): boxes never sit the same way twice.
     pad = 8
     padded = torch.nn.functional.pad(batch, (pad, pad, pad, pad), mode="reflect")
@@ -166,6 +166,7 @@ def fine_tune(
     threads: int = 1,
     seed: int = 0,
     learning_rate: float = LEARNING_RATE,
+    grey_share: float = GREY_SHARE,
 ) -> TrainReport:
     """Train `network` (an OSNet, torch) in place on the tracks; stops after `epochs` or `max_seconds`."""
     torch = require_torch()
@@ -202,7 +203,7 @@ def fine_tune(
                 images += [crops[p] for p in picks]
                 targets += [k] * CROPS_PER_ID
             batch = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
-            features = network(_augment(torch, batch, generator))
+            features = network(_augment(torch, batch, generator, grey_share))
             loss = batch_hard_triplet(torch, features, torch.tensor(targets))
             optimiser.zero_grad()
             loss.backward()
@@ -228,6 +229,21 @@ def load_base(weights: Path, variant: str) -> Any:
     from camd.modelprep.osnet_convert import load_osnet
 
     return load_osnet(weights, variant)
+
+
+def average_with_base(network: Any, base_weights: Path, variant: str, base_share: float) -> None:
+    """The fine-tuned weights averaged with the base network's, in place: base_share x base + the rest x
+    fine-tuned (weight-space ensembling, Wortsman et al. 2022, "WiSE-FT"). Both start from the same
+    weights, so the average is a network between the two: on reid/train's household it kept what
+    fine-tuning gained on unseen people and lost less of what the base knew (docs/adaptation.md)."""
+    if base_share <= 0.0:
+        return
+    base = load_base(base_weights, variant).state_dict()
+    tuned = network.state_dict()
+    network.load_state_dict({
+        k: base_share * base[k] + (1.0 - base_share) * v if v.is_floating_point() else v
+        for k, v in tuned.items()
+    })  # fmt: skip
 
 
 def export_onnx(network: Any, variant: str, onnx_path: Path) -> float:

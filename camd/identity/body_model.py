@@ -46,6 +46,9 @@ class BodyModel:
     # An adapted network (`camd adapt`, camd/adapt/store.py): its id and the thresholds re-derived for it.
     adapted: str | None = None
     calibration: BodyCalibration | None = None
+    # The network of the greyscale half when it is not `onnx`'s: an adapted network serves the colour half
+    # only, the shipped one keeps the grey half (evidence/osnet.py).
+    grey_onnx: Path | None = None
 
     @property
     def halves(self) -> bool:
@@ -66,7 +69,7 @@ class BodyModel:
         if self.kind == "osnet":
             from camd.identity.evidence.osnet import OSNetEmbedder
 
-            return OSNetEmbedder(self.onnx, threads=threads, name=self.space)
+            return OSNetEmbedder(self.onnx, threads=threads, name=self.space, grey_onnx=self.grey_onnx)
         return BodyAppearanceEmbedder(self.onnx, threads=threads)
 
 
