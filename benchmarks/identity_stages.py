@@ -1,8 +1,9 @@
 """Identity's CPU per stage and per frame on a clip: OSNet (the default) against the MobileNetV2 fallback,
 each with the crop preprocessing camd used before (float arithmetic) and now (a table); and, for
-information, OSNet with MoveNet on one LiteRT thread instead of two.
+information, OSNet with MoveNet on one LiteRT thread instead of two. `--batching`: only OSNet, a
+frame's crops embedded in one batch (camd now) against one call per crop (camd before).
 
-    .venv/bin/python benchmarks/identity_stages.py [--source PATH] [--repeats 2] [--models-dir var/models]
+    .venv/bin/python benchmarks/identity_stages.py [--source PATH] [--repeats 2] [--batching]
 
 Each variant is `camd bench`'s metered pipeline run (camd/bench.py stage_shares: the gated pipeline at
 5 detections a second, every stage's process CPU time, stages serialised); the variants run in turn,
@@ -28,6 +29,7 @@ from camd.identity.evidence.crop_model import OnnxCropModel
 from camd.identity.evidence.pose import MoveNetPose
 from camd.identity.extractors import Extractors
 from camd.identity.model_files import model_file
+from camd.identity.service import IdentityService
 from camd.vision.pool import InferencePool
 
 
@@ -46,6 +48,8 @@ def main() -> None:
     parser.add_argument("--source", default=str(data_dir() / "video" / "supervision_walking.mp4"))
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batching", action="store_true",
+                        help="only OSNet: a frame's crops in one batch (now) vs one call each")  # fmt: skip
     args = parser.parse_args()
 
     table = OnnxCropModel.preprocess
@@ -57,6 +61,19 @@ def main() -> None:
     }
     one_thread = MoveNetPose(model_file(args.models_dir, "movenet"), threads=1)
     results: dict[str, list[dict[str, Any]]] = {}
+    if args.batching:
+        try:
+            for _ in range(args.repeats):
+                for name, embed in (("osnet, batched", batched), ("osnet, one crop a call", one_by_one)):
+                    IdentityService.embed_crops = embed  # type: ignore[method-assign]
+                    run = stage_shares(args.source, configs["osnet"], pool, loaded["osnet"])
+                    results.setdefault(name, []).append(run)
+                    print(f"{name}: {run['frames']} frames, CPU s {run['cpu_s']}", flush=True)
+        finally:
+            IdentityService.embed_crops = batched  # type: ignore[method-assign]
+            pool.stop()
+        report(results)
+        return
     try:
         for _ in range(args.repeats):
             for kind, config in configs.items():
@@ -76,7 +93,18 @@ def main() -> None:
     finally:
         OnnxCropModel.preprocess = table  # type: ignore[method-assign]
         pool.stop()
+    report(results)
 
+
+batched = IdentityService.embed_crops
+
+
+def one_by_one(self: IdentityService, kind: str, crops: list[Any]) -> list[Any]:
+    """How camd embedded before: each crop its own call."""
+    return [batched(self, kind, [crop])[0] for crop in crops]
+
+
+def report(results: dict[str, list[dict[str, Any]]]) -> None:
     keys = {k for runs in results.values() for r in runs for k in r["share"]}
     stages = ["detector", *sorted(k for k in keys if k.startswith("identity_")), "other"]
     print("\nshare of the process's CPU (median over repeats)")

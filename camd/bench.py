@@ -307,8 +307,8 @@ def stage_shares(source: str, config: Config, pool: InferencePool, extractors: A
     with tempfile.TemporaryDirectory(prefix="camd-bench-") as state:
         private = config.model_copy(update={"state_dir": Path(state)})
         identity = IdentityService(private, extractors=extractors)
-        embed = identity.embed_crop
-        identity.embed_crop = lambda kind, crop: meter.wrap(f"identity_embed_{kind}", embed)(kind, crop)  # type: ignore[method-assign]
+        embed = identity.embed_crops
+        identity.embed_crops = lambda kind, crops: meter.wrap(f"identity_embed_{kind}", embed)(kind, crops)  # type: ignore[method-assign]
         identity.face_in_person = meter.wrap("identity_face", identity.face_in_person)  # type: ignore[method-assign]
         identity.pose = meter.wrap("identity_pose", identity.pose)  # type: ignore[method-assign]
         identity.conclude = meter.wrap("identity_conclude", identity.conclude)  # type: ignore[method-assign]

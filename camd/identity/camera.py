@@ -8,14 +8,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from camd.identity.evidence._crops import crop_box
 from camd.identity.evidence.gait import PoseSample
 from camd.identity.evidence.quality import crop_quality
 from camd.identity.track import ENOUGH_FACES, MAX_FACE_TRIES, KeptCrop, TrackEvidence, pose_turns
 from camd.identity.views import view_at
-from camd.types import Frame, Identity, IdentityDecision, TrackedObject, TrackSnapshot
+from camd.types import Box, Frame, Identity, IdentityDecision, TrackedObject, TrackSnapshot
 
 if TYPE_CHECKING:
     from camd.identity.service import IdentityService
@@ -54,8 +57,12 @@ class CameraIdentity:
                 self.tracks[obj.track_id] = evidence
             present.append((obj, current, evidence))
         posed = pose_turns([(obj.track_id, e, obj.detection.box) for obj, _, e in present], now)
+        candidates = [
+            look(self.service, evidence, frame, obj, boxes, self.stats, pose=obj.track_id in posed)
+            for obj, _, evidence in present
+        ]
+        keep(self.service, frame, [c for c in candidates if c is not None], self.stats)
         for obj, current, evidence in present:
-            gather(self.service, evidence, frame, obj, boxes, self.stats, pose=obj.track_id in posed)
             if evidence.decision_due(now):
                 decision = self._decide_early(evidence, obj.track_id, current, now)
                 if decision is not None:
@@ -91,6 +98,18 @@ class CameraIdentity:
         self.tracks.pop(track_id, None)
 
 
+@dataclass
+class Candidate:
+    """A crop of this frame that enters its track's top-K by quality: to embed (with the frame's other
+    candidates, in one batch) and keep."""
+
+    evidence: TrackEvidence
+    box: Box
+    crop: np.ndarray
+    quality: float
+    keypoints: np.ndarray | None
+
+
 def gather(
     service: IdentityService,
     evidence: TrackEvidence,
@@ -100,18 +119,30 @@ def gather(
     stats: dict[str, int] | None = None,
     pose: bool = True,
 ) -> None:
-    """Add one frame of a track to its evidence: a pose when due and `pose` (its turn this frame, see
-    `pose_turns`), appearance and a face try only for crops that enter the track's top-K by quality
-    (track.py explains the budget)."""
+    """Add one frame of one track to its evidence (`look`, then `keep`)."""
     stats = stats if stats is not None else {}
+    candidate = look(service, evidence, frame, obj, boxes, stats, pose)
+    keep(service, frame, [candidate] if candidate is not None else [], stats)
+
+
+def look(
+    service: IdentityService,
+    evidence: TrackEvidence,
+    frame: Frame,
+    obj: TrackedObject,
+    boxes: list[Any],
+    stats: dict[str, int],
+    pose: bool = True,
+) -> Candidate | None:
+    """One frame of a track: a pose when due and `pose` (its turn this frame, see `pose_turns`); the
+    crop when it enters the track's top-K by quality (track.py explains the budget), else None."""
     box = obj.detection.box
     evidence.frames += 1
     try:
         quality = crop_quality(frame.image, box, boxes).score
         crop = crop_box(frame.image, box)
     except ValueError:
-        return  # a box with no pixels inside the frame
-    person = evidence.kind == "person"
+        return None  # a box with no pixels inside the frame
     evidence.path.append((frame.timestamp, box))
     keypoints = None
     if pose and service.config.identity.gait and evidence.pose_wanted(frame.timestamp, box):
@@ -120,10 +151,33 @@ def gather(
             evidence.poses.append(PoseSample(frame.timestamp, box, keypoints))
             stats["poses"] = stats.get("poses", 0) + 1
     if not evidence.wants(quality):
-        return
-    appearance, colour = service.embed_crop(evidence.kind, crop)
-    view = view_at(frame.timestamp, evidence.path, keypoints) if person else None
-    evidence.keep(KeptCrop(quality, crop.copy(), box, frame.timestamp, appearance, colour, view))
+        return None
+    return Candidate(evidence, box, crop, quality, keypoints)
+
+
+def keep(service: IdentityService, frame: Frame, candidates: list[Candidate], stats: dict[str, int]) -> None:
+    """Embed the frame's candidate crops (one batch per kind), keep each in its track, and try a face."""
+    for kind in {c.evidence.kind for c in candidates}:
+        of_kind = [c for c in candidates if c.evidence.kind == kind]
+        for candidate, (appearance, colour) in zip(
+            of_kind, service.embed_crops(kind, [c.crop for c in of_kind]), strict=True
+        ):
+            _keep_one(service, frame, candidate, appearance, colour, stats)
+
+
+def _keep_one(
+    service: IdentityService,
+    frame: Frame,
+    candidate: Candidate,
+    appearance: np.ndarray | None,
+    colour: np.ndarray | None,
+    stats: dict[str, int],
+) -> None:
+    evidence, box = candidate.evidence, candidate.box
+    person = evidence.kind == "person"
+    view = view_at(frame.timestamp, evidence.path, candidate.keypoints) if person else None
+    kept = KeptCrop(candidate.quality, candidate.crop.copy(), box, frame.timestamp, appearance, colour, view)
+    evidence.keep(kept)
     stats["embeds"] = stats.get("embeds", 0) + 1
     face_model = service.extractors.face if service.config.identity.face else None
     if not person or face_model is None:
