@@ -431,10 +431,10 @@ class IdentityConfig(Strict):
     osnet: OSNetConfig = Field(default_factory=OSNetConfig)
     gait: bool = True  # MoveNet pose per frame for body shape (~5 ms a person a frame); supporting only
     vehicle: bool = True  # vehicle appearance (known_vehicle / unknown_vehicle)
-    # CPU threads each identity model (body, pose, vehicle) may use per call. One thread spends less CPU a
-    # crop (no hand-over between threads) and leaves the other core to the detector; two answer a single
-    # call sooner on an idle hub (docs/performance.md, "Identity's threads").
-    threads: Annotated[int, Field(ge=1, le=16)] = 2
+    # CPU threads each identity model (body, pose, vehicle) may use per call. One spends less CPU for the
+    # same vectors (identity -13% on a crowded clip, under the detector's share) and leaves the other core
+    # to the detector; hub capacity measured the same with 1 or 2 (docs/performance.md, session 9).
+    threads: Annotated[int, Field(ge=1, le=16)] = 1
     # A face closer than this (Euclidean, dlib 128-d) decides; lower is stricter.
     face_distance: Annotated[float, Field(gt=0.0, lt=2.0)] = 0.55
     # Body appearance thresholds are measured per body model, per pair of cameras (the same one, two
