@@ -237,6 +237,7 @@ def test_with_a_shared_server_memory_the_look_is_a_qdrant_prototype_another_hub_
 
     hub_b = service_factory()
     hub_b.memory.shared = True
+    assert hub_b.memory.stranger_looks("body", T0 + 60) == 1  # counted in the server's prototypes
     again = hub_b.finalise(
         _track(hub_b, "person", _jittered(image, boxes[0], 5)[1:]), _after("c", T0 + 60, T0 + 63), T0 + 63
     )

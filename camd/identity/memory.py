@@ -484,15 +484,17 @@ class Memory(StoreMigrations):
 
     def stranger_looks(self, modality: str, now: float) -> int:
         """How many live strangers' looks carry `modality` (each a chance that a new stranger's look-alike
-        is among them: the stranger-link threshold tightens with it, body_compare.BodyCalibration)."""
+        is among them: the stranger-link threshold tightens with it, body_compare.BodyCalibration). Asked
+        before every body decision: the embedded store's looks are in RAM, only a server is queried."""
+        if not self.shared:
+            with self._lock:
+                return self.strangers.live_count(modality, now)
         flt = models.Filter(
             must=[models.FieldCondition(key="modalities", match=models.MatchAny(any=[modality])),
                   _match("source", STRANGER_SOURCE)],
             must_not=_not_expired(now).must_not,
         )  # fmt: skip
-        stored = self.client.count(self._c(PROTOTYPES), count_filter=flt, exact=True).count
-        with self._lock:
-            return stored + self.strangers.live_count(modality, now)
+        return self.client.count(self._c(PROTOTYPES), count_filter=flt, exact=True).count
 
     def shapes(self, now: float) -> list[Hit]:
         """Prototypes that carry a gait/body-shape signature (a payload, compared in Python)."""
