@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from camd.adapt.emulate import log_household
-from camd.config.loader import load_config
+from camd.adapt.emulate import household_install
 from camd.daemon import Daemon
 from camd.eval.reid import load_reid
 
@@ -61,15 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     reid = load_reid(args.data / "reid" / "train")
     with tempfile.TemporaryDirectory(prefix="camd-adapt-alongside-") as work:
-        state, config_file = Path(work) / "state", Path(work) / "camd.yaml"
-        clip = (args.data / "video" / "vtest.avi").resolve()
-        config_file.write_text(
-            f"state_dir: {state}\nmodels_dir: {args.models_dir.resolve()}\nmqtt: {{enabled: false}}\n"
-            "adapt: {min_tracks: 8}\n"
-            f"cameras:\n  street: {{url: {clip}, loop: true, realtime: true}}\n"
-        )
-        config = load_config(config_file)
-        log_household(config, reid, np.unique(reid.query_ids)[:16], time.time())
+        clip = args.data / "video" / "vtest.avi"
+        config_file, config = household_install(Path(work), args.models_dir, clip, reid, "{min_tracks: 8}")
         daemon = Daemon(config)
         thread = threading.Thread(target=lambda: daemon.run(install_signals=False), daemon=True)
         thread.start()

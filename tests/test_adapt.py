@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from camd.adapt.check import check, decide, embed_tracks
-from camd.adapt.emulate import cross_camera_similarities, log_household, reid_household
+from camd.adapt.emulate import cross_camera_similarities, household_install, reid_household
 from camd.adapt.store import AdaptedStore, adapted_space, calibration_to_dict
 from camd.adapt.tracks import AdaptTrack, known_different, load_tracks
 from camd.config.schema import IdentityConfig
@@ -330,21 +330,14 @@ def test_the_daemons_path_never_imports_torch(tmp_path: Path, models_dir: Path) 
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_the_daemon_keeps_running_during_camd_adapt(tmp_path: Path, models_dir: Path, reid: Any) -> None:
-    from camd.config.loader import load_config
     from camd.daemon import Daemon
     from tests.support.daemon import run_in_thread
     from tests.support.service import wait_for
 
-    state = tmp_path / "state"
     clip = models_dir / "demo_bikes_clip" / "bikes.mp4"
-    config_file = tmp_path / "camd.yaml"
-    config_file.write_text(
-        f"state_dir: {state}\nmodels_dir: {models_dir}\nmqtt: {{enabled: false}}\n"
-        "adapt: {min_tracks: 8, threads: 1, epochs: 0.5}\n"
-        f"cameras:\n  street: {{url: {clip}, loop: true, realtime: true}}\n"
+    config_file, config = household_install(
+        tmp_path, models_dir, clip, reid, "{min_tracks: 8, threads: 1, epochs: 0.5}"
     )
-    config = load_config(config_file)
-    log_household(config, reid, np.unique(reid.query_ids)[:16], time.time())
     daemon = Daemon(config)
     thread, _ = run_in_thread(daemon)
     try:

@@ -3,6 +3,8 @@ read from an installation whose cameras saw these people, with nothing but camer
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,3 +72,21 @@ def log_household(config: Any, data: Any, people: np.ndarray, now: float) -> int
     finally:
         log.close()
     return count
+
+
+def household_install(folder: Path, models_dir: Path, clip: Path, data: Any, adapt: str) -> tuple[Path, Any]:
+    """An installation in `folder` whose one camera (`street`) plays `clip` live, looped, and whose
+    sighting log already holds 16 reid/train people's tracks (32, with kept crops): what a daemon and
+    `camd adapt` beside it work on. `adapt`: the config's adapt block, inline YAML. Returns the config
+    file and the loaded config."""
+    from camd.config.loader import load_config
+
+    config_file = folder / "camd.yaml"
+    config_file.write_text(
+        f"state_dir: {folder / 'state'}\nmodels_dir: {models_dir.resolve()}\nmqtt: {{enabled: false}}\n"
+        f"adapt: {adapt}\n"
+        f"cameras:\n  street: {{url: {clip.resolve()}, loop: true, realtime: true}}\n"
+    )
+    config = load_config(config_file)
+    log_household(config, data, np.unique(data.query_ids)[:16], time.time())
+    return config_file, config
