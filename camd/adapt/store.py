@@ -233,6 +233,7 @@ def calibration_from_dict(value: dict[str, Any]) -> BodyCalibration:
         stranger_margin={k: float(v) for k, v in value["stranger_margin"].items()},  # type: ignore[misc]
         colour_half=None if value.get("colour_half") is None else dict(value["colour_half"]),
         clothing_colour=dict(value["clothing_colour"]),
-        false_merge_rate=value.get("false_merge_rate", 0.01),
         measured_on=str(value.get("measured_on", "")),
+        # Records written before the stranger-link rule took its merge rate from the dataclass's default.
+        **({"false_merge_rate": value["false_merge_rate"]} if "false_merge_rate" in value else {}),
     )
