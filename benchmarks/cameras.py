@@ -37,6 +37,7 @@ passage at the same moment; `--targets` reports both).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import statistics
@@ -44,6 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -335,14 +337,20 @@ def rotated(clip: Path, first: int) -> Path:
     target = clip.with_name(f"{clip.stem}-from{first}{clip.suffix}")
     if target.exists():
         return target
-    with av.open(str(clip)) as reader:
-        frames = [frame.to_ndarray(format="bgr24") for frame in reader.decode(video=0)]
-    height, width = frames[0].shape[:2]
+    def frames(start: int, stop: int | None) -> Iterator[np.ndarray]:
+        """Decoded one at a time (the whole clip is ~800 MB of pixels)."""
+        with av.open(str(clip)) as reader:
+            for frame in itertools.islice(reader.decode(video=0), start, stop):
+                yield frame.to_ndarray(format="bgr24")
+
     with av.open(str(target), mode="w") as writer:
-        stream = _add_video_stream(writer, HOME_FPS, (width, height), 10)
-        for index, image in enumerate(frames[first:] + frames[:first]):
+        stream = None
+        for index, image in enumerate(itertools.chain(frames(first, None), frames(0, first))):
+            if stream is None:
+                stream = _add_video_stream(writer, HOME_FPS, (image.shape[1], image.shape[0]), 10)
             _encode(writer, stream, image, index)
-        writer.mux(stream.encode(None))
+        if stream is not None:
+            writer.mux(stream.encode(None))
     return target
 
 
