@@ -61,23 +61,36 @@ def _split(regions: Sequence[Box], tile: int) -> list[Box]:
     return parts
 
 
+def _tile_around(region: Box, side: float, width: int, height: int) -> Box:
+    size_x, size_y = min(side, width), min(side, height)
+    cx, cy = (region[0] + region[2]) / 2, (region[1] + region[3]) / 2
+    x1 = int(min(max(0, cx - size_x / 2), width - size_x))
+    y1 = int(min(max(0, cy - size_y / 2), height - size_y))
+    return (float(x1), float(y1), float(x1 + size_x), float(y1 + size_y))
+
+
 def tiles_for(regions: Sequence[Box], width: int, height: int, tile: int, max_tiles: int) -> list[Box]:
-    """Square tiles (clipped to the frame) centred on the regions, each about TILE_PER_REGION times
-    its region's size (at least MIN_TILE, at most `tile`): the detector enlarges the tile to its
-    300x300 input, so a 50 px walker reaches the size the SSD finds people at. A region already
-    inside a tile needs none of its own."""
+    """Square tiles (clipped to the frame), one candidate centred on each region, TILE_PER_REGION times
+    its longer side (at least MIN_TILE, at most `tile`): the detector enlarges the tile to its 300x300
+    input, so a 50 px walker reaches the size the SSD finds people at. Picked greedily: first the
+    candidate holding the most regions not yet in a tile (the larger region on a tie), until every
+    region is in a tile or `max_tiles` are picked (in a crowd a tile over a cluster of far walkers
+    finds more than one over the largest blob). A region is in a tile when 99% of it is inside."""
+    candidates = [
+        _tile_around(
+            r, max(MIN_TILE, min(tile, TILE_PER_REGION * max(r[2] - r[0], r[3] - r[1]))), width, height
+        )
+        for r in regions
+    ]
+    holds = [
+        {i for i, r in enumerate(regions) if _inside(r, t) >= 0.99} | {k} for k, t in enumerate(candidates)
+    ]
+    left = set(range(len(regions)))
     tiles: list[Box] = []
-    for region in regions:
-        if any(_inside(region, t) >= 0.99 for t in tiles):
-            continue
-        if len(tiles) >= max_tiles:
-            break
-        side = max(MIN_TILE, min(tile, TILE_PER_REGION * max(region[2] - region[0], region[3] - region[1])))
-        size_x, size_y = min(side, width), min(side, height)
-        cx, cy = (region[0] + region[2]) / 2, (region[1] + region[3]) / 2
-        x1 = int(min(max(0, cx - size_x / 2), width - size_x))
-        y1 = int(min(max(0, cy - size_y / 2), height - size_y))
-        tiles.append((float(x1), float(y1), float(x1 + size_x), float(y1 + size_y)))
+    while left and len(tiles) < max_tiles:
+        best = max(sorted(left), key=lambda k: (len(holds[k] & left), -k))  # regions come largest first
+        tiles.append(candidates[best])
+        left -= holds[best]
     return tiles
 
 
