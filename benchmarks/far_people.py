@@ -1,6 +1,7 @@
 """Recall by person height, before and after the far-people pass, and what the pass costs.
 
-    .venv/bin/python benchmarks/far_people.py --models-dir var/models [--json]
+    .venv/bin/python benchmarks/far_people.py --models-dir var/models [--frames odd] [--diagnose [--oracle]]
+        [--far-from FILE] [--variant NAME:key=value,...] [--truth-cache FILE] [--json]
 
 Clips (../shared/data): walking (1280x720, an overhead concourse, people about 50-150 px tall) as it
 is, and the same footage as a far view: each frame shrunk to `--far-scale` of its size in the middle of
@@ -13,14 +14,27 @@ native resolution, as overlapping 640x640 tiles plus the whole frame, merged by 
 boxes mapped into the far view by the same scale. A truth box is recalled when a person detection
 >= the person min_score (0.5) overlaps it at IoU >= 0.4 (small boxes are loose). Extra: person
 detections >= 0.5 that overlap no truth box. Cost: detector ms per frame, with and without the pass.
+
+Measured side by side on the same frames: the plain pass, camd's far pass (regions from the default
+motion.frame_width 160), the same with motion.frame_width 320 (the setting advised for a camera looking
+far away), `--variant`s (FarConfig fields, and motion_width) and `--far-from` another revision's far.py.
+`--frames even|odd` scores half the sampled frames (motion still runs on all): choose parameters on
+one half, report on the other. `--diagnose` tells where the people the plain pass misses are lost:
+no motion region over them, their region judged explained by an overlapping detection, their tile
+beyond max_tiles, tiled but missed; and the best person score near each truth box (is it just under
+the 0.5 bar?). `--oracle` adds tiles centred on the truth boxes themselves: the detector's ceiling at
+each tile size.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +44,9 @@ import numpy as np
 from camd.config.schema import DetectorConfig, FarConfig, MotionConfig
 from camd.geometry import iou
 from camd.types import Box, Detection
+from camd.vision import far
 from camd.vision.detector import create_detector
-from camd.vision.far import far_pass
+from camd.vision.far import _inside, _split, _tile_around, tiles_for, unexplained_regions
 from camd.vision.motion import MotionDetector
 from camd.vision.offline import clip_frames
 
@@ -40,6 +55,7 @@ SHARED = REPO.parent / "shared" / "data"
 HEIGHT_BINS = [(0, 40), (40, 60), (60, 90), (90, 150), (150, 10_000)]
 PERSON_MIN_SCORE = 0.5
 MATCH_IOU = 0.4
+FAR_VIEW_MOTION_WIDTH = 320  # motion.frame_width a far-looking camera is advised to set
 TILE = 640
 
 
@@ -95,42 +111,190 @@ def score(truth: list[list[Box]], found: list[list[Detection]]) -> dict[str, Any
     }
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One far pass to measure: its config, the motion detector's frame_width its regions come from,
+    and the far_pass function (camd's own, or another revision's, `--far-from`)."""
+
+    config: FarConfig
+    motion_width: int = MotionConfig().frame_width
+    far_pass: Callable[..., list[Detection]] = far.far_pass
+
+
 def run(
-    frames: list[np.ndarray], truths: list[list[Box]], scale: float, detector: Any, config: FarConfig
+    frames: list[np.ndarray],
+    truths: list[list[Box]],
+    scale: float,
+    detector: Any,
+    variants: dict[str, Variant],
+    keep: Callable[[int], bool],
+    diagnosis: bool = False,
+    oracle: bool = False,
 ) -> dict[str, Any]:
-    motion = MotionDetector(MotionConfig())
-    truth: list[list[Box]] = []
-    plain: list[list[Detection]] = []
-    far: list[list[Detection]] = []
-    plain_ms: list[float] = []
-    far_ms: list[float] = []
-    tiles = 0
-    for image, boxes in zip(frames, truths, strict=True):
+    """Motion runs on every frame in order (one motion detector per frame_width); the frames `keep(index)`
+    accepts are detected and scored: the plain pass, then each far-pass variant on the same detections,
+    timed side by side."""
+    motions = {
+        v.motion_width: MotionDetector(MotionConfig(frame_width=v.motion_width)) for v in variants.values()
+    }
+    views: list[dict[str, Any]] = []
+    ms: dict[str, list[float]] = {"plain": [], **{name: [] for name in variants}}
+    tiles = dict.fromkeys(variants, 0)
+    for index, (image, boxes) in enumerate(zip(frames, truths, strict=True)):
         if scale != 1.0:
             image, ox, oy = far_view(image, scale)
             boxes = [
                 (b[0] * scale + ox, b[1] * scale + oy, b[2] * scale + ox, b[3] * scale + oy) for b in boxes
             ]
-        regions = [tuple(float(v) for v in r) for r in motion.update(image).boxes]
+        regions = {
+            width: [tuple(float(v) for v in r) for r in motion.update(image).boxes]
+            for width, motion in motions.items()
+        }
+        if not keep(index):
+            continue
         started = time.perf_counter()
         detections = detector.detect(image)
-        plain_ms.append((time.perf_counter() - started) * 1000.0)
-        more = far_pass(detector, image, detections, regions, config)  # type: ignore[arg-type]
-        far_ms.append((time.perf_counter() - started) * 1000.0)
-        tiles += more is not detections
-        truth.append(boxes)
-        plain.append(detections)
-        far.append(more)
-    return {
-        "frames": len(truth),
+        plain_ms = (time.perf_counter() - started) * 1000.0
+        ms["plain"].append(plain_ms)
+        view: dict[str, Any] = {"image": image, "truth": boxes, "plain": detections}
+        for name, variant in variants.items():
+            started = time.perf_counter()
+            more = variant.far_pass(
+                detector, image, detections, regions[variant.motion_width], variant.config
+            )
+            ms[name].append(plain_ms + (time.perf_counter() - started) * 1000.0)
+            tiles[name] += more is not detections
+            view[name] = more
+            view[f"{name} regions"] = regions[variant.motion_width]
+        views.append(view)
+    report: dict[str, Any] = {
+        "frames": len(views),
         "frame": f"{image.shape[1]}x{image.shape[0]}",
         "scale": scale,
-        "before": score(truth, plain),
-        "after": score(truth, far),
+        "plain": score([v["truth"] for v in views], [v["plain"] for v in views]),
+        "detector_ms_mean": {name: float(np.mean(v)) for name, v in ms.items()},
         "frames_with_far_tiles": tiles,
-        "detector_ms_mean_before": float(np.mean(plain_ms)),
-        "detector_ms_mean_after": float(np.mean(far_ms)),
     }
+    for name in variants:
+        report[name] = score([v["truth"] for v in views], [v[name] for v in views])
+    if diagnosis:
+        report["diagnosis"] = {
+            name: diagnose(
+                [{**v, "far": v[name], "regions": v[f"{name} regions"]} for v in views],
+                detector,
+                variant.config,
+                oracle and i == 0,
+            )
+            for i, (name, variant) in enumerate(variants.items())
+        }
+    return report
+
+
+ORACLE_SIDES = (96, 128, 160, 224, 320)
+ORACLE_PER_HEIGHT = (1.5, 2.0, 2.5, 3.0)
+SCORE_BINS = ((0.0, 0.25, "none"), (0.25, 0.35, "0.25-0.35"), (0.35, 0.5, "0.35-0.5"), (0.5, 1.01, ">=0.5"))
+
+
+def _height_key(box: Box) -> str:
+    height = box[3] - box[1]
+    return next(f"{lo}-{hi if hi < 10_000 else ''}" for lo, hi in HEIGHT_BINS if lo <= height < hi)
+
+
+def _best_score(detections: list[Detection], box: Box) -> float:
+    """The highest person score (any, down to the detector's floor) overlapping `box` at MATCH_IOU."""
+    return max(
+        (d.score for d in detections if d.label == "person" and iou(d.box, box) >= MATCH_IOU), default=0.0
+    )
+
+
+def _detect_in(detector: Any, image: np.ndarray, tile: Box) -> list[Detection]:
+    tx1, ty1, tx2, ty2 = (int(v) for v in tile)
+    crop = np.ascontiguousarray(image[ty1:ty2, tx1:tx2])
+    return [
+        Detection(d.label, d.score, (d.box[0] + tx1, d.box[1] + ty1, d.box[2] + tx1, d.box[3] + ty1))
+        for d in detector.detect(crop)
+    ]
+
+
+def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, oracle: bool) -> dict[str, Any]:
+    """Where the truth boxes the plain pass misses are lost. Per height bin: the fate of each missed box
+    (no motion region over it; its region judged explained by a detection; its tile beyond max_tiles;
+    no tile over it; tiled but the detector missed it), and the best person score near every truth box
+    (plain pass and far pass). With `oracle`: a tile centred on the truth box itself, at the far pass's
+    own sizing rule and at fixed sides, is the detector's ceiling at that enlargement."""
+    fates: dict[str, dict[str, int]] = {}
+    scores: dict[str, dict[str, dict[str, int]]] = {"plain": {}, "far": {}}
+    tiled_enlargement: dict[str, list[float]] = {}
+    part_over_truth: dict[str, list[float]] = {}
+    oracles: dict[str, dict[str, list[int]]] = {}
+    regions_per_frame: list[int] = []
+    unexplained_per_frame: list[int] = []
+    for view in views:
+        image, truth, regions = view["image"], view["truth"], view["regions"]
+        plain, far = view["plain"], view["far"]
+        height, width = image.shape[:2]
+        todo = unexplained_regions(regions, plain, config.tile)
+        regions_per_frame.append(len(regions))
+        unexplained_per_frame.append(len(todo))
+        used = tiles_for(todo, width, height, config.tile, config.max_tiles)
+        every = tiles_for(todo, width, height, config.tile, 10_000)
+        parts = _split(regions, config.tile)
+        for box in truth:
+            key = _height_key(box)
+            for stage, found in (("plain", plain), ("far", far)):
+                best = _best_score(found, box)
+                name = next(n for lo, hi, n in SCORE_BINS if lo <= best < hi)
+                row = scores[stage].setdefault(key, {n: 0 for _, _, n in SCORE_BINS})
+                row[name] += 1
+            if oracle:
+                row_o = oracles.setdefault(key, {})
+                for label, side in [*((f"{f}x height", f * (box[3] - box[1])) for f in ORACLE_PER_HEIGHT),
+                                    *((f"{s} px", float(s)) for s in ORACLE_SIDES)]:  # fmt: skip
+                    hit = _best_score(
+                        _detect_in(detector, image, _tile_around(box, side, width, height)), box
+                    )
+                    row_o.setdefault(label, [0, 0])
+                    row_o[label][0] += hit >= PERSON_MIN_SCORE
+                    row_o[label][1] += 1
+            if _best_score(plain, box) >= PERSON_MIN_SCORE:
+                fate = "plain pass finds it"
+            elif not any(_inside(box, r) >= 0.5 for r in regions):
+                fate = "no motion region"
+            elif not any(_inside(box, r) > 0 for r in todo):
+                fate = "region explained by a detection"
+            elif any(_inside(box, t) >= 0.9 for t in used):
+                fate = (
+                    "tiled, detector misses" if _best_score(far, box) < PERSON_MIN_SCORE else "tiled, found"
+                )
+                side = max(t[2] - t[0] for t in used if _inside(box, t) >= 0.9)
+                tiled_enlargement.setdefault(key, []).append(300.0 / side * (box[3] - box[1]))
+            elif any(_inside(box, t) >= 0.9 for t in every):
+                fate = "beyond max_tiles"
+            else:
+                fate = "no tile holds it whole"
+            if fate not in ("plain pass finds it", "no motion region"):
+                over = [p for p in parts if _inside(box, p) > 0]
+                if over:
+                    biggest = max(max(p[2] - p[0], p[3] - p[1]) for p in over)
+                    part_over_truth.setdefault(key, []).append(biggest / (box[3] - box[1]))
+            fates.setdefault(key, {})
+            fates[key][fate] = fates[key].get(fate, 0) + 1
+    out: dict[str, Any] = {
+        "fate_by_height": fates,
+        "best_person_score_by_height": scores,
+        "regions_per_frame_mean": float(np.mean(regions_per_frame)) if regions_per_frame else 0.0,
+        "unexplained_per_frame_mean": float(np.mean(unexplained_per_frame)) if unexplained_per_frame else 0.0,
+        "tiled_person_px_in_input_median": {k: float(np.median(v)) for k, v in tiled_enlargement.items()},
+        "region_part_side_over_person_height_median": {
+            k: float(np.median(v)) for k, v in part_over_truth.items()
+        },
+    }
+    if oracle:
+        out["oracle_recall_by_height"] = {
+            k: {label: f"{v[0]}/{v[1]} ({v[0] / v[1]:.0%})" for label, v in row.items()}
+            for k, row in oracles.items()
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +303,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--far-scale", type=float, default=0.5)
     parser.add_argument("--max-frames", type=int, default=60)
     parser.add_argument("--max-tiles", type=int, default=FarConfig().max_tiles)
+    parser.add_argument(
+        "--frames", choices=("all", "even", "odd"), default="all",
+        help="sampled frames scored (motion runs on all): choose parameters on one half, report on the other",
+    )  # fmt: skip
+    parser.add_argument("--diagnose", action="store_true", help="where the missed people are lost")
+    parser.add_argument(
+        "--oracle", action="store_true", help="with --diagnose: tiles centred on the truth boxes"
+    )
+    parser.add_argument(
+        "--variant", action="append", default=[],
+        help="NAME:key=value,... another far pass: FarConfig fields, and motion_width (motion.frame_width)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--far-from", type=Path, default=None,
+        help="another revision's far.py (git show REV:camd/vision/far.py > FILE), measured beside this one",
+    )  # fmt: skip
     parser.add_argument("--truth-cache", type=Path, default=None, help="a JSON file: truth boxes, kept")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -147,35 +327,57 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs the shared clips in {SHARED}", file=sys.stderr)
         return 2
     detector = create_detector(DetectorConfig(), args.models_dir)
-    yolo = create_detector(DetectorConfig(backend="yolo"), args.models_dir)
     config = FarConfig(max_tiles=args.max_tiles)
+    variants: dict[str, Variant] = {}
+    if args.far_from is not None:
+        spec = importlib.util.spec_from_file_location("far_from", args.far_from)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        variants["far (--far-from)"] = Variant(config, far_pass=module.far_pass)
+    variants["far"] = Variant(config)
+    variants["far, motion 320"] = Variant(config, motion_width=FAR_VIEW_MOTION_WIDTH)
+    for spec_text in args.variant:  # NAME:key=value,key=value (choosing parameters)
+        name, _, pairs = spec_text.partition(":")
+        update = {k: json.loads(v) for k, v in (pair.split("=") for pair in pairs.split(",") if pair)}
+        width = update.pop("motion_width", MotionConfig().frame_width)
+        variants[name] = Variant(FarConfig(**{**config.model_dump(), **update}), motion_width=width)
     frames = [f.image for f in clip_frames(str(clip), detect_fps=5.0, max_frames=args.max_frames)]
     cache = args.truth_cache
     if cache is not None and cache.is_file():
         truths = [[tuple(b) for b in boxes] for boxes in json.loads(cache.read_text())]
     else:
+        yolo = create_detector(DetectorConfig(backend="yolo"), args.models_dir)
         truths = [truth_boxes(yolo, image) for image in frames]
         if cache is not None:
             cache.write_text(json.dumps(truths))
+    keep = {"all": lambda i: True, "even": lambda i: i % 2 == 0, "odd": lambda i: i % 2 == 1}[args.frames]
     report = {
-        "far_config": config.model_dump(),
-        "walking": run(frames, truths, 1.0, detector, config),
-        "walking_far_view": run(frames, truths, args.far_scale, detector, config),
+        "variants": {
+            name: {**v.config.model_dump(), "motion_width": v.motion_width} for name, v in variants.items()
+        },
+        "scored_frames": args.frames,
+        "walking": run(frames, truths, 1.0, detector, variants, keep),
+        "walking_far_view": run(
+            frames, truths, args.far_scale, detector, variants, keep, args.diagnose, args.oracle
+        ),
     }
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     for name in ("walking", "walking_far_view"):
         r = report[name]
-        print(f"{name} ({r['frame']}, scale {r['scale']}, {r['frames']} frames, far tiles on "
-              f"{r['frames_with_far_tiles']}): detector {r['detector_ms_mean_before']:.1f} -> "
-              f"{r['detector_ms_mean_after']:.1f} ms/frame")  # fmt: skip
-        for stage in ("before", "after"):
+        cost = ", ".join(f"{k} {v:.1f}" for k, v in r["detector_ms_mean"].items())
+        print(f"{name} ({r['frame']}, scale {r['scale']}, {r['frames']} {args.frames} frames, far tiles on "
+              f"{r['frames_with_far_tiles']}): detector ms/frame: {cost}")  # fmt: skip
+        for stage in ("plain", *variants):
             s = r[stage]
             bins = "  ".join(
                 f"{k}px {v['found']}/{v['truth']}" for k, v in s["recall_by_height"].items() if v["truth"]
             )
-            print(f"  {stage:<6} recall {s['recall']:.3f} ({bins}), extra {s['extra']}")
+            print(f"  {stage:<30} recall {s['recall']:.3f} ({bins}), extra {s['extra']}")
+        if "diagnosis" in r:
+            print(json.dumps(r["diagnosis"], indent=1))
     return 0
 
 
