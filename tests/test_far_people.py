@@ -3,6 +3,7 @@
 The walker is real: the most confident person of a vtest frame, cut out and scaled to 60 px tall, in
 a 1280x720 frame (the vtest scene enlarged and blurred behind him: nothing else there is a person).
 The moving region comes from camd's own motion detector, fed the frame without him, then with him.
+At 40 px he makes a moving region only with the far-camera motion setting (frame_width 320).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ AT = (900, 500)
 # A 60x25 px walker is 0.16% of a 1280x720 frame: under the gate's default min_area (0.2%). A camera
 # looking far away needs a lower one (docs/performance.md); the pass itself needs only the region.
 FAR_VIEW_MOTION = MotionConfig(min_area=0.0003)
+# What docs/performance.md advises for a camera looking far away: motion measured on a 320 px wide
+# copy (at 160 a walker under ~50 px is blurred away) and a smaller min_area (a 40 px walker changes
+# ~0.02% of the frame).
+FAR_CAMERA_MOTION = MotionConfig(min_area=0.0001, frame_width=320)
 
 
 def people(detections: list[Detection], truth: Box, min_score: float = 0.5) -> list[Detection]:
@@ -37,24 +42,38 @@ def people(detections: list[Detection], truth: Box, min_score: float = 0.5) -> l
 
 
 @pytest.fixture(scope="module")
-def far_walker(models_dir: Path) -> tuple[np.ndarray, Box, list[Box]]:
+def vtest_walker(models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(vtest's first frame, its most confident person cut out)."""
     frame = next(itertools.islice(clip_frames(str(shared_data("video/vtest.avi"))), 0, None)).image
     reference = create_detector(DetectorConfig(runtime="opencv"), models_dir)
     person = max((d for d in reference.detect(frame) if d.label == "person"), key=lambda d: d.score)
     assert person.score >= 0.8
     x1, y1, x2, y2 = (int(v) for v in person.box)
-    crop = frame[y1:y2, x1:x2]
-    width = max(1, round(crop.shape[1] * WALKER_PX / crop.shape[0]))
-    small = cv2.resize(crop, (width, WALKER_PX), interpolation=cv2.INTER_AREA)
+    return frame, frame[y1:y2, x1:x2]
+
+
+def place(
+    vtest_walker: tuple[np.ndarray, np.ndarray], walker_px: int, motion: MotionConfig = FAR_VIEW_MOTION
+) -> tuple[np.ndarray, Box, list[Box]]:
+    """The walker scaled to `walker_px` tall at AT in a 1280x720 frame, his box, and the moving regions
+    camd's motion detector (`motion`) finds after the frame without him."""
+    frame, crop = vtest_walker
+    width = max(1, round(crop.shape[1] * walker_px / crop.shape[0]))
+    small = cv2.resize(crop, (width, walker_px), interpolation=cv2.INTER_AREA)
     background = cv2.GaussianBlur(cv2.resize(frame, (1280, 720)), (0, 0), 3)
     image = background.copy()
     x, y = AT
-    image[y : y + WALKER_PX, x : x + width] = small
-    motion = MotionDetector(FAR_VIEW_MOTION)
+    image[y : y + walker_px, x : x + width] = small
+    detector = MotionDetector(motion)
     for _ in range(3):
-        motion.update(background)
-    regions = [tuple(float(v) for v in r) for r in motion.update(image).boxes]
-    return image, (x, y, x + width, y + WALKER_PX), regions  # type: ignore[return-value]
+        detector.update(background)
+    regions = [tuple(float(v) for v in r) for r in detector.update(image).boxes]
+    return image, (x, y, x + width, y + walker_px), regions  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def far_walker(vtest_walker: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, Box, list[Box]]:
+    return place(vtest_walker, WALKER_PX)
 
 
 @pytest.mark.shared_data
@@ -107,3 +126,37 @@ def test_regions_explained_by_a_detection_or_too_big_get_no_tile() -> None:
     assert edge == [(1152.0, 592.0, 1280.0, 720.0)]
     many = [(float(x), 10.0, float(x + 20), 60.0) for x in range(0, 1200, 200)]
     assert len(tiles_for(many, 1280, 720, tile=320, max_tiles=2)) == 2
+
+
+@pytest.mark.shared_data
+def test_a_40px_walker_needs_the_far_camera_motion_setting(
+    models_dir: Path, vtest_walker: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """At motion.frame_width 160 a 40 px walker makes no moving region at all (nothing for the far pass
+    to look at); with the far-camera setting he does, and the far pass finds him."""
+    detector = create_detector(DetectorConfig(), models_dir)
+    image, truth, regions = place(vtest_walker, 40, MotionConfig(min_area=0.0001))
+    assert regions == []
+    image, truth, regions = place(vtest_walker, 40, FAR_CAMERA_MOTION)
+    assert any(iou(r, truth) > 0.3 for r in regions), regions
+    plain = detector.detect(image)
+    assert people(plain, truth) == []
+    assert len(people(far_pass(detector, image, plain, regions, FarConfig()), truth)) == 1
+
+
+def test_tiles_are_picked_to_cover_the_most_regions() -> None:
+    """Three far walkers close together and one large blob elsewhere, one tile to spend: it goes where
+    it covers three regions, not over the largest one (the order before); with more tiles, each
+    region is in one."""
+    cluster: list[Box] = [
+        (400.0, 300.0, 420.0, 340.0),
+        (430.0, 300.0, 450.0, 340.0),
+        (460.0, 305.0, 478.0, 340.0),
+    ]
+    big: Box = (900.0, 100.0, 960.0, 200.0)
+    regions = [big, *cluster]  # largest first, as unexplained_regions gives them
+    (tile,) = tiles_for(regions, 1280, 720, tile=320, max_tiles=1)
+    assert all(r[0] >= tile[0] and r[2] <= tile[2] and r[1] >= tile[1] and r[3] <= tile[3] for r in cluster)
+    both = tiles_for(regions, 1280, 720, tile=320, max_tiles=2)
+    assert len(both) == 2 and both[0] == tile and both[1][0] <= big[0] and both[1][2] >= big[2]
+    assert len(tiles_for(regions, 1280, 720, tile=320, max_tiles=5)) == 2  # every region is in a tile
