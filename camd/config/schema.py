@@ -241,7 +241,10 @@ class FarConfig(Strict):
     """The far-people pass. enabled: look again, at native resolution, at moving regions the first
     pass explained with no detection (people too small for the 300x300 SSD). min_height: frames
     smaller than this gain nothing (the first pass already sees them near native size). tile: the
-    square crop (frame pixels) each region is looked at in; max_tiles bounds the cost per frame."""
+    square crop (frame pixels) each region is looked at in; max_tiles bounds the cost per frame (tiles
+    go where each covers the most unexplained regions). The pass sees only what the motion gate sees:
+    a camera looking far away needs motion.frame_width 320 and a lower motion.min_area (0.0001), or
+    walkers under ~50 px make no moving region at all (docs/performance.md)."""
 
     enabled: bool = True
     min_height: Annotated[int, Field(ge=0)] = 480
