@@ -34,6 +34,7 @@ from camd.vision.flow import BoxFlow
 from camd.vision.gate import GateFeedback
 from camd.vision.motion import MotionGate
 from camd.vision.pool import InferencePool, LaneItem, SharedDetector
+from camd.vision.scenecut import SceneCuts
 from camd.vision.tracker import ObjectTracker
 
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ class CameraPipeline:
         # Between detections, tracked boxes follow the picture (optical flow), see camd/vision/flow.py.
         flow = BoxFlow() if camera.motion.enabled and camera.motion.follow else None
         tracks = CameraTracks(self.track_events, self.identity)
-        self.frames = CameraFrames(tracks, self.tracker, objects, self.feedback, flow, self.main)
+        cuts = SceneCuts(config.tracker.scene_cut) if config.tracker.scene_cut > 0 else None
+        self.frames = CameraFrames(tracks, self.tracker, objects, self.feedback, flow, self.main, cuts)
         drop_oldest = self.source.drops_when_behind
         self.lane = self.pool.lane(name, config.detector.queue_frames, drop_oldest=drop_oldest)
         self.stats = CameraStats(lane=self.lane, main=self.main)

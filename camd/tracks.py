@@ -20,6 +20,7 @@ from camd.types import Box, Detection, Frame, IdentityDecision, TrackedObject, T
 from camd.vision.detector import filter_detections
 from camd.vision.flow import BoxFlow
 from camd.vision.gate import GateFeedback
+from camd.vision.scenecut import SceneCuts
 from camd.vision.tracker import ObjectTracker
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ class CameraFrames:
     A frame the detector answered for: its detections through the camera's object filters and the
     tracker. A frame it skipped: the boxes it last found carried along by optical flow (when the
     camera follows motion). Identity is shown the main stream's frame when the camera has one. After
-    each, the gate learns where the tracks are heading (GateFeedback)."""
+    each, the gate learns where the tracks are heading (GateFeedback). A shot cut (SceneCuts) between
+    two detected frames ends every open track first."""
 
     def __init__(
         self,
@@ -80,9 +82,10 @@ class CameraFrames:
         feedback: GateFeedback,
         flow: BoxFlow | None = None,
         main: MainStream | None = None,
+        cuts: SceneCuts | None = None,
     ) -> None:
         self.tracks, self.tracker, self.objects = tracks, tracker, objects
-        self.feedback, self.flow, self.main = feedback, flow, main
+        self.feedback, self.flow, self.main, self.cuts = feedback, flow, main, cuts
         self._followed: dict[int, Detection] = {}  # the last detected frame's detections, by index
         self._last_detect_at: float | None = None
 
@@ -90,9 +93,13 @@ class CameraFrames:
         self, frame: Frame, detections: list[Detection]
     ) -> tuple[list[TrackEvent], list[TrackedObject]]:
         """A frame the detector answered for: its events, and the tracked objects identity looks at next."""
+        events: list[TrackEvent] = []
+        if self.cuts is not None and self.cuts.cut(frame.image):
+            events += self.tracks.finish()  # nobody walks from one shot into the next
+            self.tracker.reset()
         detections = filter_detections(detections, self.objects)
         tracked = self.tracker.update(detections, frame.timestamp)
-        events = self.tracks.update(tracked, frame)
+        events += self.tracks.update(tracked, frame)
         if self.flow is not None:  # all of them: a new track needs several frames to be confirmed
             self._followed = dict(enumerate(detections))
             self.flow.reset(frame.image, {i: det.box for i, det in self._followed.items()})

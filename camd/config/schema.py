@@ -307,11 +307,14 @@ class DetectorConfig(Strict):
 
 class TrackerConfig(Strict):
     """ByteTrack. lost_track_s keeps a track through missed detections: longer survives
-    occlusions but may hand an id to the next person walking the same path."""
+    occlusions but may hand an id to the next person walking the same path. scene_cut: the content
+    score (PySceneDetect's, mean HSV change 0-255 between detected frames) at which the picture is a
+    new shot and every open track ends (camd/vision/scenecut.py); 0 turns it off."""
 
     lost_track_s: Annotated[float, Field(gt=0.0)] = 2.0
     min_hits: Annotated[int, Field(ge=1)] = 2
     match_iou: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    scene_cut: Annotated[float, Field(ge=0.0, le=255.0)] = 45.0
 
 
 class EventsConfig(Strict):

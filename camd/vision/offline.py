@@ -23,6 +23,7 @@ from camd.config import CameraConfig, Config, ObjectsConfig
 from camd.sources.stream import CameraSource, resolve_target
 from camd.types import Detection, Frame, TrackedObject
 from camd.vision.detector import Detector, create_detector, filter_detections
+from camd.vision.scenecut import SceneCuts
 from camd.vision.tracker import ObjectTracker
 
 MAX_FPS = 30.0  # a camera's detect_fps bound: higher-rate clips are sampled down to it
@@ -107,10 +108,17 @@ def clip_frames(
 
 
 def tracked_frames(
-    frames: Iterable[Frame], detector: Detector, objects: ObjectsConfig, tracker: ObjectTracker
+    frames: Iterable[Frame],
+    detector: Detector,
+    objects: ObjectsConfig,
+    tracker: ObjectTracker,
+    cuts: SceneCuts | None = None,
 ) -> Iterator[TrackedFrame]:
-    """Each frame detected, filtered by `objects` (labels, min_area) and tracked."""
+    """Each frame detected, filtered by `objects` (labels, min_area) and tracked; a shot cut starts
+    every track afresh, as in the daemon (camd/tracks.py)."""
     for frame in frames:
+        if cuts is not None and cuts.cut(frame.image):
+            tracker.reset()
         detections = filter_detections(detector.detect(frame.image), objects)
         yield TrackedFrame(frame, tuple(detections), tuple(tracker.update(detections, frame.timestamp)))
 
@@ -138,4 +146,5 @@ def daemon_view(
     detector = detector or create_detector(config.detector, config.models_path)
     frames = clip_frames(clip, detect_fps, start_s, end_s, progress=progress)
     tracker = ObjectTracker.for_objects(config.tracker, objects, fps=detect_fps)
-    return tracked_frames(frames, detector, objects, tracker)
+    cuts = SceneCuts(config.tracker.scene_cut) if config.tracker.scene_cut > 0 else None
+    return tracked_frames(frames, detector, objects, tracker, cuts)

@@ -48,6 +48,11 @@ class ObjectTracker:
             )
         return self._trackers[group]
 
+    def reset(self) -> None:
+        """Forget every track (a shot cut): the next boxes start new tracks, with new ids."""
+        self._trackers.clear()
+        self._ids.clear()
+
     def update(self, detections: list[Detection], timestamp: float) -> list[TrackedObject]:
         """Feed every group each frame (also with no detections) so lost tracks age out in time."""
         by_group: dict[str, list[Detection]] = {"person": [], "vehicle": []}
