@@ -20,6 +20,9 @@ from camd.types import Box
 # The head sits in the top part of a standing person's box; a little more than the head is searched so a
 # bent or slightly cut-off head is still found.
 HEAD_FRACTION = 0.30
+# A box the frame's bottom edge cuts may hold only the upper body (a close-up), where the head takes
+# a larger share of it: searched when the standing person's region holds no face.
+CUT_OFF_HEAD_FRACTION = 0.5
 # dlib's HOG detector scans an 80x80 window; faces smaller than that are found only after upscaling.
 _HOG_WINDOW = 80
 
@@ -103,10 +106,22 @@ class FaceEmbedder:
 
         Returns None without running the detector when the head region is too small to hold a face of
         `min_face_px`: most sightings, so this keeps the per-frame cost near zero for distant people.
+        A box clipped at the frame's bottom edge may be a close-up (only the upper body in view, the
+        head lower in the box): when its standing-person head region holds no face, the upper half is
+        searched too. Only then: a full-length person whose feet touch the edge keeps the tight region,
+        where fewer false faces (hands, shirt patterns) compete with his own.
         """
+        height, bottom = frame.shape[0], float(person_box[3])
+        found = self._face_in_head(frame, person_box, HEAD_FRACTION)
+        if found is None and height - 2 <= bottom <= height:
+            found = self._face_in_head(frame, person_box, CUT_OFF_HEAD_FRACTION)
+        return found
+
+    def _face_in_head(self, frame: np.ndarray, person_box: Box, fraction: float) -> FaceObservation | None:
+        """The clearest face in the top `fraction` of `person_box` (a little wider and higher)."""
         x1, y1, x2, y2 = (float(v) for v in person_box)
         height, width = frame.shape[:2]
-        head_height = (y2 - y1) * HEAD_FRACTION
+        head_height = (y2 - y1) * fraction
         pad = 0.1 * (x2 - x1)
         hx1, hy1 = max(0, int(x1 - pad)), max(0, int(y1 - 0.1 * head_height))
         hx2, hy2 = min(width, int(x2 + pad)), min(height, int(y1 + head_height))
