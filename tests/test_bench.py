@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from camd.vision.detector import native_bf16
 from tests.support.broker import BrokerAddress
 from tests.support.media import transcode
 
@@ -58,8 +59,8 @@ def test_bench_json_has_every_figure(tmp_path: Path, models_dir: Path, mqtt_brok
     assert figures["stored_bytes_per_hour"] > 0, "the clip's sightings were stored"
     assert figures["stored_bytes_per_track"] > 0
     assert set(figures["targets"]) >= {"gate_speedup_at_least_3x", "latency_p95_at_most_1s"}
-    # Every SSD runtime side by side; the default is OpenVINO f32.
-    assert figures["detector_default"] == "openvino_f32"
+    # Every SSD runtime side by side; the default is OpenVINO bf16 where the CPU has it natively, else f32.
+    assert figures["detector_default"] == ("openvino_bf16" if native_bf16() else "openvino_f32")
     assert set(figures["detector_ms"]) >= {"opencv", "openvino_f32", "openvino_int8"}
     assert all(t["p95"] >= t["p50"] > 0 for t in figures["detector_ms"].values())
     assert figures["detector_speedup_vs_opencv"] > 0

@@ -25,7 +25,7 @@ from camd.modelprep.ssd_openvino import (
     prepare_ssd_openvino,
 )
 from camd.types import Detection
-from camd.vision.detector import DetectorError, create_detector, prepare_detector
+from camd.vision.detector import DetectorError, create_detector, native_bf16, prepare_detector
 from camd.vision.offline import clip_frames
 from tests.support.data import shared_data
 
@@ -75,7 +75,8 @@ def test_second_prepare_does_nothing_and_changes_are_noticed(models_dir: Path, t
 
 def test_prepare_detector_reports_what_is_ready(models_dir: Path) -> None:
     ready = prepare_detector(DetectorConfig(), models_dir)
-    assert ready.startswith("ssd on openvino (f32), ") and ready.endswith(MODEL_NAME)
+    default = "bf16" if native_bf16() else "f32"  # 'auto': bf16 only where the CPU computes it natively
+    assert ready.startswith(f"ssd on openvino ({default}), ") and ready.endswith(MODEL_NAME)
     ready = prepare_detector(DetectorConfig(precision="int8"), models_dir)
     assert ready.startswith("ssd on openvino (int8), ") and ready.endswith(MODEL_NAME)
 

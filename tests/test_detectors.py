@@ -64,7 +64,8 @@ def photos(models_dir: Path) -> dict[str, np.ndarray]:
 
 
 VARIANTS = {
-    "ssd-openvino-f32": DetectorConfig(),  # the default
+    "ssd-openvino-auto": DetectorConfig(),  # the default: bf16 where the CPU computes it natively, else f32
+    "ssd-openvino-f32": DetectorConfig(precision="f32"),
     "ssd-openvino-int8": DetectorConfig(precision="int8"),
     "ssd-opencv": DetectorConfig(runtime="opencv"),
     "yolo-openvino": DetectorConfig(backend="yolo"),

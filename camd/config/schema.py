@@ -258,9 +258,11 @@ class DetectorConfig(Strict):
 
     runtime: what runs the model. 'openvino' (the default, both backends) is the fastest here;
     'opencv' runs the SSD's whole TensorFlow graph through OpenCV DNN (needs opencv-python < 5.1);
-    'onnxruntime' runs a YOLO ONNX export. precision (OpenVINO only): 'auto' is f32 (the reference's
-    scores, 2.1x OpenCV); 'int8' (the SSD quantized once at `camd models prepare`: 6.3x, scores ~0.013
-    lower, docs/performance.md) and 'bf16' (3.9x) trade agreement for speed."""
+    'onnxruntime' runs a YOLO ONNX export. precision (OpenVINO only): 'auto' runs the SSD in bf16 where the
+    CPU computes bf16 natively (no further from the fp32 reference than a lossless re-encode of the
+    footage, 4.2x OpenCV here) and in f32 elsewhere (the reference's scores, 2.3x); 'int8' (the SSD
+    quantized once at `camd models prepare`: 6.3x, scores ~0.013 lower and noisier, docs/performance.md),
+    'f32' and 'bf16' force one."""
 
     backend: Literal["ssd", "yolo"] = "ssd"
     runtime: Literal["openvino", "opencv", "onnxruntime"] = "openvino"

@@ -12,7 +12,7 @@ these inputs; the record beside the model names the source graph's sha256, the p
 calibration frames' digest and the OpenVINO/NNCF versions, and the model files' own sha256, so a
 second prepare does nothing and a changed source or a damaged file is converted again.
 
-Precision was chosen by measurement (docs/performance.md): int8 is the default.
+Precision is chosen by measurement (docs/performance.md); `detector.precision` picks it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ backends import it without importing this factory; it is re-exported here for ca
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,10 @@ __all__ = [
 
 DEFAULT_MODELS = {"ssd": "ssd_mobilenet_v2_coco", "yolo": "yolov8s_person"}
 DEFAULT_MIN_SCORE = 0.25
-# By measurement (docs/performance.md): int8 keeps the photos' people and bus and >= 98% of the
-# reference's person boxes on real frames, at about a sixth of OpenCV DNN's time.
-# f32 for the SSD: the only precision with >= 98% agreement with the fp32 reference on real footage
-# (docs/performance.md); int8 (6.3x OpenCV, scores ~0.013 lower) and bf16 (3.9x) are a setting away.
-DEFAULT_PRECISION = {"ssd": "f32", "yolo": "f32"}
+# 'auto' for the SSD on OpenVINO: bf16 where the CPU computes it natively (OpenVINO's own choice there),
+# else f32. Measured (docs/performance.md): bf16 differs from the fp32 reference no more than a visually
+# lossless re-encode of the same footage does, at 4.2x OpenCV DNN's speed (f32 2.3x). int8 (6.3x) differs
+# more (walking: 92.3% of confident person boxes kept, against 97.7% for the re-encode): a setting away.
 
 
 def create_detector(
@@ -78,7 +78,22 @@ def prepare_detector(config: DetectorConfig, models_dir: Path, *, local: Sequenc
 
 
 def precision_of(config: DetectorConfig) -> str:
-    return DEFAULT_PRECISION[config.backend] if config.precision == "auto" else config.precision
+    if config.precision != "auto":
+        return config.precision
+    native = config.backend == "ssd" and config.runtime == "openvino" and native_bf16()
+    return "bf16" if native else "f32"
+
+
+@cache
+def native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin computes bf16 natively here (AVX512_BF16 or AMX). Elsewhere bf16
+    would be emulated, slower than f32."""
+    try:
+        import openvino as ov
+
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # no openvino, or a plugin that cannot say: the exact f32
+        return False
 
 
 def _model_files(

@@ -1,7 +1,7 @@
 """The COCO SSD MobileNetV2 through OpenVINO on the CPU: camd's default detector.
 
 The model is the frozen graph cut before TensorFlow's post-processor and converted once at prepare
-time (camd/modelprep/ssd_openvino.py), in int8 by default. Here: resize to 300x300, one inference,
+time (camd/modelprep/ssd_openvino.py), at the configured precision. Here: resize to 300x300, one inference,
 then camd's own box decoding and NMS (camd/vision/ssd.py) with camd's min_score floor.
 """
 
@@ -45,13 +45,13 @@ def compile_cpu(core: Any, model: Any, threads: int, hint: str) -> Any:
 
 
 class OpenVinoSsdDetector:
-    """precision: 'int8' (NNCF, the default), 'f32' or 'bf16' (the f32 model run in bf16)."""
+    """precision: 'f32', 'int8' (NNCF) or 'bf16' (the f32 model run in bf16)."""
 
     name = "ssd"
     runtime = "openvino"
 
     def __init__(
-        self, model_xml: Path, *, threads: int = 2, min_score: float = 0.25, precision: str = "int8"
+        self, model_xml: Path, *, threads: int = 2, min_score: float = 0.25, precision: str = "f32"
     ) -> None:
         core = openvino_core(threads)
         model_xml = Path(model_xml)
