@@ -90,7 +90,7 @@ class CameraPipeline:
         # Between detections, tracked boxes follow the picture (optical flow), see camd/vision/flow.py.
         flow = BoxFlow() if camera.motion.enabled and camera.motion.follow else None
         tracks = CameraTracks(self.track_events, self.identity)
-        cuts = SceneCuts(config.tracker.scene_cut) if config.tracker.scene_cut > 0 else None
+        cuts = SceneCuts.for_tracker(config.tracker)
         self.frames = CameraFrames(tracks, self.tracker, objects, self.feedback, flow, self.main, cuts)
         drop_oldest = self.source.drops_when_behind
         self.lane = self.pool.lane(name, config.detector.queue_frames, drop_oldest=drop_oldest)

@@ -39,9 +39,10 @@ def test_a_cut_starts_new_tracks_where_the_tracker_would_carry_one_over(models_d
     mirrored = np.ascontiguousarray(zidane[:, ::-1])  # another shot: the two men stand where the other was
     carried = track_ids(models_dir, [zidane, mirrored], cuts=None)
     assert carried[2] & carried[5], "without the cut check the tracker carries an id into the next shot"
-    ids = track_ids(models_dir, [zidane, mirrored], cuts=SceneCuts())
+    ids = track_ids(models_dir, [zidane, mirrored], cuts=SceneCuts.for_tracker(TrackerConfig()))
     before, after = set().union(*ids[:3]), set().union(*ids[3:])
     assert before and after and not before & after, ids
+    assert SceneCuts.for_tracker(TrackerConfig(scene_cut=0)) is None  # the setting that turns it off
 
 
 def test_a_shaking_camera_is_not_a_cut(models_dir: Path) -> None:

@@ -146,5 +146,4 @@ def daemon_view(
     detector = detector or create_detector(config.detector, config.models_path)
     frames = clip_frames(clip, detect_fps, start_s, end_s, progress=progress)
     tracker = ObjectTracker.for_objects(config.tracker, objects, fps=detect_fps)
-    cuts = SceneCuts(config.tracker.scene_cut) if config.tracker.scene_cut > 0 else None
-    return tracked_frames(frames, detector, objects, tracker, cuts)
+    return tracked_frames(frames, detector, objects, tracker, SceneCuts.for_tracker(config.tracker))
