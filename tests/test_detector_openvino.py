@@ -7,7 +7,11 @@ The photos (people and the bus where they are) are checked for every runtime in 
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -79,6 +83,33 @@ def test_prepare_detector_reports_what_is_ready(models_dir: Path) -> None:
     assert ready.startswith(f"ssd on openvino ({default}), ") and ready.endswith(MODEL_NAME)
     ready = prepare_detector(DetectorConfig(precision="int8"), models_dir)
     assert ready.startswith("ssd on openvino (int8), ") and ready.endswith(MODEL_NAME)
+
+
+def test_openvino_reports_nothing_to_google_analytics(models_dir: Path, tmp_path: Path) -> None:
+    """OpenVINO's telemetry would report the import and each conversion (forking a process each time)
+    and write a client id in the user's home; camd declines it. A fresh interpreter with its own home
+    builds the default detector and converts the SSD again."""
+    script = textwrap.dedent(
+        """
+        import multiprocessing, sys
+        from pathlib import Path
+        from camd.config.schema import DetectorConfig
+        from camd.modelprep.ssd_openvino import convert_cut_model
+        from camd.vision.detector import create_detector
+        create_detector(DetectorConfig(), Path(sys.argv[1]))
+        convert_cut_model(next((Path(sys.argv[1]) / "ssd_mobilenet_v2_coco").rglob("*.pb")))
+        from openvino_telemetry import Telemetry
+        print(Telemetry().consent, len(multiprocessing.active_children()))
+        """
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("CI", None)  # the telemetry's own CI switch would hide what camd does
+    done = subprocess.run([sys.executable, "-c", script, str(models_dir)], env=env, capture_output=True,
+                          text=True, timeout=300, check=True)  # fmt: skip
+    assert done.stdout.split() == ["False", "0"], done.stdout + done.stderr
+    assert not list(home.rglob("*")), "OpenVINO wrote in the user's home: " + str(list(home.rglob("*")))
 
 
 def test_input_size_other_than_the_prepared_is_a_clear_error(models_dir: Path) -> None:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from camd.assets import ensure_asset, locked, sha256_file
+from camd.vision.openvino_setup import decline_telemetry, openvino
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def prepare_ssd_openvino(
 def convert_cut_model(graph: Path) -> tuple[Any, np.ndarray]:
     """(OpenVINO model: float RGB 0..255 NHWC 300x300 -> box encodings, class scores; anchors (1917, 4))."""
     try:
-        import openvino as ov
+        ov = openvino()
         from openvino import opset13 as ops
     except ImportError as exc:
         raise SsdConversionError(
@@ -172,7 +173,7 @@ def convert_cut_model(graph: Path) -> tuple[Any, np.ndarray]:
 
 def with_uint8_bgr_input(model: Any) -> Any:
     """The model takes the resized BGR uint8 frame as is: the type cast and channel swap run inside."""
-    import openvino as ov
+    ov = openvino()
     from openvino.preprocess import ColorFormat, PrePostProcessor
 
     ppp = PrePostProcessor(model)
@@ -228,6 +229,7 @@ def mosaics(frames: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def quantize(model: Any, frames: list[np.ndarray]) -> Any:
+    decline_telemetry()  # NNCF reports usage through the same package
     try:
         import nncf
     except ImportError as exc:
@@ -243,7 +245,7 @@ def quantize(model: Any, frames: list[np.ndarray]) -> Any:
 
 
 def _save(model: Any, anchors: np.ndarray, folder: Path) -> None:
-    import openvino as ov
+    ov = openvino()
 
     ov.save_model(model, str(folder / MODEL_NAME), compress_to_fp16=False)
     np.save(folder / ANCHORS_NAME, anchors)

@@ -89,9 +89,9 @@ def native_bf16() -> bool:
     """Whether OpenVINO's CPU plugin computes bf16 natively here (AVX512_BF16 or AMX). Elsewhere bf16
     would be emulated, slower than f32."""
     try:
-        import openvino as ov
+        from camd.vision.openvino_setup import openvino
 
-        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        return "BF16" in openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except Exception:  # no openvino, or a plugin that cannot say: the exact f32
         return False
 

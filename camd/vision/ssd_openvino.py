@@ -14,13 +14,14 @@ import cv2
 import numpy as np
 
 from camd.types import Detection
+from camd.vision.openvino_setup import openvino
 from camd.vision.protocol import DetectorError, check_image
 from camd.vision.ssd import DEFAULT_INPUT_SIZE, decode
 
 
 def openvino_core(threads: int) -> Any:
     try:
-        import openvino as ov
+        ov = openvino()
     except ImportError as exc:
         raise DetectorError(
             f"detector.runtime openvino needs the openvino package ({exc}): pip install openvino, or set "
