@@ -7,7 +7,8 @@ person's track (and later his name) onto whoever stands there now. A cut ends ev
 The score is PySceneDetect's content score (mean HSV difference between the frames, 0-255), taken
 on a small copy of each detected frame. Measured on camd's footage (docs/performance.md): fixed home
 and street cameras score at most about 15 between detected frames, a handheld close-up panning fast 42,
-the stage clip's real cuts 48-56. CUT_SCORE sits between the two.
+the stage clip's real cuts 47.5-56. CUT_SCORE sits between the two. A cut found wrongly costs a new
+track id, never a wrong name.
 """
 
 from __future__ import annotations
