@@ -110,21 +110,6 @@ class Candidate:
     keypoints: np.ndarray | None
 
 
-def gather(
-    service: IdentityService,
-    evidence: TrackEvidence,
-    frame: Frame,
-    obj: TrackedObject,
-    boxes: list[Any],
-    stats: dict[str, int] | None = None,
-    pose: bool = True,
-) -> None:
-    """Add one frame of one track to its evidence (`look`, then `keep`)."""
-    stats = stats if stats is not None else {}
-    candidate = look(service, evidence, frame, obj, boxes, stats, pose)
-    keep(service, frame, [candidate] if candidate is not None else [], stats)
-
-
 def look(
     service: IdentityService,
     evidence: TrackEvidence,

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camd.identity.camera import gather
+from camd.identity.camera import keep, look
 from camd.identity.evidence._crops import crop_box
 from camd.identity.matcher import TrackVectors, shape_list
 from camd.identity.memory import UnknownPersonError
@@ -281,16 +281,19 @@ def clip_tracks(
     tracks: dict[int, TrackEvidence] = {}
     # An enrollment keeps more crops than a sighting: its prototypes should cover every view it shows.
     best_k, frames = max(ENROLL_CROPS, service.config.identity.best_crops), 0
+    stats: dict[str, int] = {}
     try:
         for seen in daemon_view(clip, service.config, fps, labels_of(kind), start_s, end_s, None, progress):
             frames += 1
             boxes = [o.detection.box for o in seen.tracked]
+            candidates = []
             for obj in seen.tracked:
                 evidence = tracks.get(obj.track_id)
                 if evidence is None:
                     evidence = TrackEvidence.for_label(obj.detection.label, best_k, "enroll")
                     tracks[obj.track_id] = evidence
-                gather(service, evidence, seen.frame, obj, boxes)
+                candidates.append(look(service, evidence, seen.frame, obj, boxes, stats))
+            keep(service, seen.frame, [c for c in candidates if c is not None], stats)  # one batch a frame
     except ClipError as exc:
         raise EnrollmentError(str(exc)) from None
     if frames == 0:
