@@ -26,7 +26,7 @@ import numpy as np
 
 from camd.config.schema import IdentityConfig
 from camd.eval.calibrate import calibrate, reid_tracks
-from camd.eval.matcher_eval import LINKING, _service, _stranger_round
+from camd.eval.matcher_eval import LINKING, household_service, stranger_round
 from camd.eval.reid import load_reid
 from camd.identity.body_model import resolve_body_model
 from camd.identity.calibrations import calibration_for
@@ -59,9 +59,11 @@ def run_rule(tracks: Any, model: Any, models_dir: Path, folds: list[np.ndarray],
             chosen = rng.choice(folds[k], people, replace=False) if people else folds[k]
             members = np.flatnonzero(np.isin(tracks.person, chosen) & colour)
             with tempfile.TemporaryDirectory(prefix="camd-links-") as state:
-                service = _service(Path(state), models_dir, model, calibration, list(crowd), tracks, mode)
+                service = household_service(
+                    Path(state), models_dir, model, calibration, list(crowd), tracks, mode
+                )
                 try:
-                    for key, values in _stranger_round(service, tracks, members, rng).items():
+                    for key, values in stranger_round(service, tracks, members, rng).items():
                         linking[key] += values
                 finally:
                     service.close()

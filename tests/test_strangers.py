@@ -316,7 +316,7 @@ def test_reid_strangers_stay_apart_and_returns_link(models_dir: Path, service_fa
     OSNet and up to ~90 live looks, ~1% of new strangers merged, ~25% / ~20% of same / other-camera returns
     re-linked (this draw: 1 of 31 merged, 23% / 13%)."""
     from camd.eval.calibrate import reid_tracks
-    from camd.eval.matcher_eval import _stranger_round
+    from camd.eval.matcher_eval import stranger_round
 
     reid = ev.load_reid(shared_data("reid/train"))
     service = service_factory()
@@ -328,7 +328,7 @@ def test_reid_strangers_stay_apart_and_returns_link(models_dir: Path, service_fa
         service.crowd.update(tracks.vectors[i], str(tracks.camera[i]))
     assert service.matcher.centred
     members = np.flatnonzero(np.isin(tracks.person, fold) & ~tracks.grey)
-    rates = {k: float(np.mean(v)) for k, v in _stranger_round(service, tracks, members,
+    rates = {k: float(np.mean(v)) for k, v in stranger_round(service, tracks, members,
                                                               np.random.default_rng(1)).items()}  # fmt: skip
     assert rates["new_merged"] <= 0.07, rates  # 31 first tracks: at most 2 merged into someone else
     assert rates["linked_to_someone_else"] <= 0.05, rates

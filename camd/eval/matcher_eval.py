@@ -52,8 +52,8 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 3) if whole else float("nan")
 
 
-def _service(state: Path, models_dir: Path, model: Any, calibration: Any, crowd_tracks: list[int],
-             tracks: Tracks, mode: str) -> Any:  # fmt: skip
+def household_service(state: Path, models_dir: Path, model: Any, calibration: Any, crowd_tracks: list[int],
+                      tracks: Tracks, mode: str) -> Any:  # fmt: skip
     from camd.config.schema import Config
     from camd.identity.body_compare import BodyComparer, CameraCrowds
     from camd.identity.service import IdentityService
@@ -115,7 +115,9 @@ def matcher_figures(tracks: Tracks, model: Any, models_dir: Path, folds: list[np
             members = np.flatnonzero(np.isin(tracks.person, fold) & colour)
 
             def open_service(state: str, k: int = k, other: np.ndarray = other, mode: str = mode) -> Any:
-                return _service(Path(state), models_dir, model, calibrations[k], list(other), tracks, mode)
+                return household_service(
+                    Path(state), models_dir, model, calibrations[k], list(other), tracks, mode
+                )
 
             for relation in ("same", "cross"):
                 with tempfile.TemporaryDirectory(prefix="camd-eval-") as state:
@@ -129,7 +131,7 @@ def matcher_figures(tracks: Tracks, model: Any, models_dir: Path, folds: list[np
             with tempfile.TemporaryDirectory(prefix="camd-eval-") as state:
                 service = open_service(state)
                 try:
-                    for key, values in _stranger_round(service, tracks, members, rng).items():
+                    for key, values in stranger_round(service, tracks, members, rng).items():
                         linking[key] += values
                 finally:
                     service.close()
@@ -177,8 +179,8 @@ def _enrolled_round(service: Any, tracks: Tracks, members: np.ndarray, enrolled:
     return Outcome(**counts), latencies
 
 
-def _stranger_round(service: Any, tracks: Tracks, members: np.ndarray,
-                    rng: np.random.Generator) -> dict[str, list[bool]]:  # fmt: skip
+def stranger_round(service: Any, tracks: Tracks, members: np.ndarray,
+                   rng: np.random.Generator) -> dict[str, list[bool]]:  # fmt: skip
     """Nobody enrolled: every track of the fold arrives in a random order, a minute apart, through
     `finalise` (ids assigned and learned). Afterwards: was a person's first track merged into an earlier
     stranger (a wrong merge), and were their later tracks re-linked to their own earlier id?"""
