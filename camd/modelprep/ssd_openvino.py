@@ -111,6 +111,7 @@ def prepare_ssd_openvino(
                 "precision": precision,
                 "calibration_sha256": calibration_digest,
                 "calibration_frames": len(frames),
+                "int8_recipe": _int8_recipe() if precision == "int8" else None,
                 "openvino": _version("openvino"),
                 "nncf": _version("nncf") if precision == "int8" else None,
                 "files": {
@@ -237,11 +238,20 @@ def quantize(model: Any, frames: list[np.ndarray]) -> Any:
             f"the int8 SSD is made once with NNCF ({exc}): pip install 'camd[prepare]' and run "
             "`camd models prepare`, or set detector.precision: f32"
         ) from None
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
     logging.getLogger("nncf").setLevel(logging.WARNING)
     dataset = nncf.Dataset(frames, resized_rgb)
+    overflow = OverflowFix.ENABLE if _int8_recipe() == "overflow_fix" else OverflowFix.FIRST_LAYER
     # MIXED (asymmetric activations) with the mosaics kept the most person boxes of the recipes
     # tried (docs/performance.md); PERFORMANCE, without mosaics or without fast bias correction lost more.
-    return nncf.quantize(model, dataset, subset_size=len(frames), preset=nncf.QuantizationPreset.MIXED)
+    return nncf.quantize(
+        model,
+        dataset,
+        subset_size=len(frames),
+        preset=nncf.QuantizationPreset.MIXED,
+        advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow),
+    )
 
 
 def _save(model: Any, anchors: np.ndarray, folder: Path) -> None:
@@ -249,6 +259,31 @@ def _save(model: Any, anchors: np.ndarray, folder: Path) -> None:
 
     ov.save_model(model, str(folder / MODEL_NAME), compress_to_fp16=False)
     np.save(folder / ANCHORS_NAME, anchors)
+
+
+def saturating_int8(cpu_flags: set[str] | None = None) -> bool:
+    """Whether this CPU multiplies int8 with instructions whose 16-bit sums saturate: x86 without VNNI
+    (AVX2 only: many small hubs). There NNCF's overflow fix (7-bit weights everywhere, not only in the
+    first layer) avoids the saturation: walking's person boxes kept 84.8% -> 91.3% on an AVX2 CPU
+    (docs/performance.md). VNNI and AMX accumulate in 32 bits and keep the 8th bit's precision."""
+    flags = cpu_flags if cpu_flags is not None else _cpu_flags()
+    x86 = "avx2" in flags or "sse4_2" in flags
+    return x86 and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:  # not Linux: NNCF's default
+        return set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def _int8_recipe() -> str:
+    return "overflow_fix" if saturating_int8() else "first_layer_fix"
 
 
 def _cached(folder: Path, source_sha: str, precision: Precision) -> bool:
@@ -260,6 +295,8 @@ def _cached(folder: Path, source_sha: str, precision: Precision) -> bool:
         return False
     if record.get("source_sha256") != source_sha or record.get("precision") != precision:
         return False
+    if precision == "int8" and record.get("int8_recipe") != _int8_recipe():
+        return False  # quantized for another CPU class (a copied models_dir, or one from before)
     files = record.get("files")
     if not isinstance(files, dict):
         return False
