@@ -87,7 +87,7 @@ def alternate(variants: dict[str, Callable[[], object]], rounds: int) -> tuple[d
 
 
 def openvino_runner(model_path: Path, threads: int, hint: str) -> Callable[[np.ndarray], np.ndarray]:
-    core = openvino_core(threads)
+    core = openvino_core()
     request = compile_cpu(core, core.read_model(str(model_path)), threads, hint).create_infer_request()
     return lambda batch: np.asarray(request.infer({0: batch})[0]).copy()
 

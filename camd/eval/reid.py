@@ -298,6 +298,7 @@ def video_tracks(
     """
     from camd.config.schema import ObjectFilter, ObjectsConfig, TrackerConfig
     from camd.vision.offline import clip_frames, probe, tracked_frames
+    from camd.vision.scenecut import SceneCuts
     from camd.vision.ssd import SsdDetector
     from camd.vision.tracker import ObjectTracker
 
@@ -306,9 +307,10 @@ def video_tracks(
     floor = ObjectFilter(min_score=min_score, min_area=0)
     objects = ObjectsConfig(track=sorted(labels), filters=dict.fromkeys(labels, floor))
     tracker = ObjectTracker(TrackerConfig(), fps=fps)
+    cuts = SceneCuts.for_tracker(TrackerConfig())  # as the daemon tracks: a shot cut ends every track
     tracks: dict[int, list[TrackFrame]] = {}
     frames: dict[int, np.ndarray] = {}
-    for seen in tracked_frames(clip_frames(video, max_frames=max_frames), detector, objects, tracker):
+    for seen in tracked_frames(clip_frames(video, max_frames=max_frames), detector, objects, tracker, cuts):
         index = seen.frame.index
         boxes = [d.box for d in seen.detections]
         for tracked in seen.tracked:

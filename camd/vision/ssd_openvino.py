@@ -19,7 +19,7 @@ from camd.vision.protocol import DetectorError, check_image
 from camd.vision.ssd import DEFAULT_INPUT_SIZE, decode
 
 
-def openvino_core(threads: int) -> Any:
+def openvino_core() -> Any:
     try:
         ov = openvino()
     except ImportError as exc:
@@ -54,7 +54,7 @@ class OpenVinoSsdDetector:
     def __init__(
         self, model_xml: Path, *, threads: int = 2, min_score: float = 0.25, precision: str = "f32"
     ) -> None:
-        core = openvino_core(threads)
+        core = openvino_core()
         model_xml = Path(model_xml)
         try:
             model = core.read_model(str(model_xml))

@@ -238,7 +238,7 @@ class _OpenVinoRunner(_Runner):
     def __init__(self, path: Path, threads: int, precision: str) -> None:
         from camd.vision.ssd_openvino import compile_cpu, openvino_core
 
-        core = openvino_core(threads)
+        core = openvino_core()
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises its own untyped errors
