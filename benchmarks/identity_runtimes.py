@@ -12,7 +12,8 @@ ratios hold on a shared machine even when the absolute milliseconds do not. Prin
    batch of 1..16 crops, each embedded twice (colour and grey, as camd does): CPU and wall ms per crop,
    and the worst cosine against onnxruntime;
 3. MoveNet through LiteRT (camd's runtime) against OpenVINO f32 reading the same .tflite, at 1 and 2
-   threads: CPU ms per person and the worst keypoint difference over the box side;
+   threads: CPU ms per person and the worst keypoint difference over the box side; `--pose-int8` (alone):
+   MoveNet quantized to int8 by NNCF, calibrated on half the people and judged on the other half;
 4. camd's own runtimes at 1 thread against the 2 camd gives them, one crop at a time as the daemon
    embeds: CPU and wall ms (on a loaded machine the second thread mostly waits for a core).
 """
@@ -25,6 +26,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,10 +35,11 @@ from camd.config.schema import DetectorConfig, IdentityConfig
 from camd.identity.evidence._crops import crop_box, l2_normalise
 from camd.identity.evidence.crop_model import OnnxCropModel
 from camd.identity.evidence.osnet import OSNetEmbedder, greyscale
-from camd.identity.evidence.pose import MoveNetPose
+from camd.identity.evidence.pose import CONFIDENT, MoveNetPose
 from camd.identity.model_files import model_file
 from camd.modelprep.osnet import cached_onnx
 from camd.vision.detector import create_detector
+from camd.vision.openvino_setup import decline_telemetry
 from camd.vision.ssd_openvino import compile_cpu, openvino_core
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -86,16 +89,30 @@ def alternate(variants: dict[str, Callable[[], object]], rounds: int) -> tuple[d
     return {k: median(v) for k, v in cpu.items()}, {k: median(v) for k, v in wall.items()}
 
 
-def openvino_runner(model_path: Path, threads: int, hint: str) -> Callable[[np.ndarray], np.ndarray]:
+def openvino_runner(model: Path | Any, threads: int, hint: str) -> Callable[[np.ndarray], np.ndarray]:
+    """`model`: a file OpenVINO reads, or a model already read (a quantized one)."""
     core = openvino_core()
-    request = compile_cpu(core, core.read_model(str(model_path)), threads, hint).create_infer_request()
+    read = core.read_model(str(model)) if isinstance(model, Path) else model
+    request = compile_cpu(core, read, threads, hint).create_infer_request()
     return lambda batch: np.asarray(request.infer({0: batch})[0]).copy()
 
 
-def openvino_pose(path: Path, threads: int) -> MoveNetPose:
-    """camd's MoveNetPose with its LiteRT interpreter swapped for OpenVINO f32 on the same .tflite."""
+def quantized_movenet(path: Path, calibration: list[tuple[np.ndarray, tuple]]) -> Any:
+    """MoveNet's .tflite quantized to int8 by NNCF, calibrated on these people's crops as camd makes them."""
+    decline_telemetry()
+    import nncf
+
+    pose = MoveNetPose(path, threads=1)
+    squares = [cv2.cvtColor(pose._square(f, b)[0], cv2.COLOR_BGR2RGB)[None] for f, b in calibration]
+    model = openvino_core().read_model(str(path))
+    return nncf.quantize(model, nncf.Dataset(squares), subset_size=len(squares))
+
+
+def openvino_pose(path: Path, threads: int, model: Any = None) -> MoveNetPose:
+    """camd's MoveNetPose with its LiteRT interpreter swapped for OpenVINO f32 on the same .tflite (or on
+    `model`, e.g. a quantized one)."""
     pose = MoveNetPose(path, threads=threads)
-    run = openvino_runner(path, threads, "f32")
+    run = openvino_runner(path if model is None else model, threads, "f32")
 
     class Interpreter:  # the three calls MoveNetPose.keypoints makes
         def set_tensor(self, _index: int, value: np.ndarray) -> None:
@@ -165,6 +182,31 @@ def pose_runtimes(path: Path, people: list[tuple[np.ndarray, tuple]], rounds: in
               f"{cpu['openvino'] / n:.2f} (x{cpu['openvino'] / cpu['litert']:.2f})", flush=True)
 
 
+def pose_int8(path: Path, people: list[tuple[np.ndarray, tuple]], rounds: int) -> None:
+    """MoveNet quantized to int8, calibrated on every other person, judged on the rest, 1 thread."""
+    calibration, judged = people[::2], people[1::2]
+    litert = MoveNetPose(path, threads=1)
+    int8 = openvino_pose(path, 1, quantized_movenet(path, calibration))
+    moved, flipped = [], []
+    for frame, box in judged:
+        ref, got = litert.keypoints(frame, [box])[0], int8.keypoints(frame, [box])[0]
+        confident = ref[:, 2] >= CONFIDENT
+        side = max(box[2] - box[0], box[3] - box[1])
+        moved.append(float(np.abs(ref[confident, :2] - got[confident, :2]).max(initial=0.0)) / side)
+        flipped.append(float(np.mean(confident != (got[:, 2] >= CONFIDENT))))
+    shown = judged[:40]
+    cpu, _ = alternate(
+        {"litert": lambda: [litert.keypoints(f, [b]) for f, b in shown],
+         "int8": lambda: [int8.keypoints(f, [b]) for f, b in shown]},
+        max(3, rounds // 3),
+    )  # fmt: skip
+    print(f"3b. MoveNet int8 (OpenVINO + NNCF, {len(calibration)} calibration people), {len(judged)} others, "
+          f"1 thread: largest confident keypoint move, median {np.median(moved):.3f} / p95 "
+          f"{np.percentile(moved, 95):.3f} of the box side; keypoints changing confident/not "
+          f"{np.mean(flipped):.1%}; CPU ms/person LiteRT {cpu['litert'] / len(shown):.2f}, int8 "
+          f"{cpu['int8'] / len(shown):.2f} (x{cpu['int8'] / cpu['litert']:.2f})", flush=True)
+
+
 def thread_counts(onnx: Path, movenet: Path, crops: list[np.ndarray], rounds: int) -> None:
     osnet = {t: OSNetEmbedder(onnx, threads=t) for t in (1, 2)}
     pose = {t: MoveNetPose(movenet, threads=t) for t in (1, 2)}
@@ -186,9 +228,13 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=Path("var/models"))
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads-only", action="store_true", help="only part 4")
+    parser.add_argument("--pose-int8", action="store_true", help="only MoveNet quantized to int8 (3b)")
     args = parser.parse_args()
 
     people = walking_people(args.models_dir)
+    if args.pose_int8:
+        pose_int8(model_file(args.models_dir, "movenet"), people, args.rounds)
+        return
     reid = sorted((data_dir() / "reid" / "train").glob("*/*.png"))[::9]
     crops = [np.ascontiguousarray(crop_box(f, b)) for f, b in people] + [cv2.imread(str(p)) for p in reid]
     print(f"{len(people)} people in supervision_walking frames, {len(reid)} reid/train crops")
