@@ -25,6 +25,7 @@ from camd.vision.far import FarLook, far_pass, tiles_for, track_regions, unexpla
 from camd.vision.gate import GateFeedback
 from camd.vision.motion import MotionDetector, MotionGate
 from camd.vision.offline import clip_frames
+from camd.vision.pool import InferencePool
 from tests.support.data import shared_data
 
 WALKER_PX = 60
@@ -241,3 +242,25 @@ def test_tiles_are_picked_to_cover_the_most_regions() -> None:
     both = tiles_for(regions, 1280, 720, tile=320, max_tiles=2)
     assert len(both) == 2 and both[0] == tile and both[1][0] <= big[0] and both[1][2] >= big[2]
     assert len(tiles_for(regions, 1280, 720, tile=320, max_tiles=5)) == 2  # every region is in a tile
+
+
+@pytest.mark.shared_data
+def test_the_inference_pool_runs_the_far_pass_with_what_the_gate_handed_it(
+    models_dir: Path, vtest_walker: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """A frame queued with a FarLook (no moving region, the walker's predicted track box): the pool's
+    worker runs the far pass on it and the walker comes back with the frame's detections."""
+    _, image, truth = scene(vtest_walker, 45)
+    predicted: Box = (truth[0] + 6, truth[1] - 4, truth[2] + 6, truth[3] - 4)
+    pool = InferencePool([create_detector(DetectorConfig(), models_dir)], far=FarConfig()).start()
+    try:
+        lane = pool.lane("c", capacity=4, drop_oldest=False)
+        assert lane.submit(Frame("c", 0, 0.0, image), True, regions=(), far=FarLook((), (predicted,)))
+        assert lane.submit(Frame("c", 1, 0.2, image), True, regions=(), far=FarLook((), ()))
+        lane.close()
+        items = [lane.next(30.0), lane.next(30.0)]
+    finally:
+        pool.stop()
+    assert all(item is not None for item in items)
+    assert len(people(items[0].detections, truth)) == 1  # type: ignore[union-attr]
+    assert people(items[1].detections, truth) == []  # type: ignore[union-attr]  # nothing to look at
