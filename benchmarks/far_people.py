@@ -38,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +405,70 @@ def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, orac
     return out
 
 
+def _believe(believed: dict[int, list[Detection]], frame: Any, _detected: bool, seen: list[Any]) -> None:
+    believed[frame.index] = [Detection("person", 1.0, box) for _, box in seen]
+
+
+def daemon_runs(
+    clip: Path, truths: list[list[Box]], scale: float, models_dir: Path, variants: dict[str, FarConfig]
+) -> dict[str, Any]:
+    """camd's own camera pipeline (motion gate, inference pool with the far pass, tracker, flow between
+    detections) on the far view written as a file (mp4v) and replayed at 5 detect frames/s, per far-pass
+    config: the boxes of the announced tracks it believes in each sampled frame (detected, followed or
+    predicted) against the truth, by height, and the detector's time (its total, all frames)."""
+    import tempfile
+    import threading
+
+    from camd.config.schema import CameraConfig, Config, MqttConfig
+    from camd.pipeline import CameraPipeline
+    from camd.vision.pool import InferencePool
+
+    detector = create_detector(DetectorConfig(), models_dir)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "far_view.mp4"
+        capture = cv2.VideoCapture(str(clip))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        writer: Any = None
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            view, ox, oy = far_view(image, scale)
+            if writer is None:
+                size = (view.shape[1], view.shape[0])
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            writer.write(view)
+        capture.release()
+        writer.release()
+        boxes = [
+            [(b[0] * scale + ox, b[1] * scale + oy, b[2] * scale + ox, b[3] * scale + oy) for b in t]
+            for t in truths
+        ]
+        for name, far_config in variants.items():
+            config = Config(
+                models_dir=models_dir,
+                detector=DetectorConfig(far=far_config),
+                mqtt=MqttConfig(enabled=False),
+                cameras={"c": CameraConfig(url=str(path), detect_fps=DETECT_FPS)},
+            )
+            pool = InferencePool([detector], far=far_config).start()
+            believed: dict[int, list[Detection]] = {}
+            pipeline = CameraPipeline("c", config, pool, lambda _event: None, threading.Event())
+            pipeline.on_frame = partial(_believe, believed)
+            pipeline.run()
+            pool.stop()
+            result = score(boxes, [believed.get(i, []) for i in range(len(boxes))])
+            out[name] = {
+                "recall_by_height": result["recall_by_height"],
+                "recall": result["recall"],
+                "frames": pipeline.stats.frames,
+                "detected_frames": pipeline.stats.frames - pipeline.stats.skipped,
+                "detector_ms_total": float(sum(pipeline.stats.detect_ms)),
+            }
+    return out
+
+
 def clip_truth(
     clip: Path, max_frames: int, models_dir: Path, cache: Path | None
 ) -> tuple[list[np.ndarray], list[list[Box]]]:
@@ -441,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
         help="another revision's far.py (git show REV:camd/vision/far.py > FILE), measured beside this one",
     )  # fmt: skip
     parser.add_argument("--truth-cache", type=Path, default=None, help="a JSON file: truth boxes, kept")
+    parser.add_argument(
+        "--daemon", action="store_true",
+        help="only: the far view replayed through camd's own camera pipeline; far pass off, on the gate's "
+        "regions with no track tiles, default",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     clip = SHARED / "video" / "supervision_walking.mp4"
@@ -473,6 +543,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.truth_cache is None
         else args.truth_cache.with_name(args.truth_cache.stem + "-vtest.json"),
     )
+    if args.daemon:
+        runs = daemon_runs(
+            clip,
+            truths,
+            args.far_scale,
+            args.models_dir,
+            {
+                "off": FarConfig(enabled=False),
+                "gate regions, no track tiles": FarConfig(motion_width=0, track_height=0.0),
+                "default": FarConfig(),
+            },
+        )
+        if args.json:
+            print(json.dumps(runs, indent=1))
+            return 0
+        for name, r in runs.items():
+            bins = "  ".join(
+                f"{k}px {v['found']}/{v['truth']}" for k, v in r["recall_by_height"].items() if v["truth"]
+            )
+            print(f"{name:<30} {r['detected_frames']}/{r['frames']} frames detected, detector "
+                  f"{r['detector_ms_total']:.0f} ms in all; believed boxes on truth: "
+                  f"{r['recall']:.3f} ({bins})")  # fmt: skip
+        return 0
     keep = {"all": lambda i: True, "even": lambda i: i % 2 == 0, "odd": lambda i: i % 2 == 1}[args.frames]
     report = {
         "variants": {
