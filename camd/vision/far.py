@@ -7,6 +7,12 @@ input size, so nothing is shrunk) is run through the same detector, and what it 
 moving region is added. Frames below `far.min_height` are skipped: the first pass already sees them
 near native size. The cost is one extra inference per tile, only on frames with unexplained motion,
 at most `far.max_tiles` per frame.
+
+The moving regions are the pass's own (`far.motion_width`: the gate measures motion a second time,
+finer than its own copy, for these tiles only). An open track whose predicted box is small
+(`far.track_height`) and which the first pass did not find again is one more region to tile: a far
+person found once is looked for where he should be, moving region or not (the gate hands the pass
+those boxes, camd/vision/gate.py).
 """
 
 from __future__ import annotations
