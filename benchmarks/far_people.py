@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/far_people.py --models-dir var/models [--frames odd] [--diagnose [--oracle]]
         [--far-from FILE] [--variant NAME:key=value,...] [--truth-cache FILE] [--json]
 
-Clips (../shared/data): walking (1280x720, an overhead concourse, people about 50-150 px tall) as it
-is, and the same footage as a far view: each frame shrunk to `--far-scale` of its size in the middle of
+Clips (../shared/data): vtest (480x360: below far.min_height, the pass does not run) and vtest
+enlarged to 960x720 (an ordinary camera, people ~80-180 px: the pass must cost it no recall and few
+extras), walking (1280x720, an overhead concourse, people about 50-150 px tall) as it is, and the same
+footage as a far view: each frame shrunk to `--far-scale` of its size in the middle of
 a canvas of the original size (grey around it), so every walker is that much smaller while the frame
 stays large, as from a camera mounted further away. Frames are sampled at 5 frames/s (the daemon's
 detect rate) and the motion regions come from camd's own motion detector run on them in order.
@@ -15,9 +17,11 @@ boxes mapped into the far view by the same scale. A truth box is recalled when a
 >= the person min_score (0.5) overlaps it at IoU >= 0.4 (small boxes are loose). Extra: person
 detections >= 0.5 that overlap no truth box. Cost: detector ms per frame, with and without the pass.
 
-Measured side by side on the same frames: the plain pass, camd's far pass (regions from the default
-motion.frame_width 160), the same with motion.frame_width 320 (the setting advised for a camera looking
-far away), `--variant`s (FarConfig fields, and motion_width) and `--far-from` another revision's far.py.
+Measured side by side on the same frames: the plain pass, camd's far pass as configured by default
+(`far.motion_width`: its own motion regions; `far.track_height`: tiles on small open tracks, followed
+with camd's tracker and the gate's box prediction over the scored frames), `--variant`s (FarConfig
+fields, and gate_width: the gate's motion.frame_width) and `--far-from` another revision's far.py (on
+the gate's regions, no track tiles).
 `--frames even|odd` scores half the sampled frames (motion still runs on all): choose parameters on
 one half, report on the other. `--diagnose` tells where the people the plain pass misses are lost:
 no motion region over them, their region judged explained by an overlapping detection, their tile
@@ -35,28 +39,32 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from camd.config.schema import DetectorConfig, FarConfig, MotionConfig
+from camd.config.schema import DetectorConfig, FarConfig, MotionConfig, ObjectsConfig, TrackerConfig
 from camd.geometry import iou
 from camd.types import Box, Detection
 from camd.vision import far
-from camd.vision.detector import create_detector
-from camd.vision.far import _inside, _split, _tile_around, tiles_for, unexplained_regions
-from camd.vision.motion import MotionDetector
+from camd.vision.detector import create_detector, filter_detections
+from camd.vision.far import _inside, _split, _tile_around, tiles_for, track_regions, unexplained_regions
+from camd.vision.gate import GateFeedback, far_hints
+from camd.vision.motion import MotionDetector, MotionGate
 from camd.vision.offline import clip_frames
+from camd.vision.tracker import ObjectTracker
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 HEIGHT_BINS = [(0, 40), (40, 60), (60, 90), (90, 150), (150, 10_000)]
 PERSON_MIN_SCORE = 0.5
 MATCH_IOU = 0.4
-FAR_VIEW_MOTION_WIDTH = 320  # motion.frame_width a far-looking camera is advised to set
 TILE = 640
+DETECT_FPS = 5.0
+WALKER_MIN_FRAMES = 4  # a truth walker counts in the per-walker figure when scored in this many frames
 
 
 def truth_boxes(yolo: Any, image: np.ndarray) -> list[Box]:
@@ -85,22 +93,64 @@ def far_view(image: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]
     return canvas, float(ox), float(oy)
 
 
-def score(truth: list[list[Box]], found: list[list[Detection]]) -> dict[str, Any]:
+def link_walkers(truths: list[list[Box]]) -> list[list[int]]:
+    """Truth boxes linked into walkers across consecutive sampled frames (greedy, IoU >= 0.3): an id
+    per truth box, for the per-walker figure."""
+    ids: list[list[int]] = []
+    next_id = 0
+    for index, boxes in enumerate(truths):
+        previous = list(zip(truths[index - 1], ids[index - 1], strict=True)) if index else []
+        pairs = sorted(
+            ((iou(b, p), i, k) for i, b in enumerate(boxes) for k, (p, _) in enumerate(previous)),
+            reverse=True,
+        )
+        row: list[int | None] = [None] * len(boxes)
+        used: set[int] = set()
+        for overlap, i, k in pairs:
+            if overlap < 0.3:
+                break
+            if row[i] is None and k not in used:
+                row[i], _ = previous[k][1], used.add(k)
+        for i, value in enumerate(row):
+            if value is None:
+                row[i], next_id = next_id, next_id + 1
+        ids.append([int(v) for v in row])  # type: ignore[arg-type]
+    return ids
+
+
+def score(
+    truth: list[list[Box]], found: list[list[Detection]], walkers: list[list[int]] | None = None
+) -> dict[str, Any]:
     bins = {f"{lo}-{hi if hi < 10_000 else ''}": [0, 0] for lo, hi in HEIGHT_BINS}
     extra = 0
-    for boxes, detections in zip(truth, found, strict=True):
+    per_walker: dict[int, list[tuple[float, bool]]] = {}
+    for frame, (boxes, detections) in enumerate(zip(truth, found, strict=True)):
         free = [d for d in detections if d.label == "person" and d.score >= PERSON_MIN_SCORE]
-        for box in boxes:
+        for n, box in enumerate(boxes):
             height = box[3] - box[1]
             key = next(f"{lo}-{hi if hi < 10_000 else ''}" for lo, hi in HEIGHT_BINS if lo <= height < hi)
             bins[key][1] += 1
             best = max(free, key=lambda d: iou(d.box, box), default=None)
-            if best is not None and iou(best.box, box) >= MATCH_IOU:
+            hit = best is not None and iou(best.box, box) >= MATCH_IOU
+            if hit:
                 free.remove(best)
                 bins[key][0] += 1
+            if walkers is not None:
+                per_walker.setdefault(walkers[frame][n], []).append((height, hit))
         extra += len(free)
     total = [sum(v[0] for v in bins.values()), sum(v[1] for v in bins.values())]
+    mostly: dict[str, list[int]] = {}
+    for seen in per_walker.values():
+        if len(seen) < WALKER_MIN_FRAMES:
+            continue
+        key = _height_key((0.0, 0.0, 0.0, float(np.median([h for h, _ in seen]))))
+        row = mostly.setdefault(key, [0, 0])
+        row[0] += sum(hit for _, hit in seen) * 2 > len(seen)
+        row[1] += 1
     return {
+        "walkers_found_in_most_frames_by_median_height": {
+            k: f"{v[0]}/{v[1]}" for k, v in sorted(mostly.items())
+        },
         "recall_by_height": {
             k: {"found": v[0], "truth": v[1], "recall": v[0] / v[1] if v[1] else None}
             for k, v in bins.items()
@@ -121,6 +171,27 @@ class Variant:
     far_pass: Callable[..., list[Detection]] = far.far_pass
 
 
+class TrackHints:
+    """What the daemon's gate knows of a camera's open tracks, for one variant: its detections through
+    camd's object filters and tracker, each track's box and velocity as GateFeedback keeps them, and
+    their boxes predicted for the next frame (the `hints` the far pass gets)."""
+
+    def __init__(self) -> None:
+        self.config = TrackerConfig()
+        self.tracker = ObjectTracker(self.config, fps=DETECT_FPS)
+        self.feedback = GateFeedback(MotionGate(MotionConfig()), replay=False)
+        self.seen: dict[int, tuple[Box, float]] = {}
+
+    def predict(self, timestamp: float) -> list[Box]:
+        return list(far_hints(self.feedback.motion.values(), timestamp))
+
+    def update(self, detections: list[Detection], timestamp: float) -> None:
+        for tracked in self.tracker.update(filter_detections(detections, ObjectsConfig()), timestamp):
+            self.seen[tracked.track_id] = (tracked.detection.box, timestamp)
+        self.seen = {k: v for k, v in self.seen.items() if timestamp - v[1] <= self.config.lost_track_s}
+        self.feedback.moved(self.seen, timestamp)
+
+
 def run(
     frames: list[np.ndarray],
     truths: list[list[Box]],
@@ -137,50 +208,81 @@ def run(
     motions = {
         v.motion_width: MotionDetector(MotionConfig(frame_width=v.motion_width)) for v in variants.values()
     }
+    # The far pass's own motion (far.motion_width): every region, whatever the gate's min_area.
+    far_motions = {
+        v.config.motion_width: MotionDetector(MotionConfig(frame_width=v.config.motion_width, min_area=0.0))
+        for v in variants.values()
+        if v.config.motion_width
+    }
+    hinters = {name: TrackHints() for name, v in variants.items() if v.config.track_height > 0}
+    motion_ms: dict[str, list[float]] = {f"gate {w}": [] for w in motions} | {
+        f"far {w}": [] for w in far_motions
+    }
     views: list[dict[str, Any]] = []
     ms: dict[str, list[float]] = {"plain": [], **{name: [] for name in variants}}
     tiles = dict.fromkeys(variants, 0)
+    kept_truth: list[list[Box]] = []
     for index, (image, boxes) in enumerate(zip(frames, truths, strict=True)):
         if scale != 1.0:
             image, ox, oy = far_view(image, scale)
             boxes = [
                 (b[0] * scale + ox, b[1] * scale + oy, b[2] * scale + ox, b[3] * scale + oy) for b in boxes
             ]
-        regions = {
-            width: [tuple(float(v) for v in r) for r in motion.update(image).boxes]
-            for width, motion in motions.items()
-        }
+        regions = {}
+        for width, motion in motions.items():
+            started = time.perf_counter()
+            regions[width] = [tuple(float(v) for v in r) for r in motion.update(image).boxes]
+            motion_ms[f"gate {width}"].append((time.perf_counter() - started) * 1000.0)
+        far_seen: dict[int, list[Box]] = {}
+        for width, motion in far_motions.items():
+            started = time.perf_counter()
+            far_seen[width] = [tuple(float(v) for v in r) for r in motion.update(image).boxes]  # type: ignore[misc]
+            motion_ms[f"far {width}"].append((time.perf_counter() - started) * 1000.0)
         if not keep(index):
             continue
+        kept_truth.append(boxes)
+        timestamp = index / DETECT_FPS
         started = time.perf_counter()
         detections = detector.detect(image)
         plain_ms = (time.perf_counter() - started) * 1000.0
         ms["plain"].append(plain_ms)
         view: dict[str, Any] = {"image": image, "truth": boxes, "plain": detections}
         for name, variant in variants.items():
+            extra: dict[str, Any] = {}
+            if name in hinters:
+                extra["hints"] = hinters[name].predict(timestamp)
+            width = variant.config.motion_width
+            seen = far_seen[width] if width else regions[variant.motion_width]
             started = time.perf_counter()
-            more = variant.far_pass(
-                detector, image, detections, regions[variant.motion_width], variant.config
-            )
+            more = variant.far_pass(detector, image, detections, seen, variant.config, **extra)
             ms[name].append(plain_ms + (time.perf_counter() - started) * 1000.0)
+            if name in hinters:
+                hinters[name].update(more, timestamp)
             tiles[name] += more is not detections
             view[name] = more
-            view[f"{name} regions"] = regions[variant.motion_width]
+            view[f"{name} regions"] = seen
+            view[f"{name} hints"] = extra.get("hints", [])
         views.append(view)
+    all_ids = link_walkers(truths)
+    walker_ids = [ids for index, ids in enumerate(all_ids) if keep(index)]
     report: dict[str, Any] = {
         "frames": len(views),
         "frame": f"{image.shape[1]}x{image.shape[0]}",
         "scale": scale,
-        "plain": score([v["truth"] for v in views], [v["plain"] for v in views]),
+        "plain": score([v["truth"] for v in views], [v["plain"] for v in views], walker_ids),
         "detector_ms_mean": {name: float(np.mean(v)) for name, v in ms.items()},
+        "motion_ms_mean": {name: float(np.mean(v)) for name, v in motion_ms.items()},
         "frames_with_far_tiles": tiles,
     }
     for name in variants:
-        report[name] = score([v["truth"] for v in views], [v[name] for v in views])
+        report[name] = score([v["truth"] for v in views], [v[name] for v in views], walker_ids)
     if diagnosis:
         report["diagnosis"] = {
             name: diagnose(
-                [{**v, "far": v[name], "regions": v[f"{name} regions"]} for v in views],
+                [
+                    {**v, "far": v[name], "regions": v[f"{name} regions"], "hints": v[f"{name} hints"]}
+                    for v in views
+                ],
                 detector,
                 variant.config,
                 oracle and i == 0,
@@ -233,7 +335,12 @@ def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, orac
         image, truth, regions = view["image"], view["truth"], view["regions"]
         plain, far = view["plain"], view["far"]
         height, width = image.shape[:2]
-        todo = unexplained_regions(regions, plain, config.tile)
+        tracked = (
+            track_regions(view["hints"], plain, width, height, config.track_height)
+            if config.track_height
+            else []
+        )
+        todo = tracked + unexplained_regions(regions, plain, config.tile)
         regions_per_frame.append(len(regions))
         unexplained_per_frame.append(len(todo))
         used = tiles_for(todo, width, height, config.tile, config.max_tiles)
@@ -258,10 +365,12 @@ def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, orac
                     row_o[label][1] += 1
             if _best_score(plain, box) >= PERSON_MIN_SCORE:
                 fate = "plain pass finds it"
-            elif not any(_inside(box, r) >= 0.5 for r in regions):
-                fate = "no motion region"
+            elif not any(_inside(box, r) >= 0.5 for r in regions) and not any(
+                _inside(box, r) > 0 for r in tracked
+            ):
+                fate = "no motion region (nor track)"
             elif not any(_inside(box, r) > 0 for r in todo):
-                fate = "region explained by a detection"
+                fate = "region explained by a detection (no track)"
             elif any(_inside(box, t) >= 0.9 for t in used):
                 fate = (
                     "tiled, detector misses" if _best_score(far, box) < PERSON_MIN_SCORE else "tiled, found"
@@ -272,7 +381,7 @@ def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, orac
                 fate = "beyond max_tiles"
             else:
                 fate = "no tile holds it whole"
-            if fate not in ("plain pass finds it", "no motion region"):
+            if fate not in ("plain pass finds it", "no motion region (nor track)"):
                 over = [p for p in parts if _inside(box, p) > 0]
                 if over:
                     biggest = max(max(p[2] - p[0], p[3] - p[1]) for p in over)
@@ -297,6 +406,96 @@ def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, orac
     return out
 
 
+def _believe(believed: dict[int, list[Detection]], frame: Any, _detected: bool, seen: list[Any]) -> None:
+    believed[frame.index] = [Detection("person", 1.0, box) for _, box in seen]
+
+
+def daemon_runs(
+    clip: Path, truths: list[list[Box]], scale: float, models_dir: Path, variants: dict[str, FarConfig]
+) -> dict[str, Any]:
+    """camd's own camera pipeline (motion gate, inference pool with the far pass, tracker, flow between
+    detections) on the far view written as a file (mp4v) and replayed at 5 detect frames/s, per far-pass
+    config: the boxes of the announced tracks it believes in each sampled frame (detected, followed or
+    predicted) against the truth, by height, and the detector's time (its total, all frames)."""
+    import tempfile
+    import threading
+
+    from camd.config.schema import CameraConfig, Config, MqttConfig
+    from camd.pipeline import CameraPipeline
+    from camd.vision.pool import InferencePool
+
+    detector = create_detector(DetectorConfig(), models_dir)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "far_view.mp4"
+        capture = cv2.VideoCapture(str(clip))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        writer: Any = None
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            view, ox, oy = far_view(image, scale)
+            if writer is None:
+                size = (view.shape[1], view.shape[0])
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            writer.write(view)
+        capture.release()
+        writer.release()
+        boxes = [
+            [(b[0] * scale + ox, b[1] * scale + oy, b[2] * scale + ox, b[3] * scale + oy) for b in t]
+            for t in truths
+        ]
+        for name, far_config in variants.items():
+            config = Config(
+                models_dir=models_dir,
+                detector=DetectorConfig(far=far_config),
+                mqtt=MqttConfig(enabled=False),
+                cameras={"c": CameraConfig(url=str(path), detect_fps=DETECT_FPS)},
+            )
+            pool = InferencePool([detector], far=far_config).start()
+            believed: dict[int, list[Detection]] = {}
+            pipeline = CameraPipeline("c", config, pool, lambda _event: None, threading.Event())
+            pipeline.on_frame = partial(_believe, believed)
+            pipeline.run()
+            pool.stop()
+            result = score(boxes, [believed.get(i, []) for i in range(len(boxes))])
+            out[name] = {
+                "recall_by_height": result["recall_by_height"],
+                "recall": result["recall"],
+                "frames": pipeline.stats.frames,
+                "detected_frames": pipeline.stats.frames - pipeline.stats.skipped,
+                "detector_ms_total": float(sum(pipeline.stats.detect_ms)),
+            }
+    return out
+
+
+def enlarged(
+    frames: list[np.ndarray], truths: list[list[Box]], factor: float
+) -> tuple[list[np.ndarray], list[list[Box]]]:
+    """Frames and truth boxes enlarged `factor` times: vtest as from an ordinary 720p camera (people
+    ~80-180 px), tall enough for the far pass to run."""
+    size = [(round(f.shape[1] * factor), round(f.shape[0] * factor)) for f in frames]
+    return (
+        [cv2.resize(f, wh, interpolation=cv2.INTER_LINEAR) for f, wh in zip(frames, size, strict=True)],
+        [[tuple(v * factor for v in b) for b in t] for t in truths],  # type: ignore[misc]
+    )
+
+
+def clip_truth(
+    clip: Path, max_frames: int, models_dir: Path, cache: Path | None
+) -> tuple[list[np.ndarray], list[list[Box]]]:
+    """A clip's frames sampled at the detect rate, and their truth boxes (from `cache` when kept)."""
+    frames = [f.image for f in clip_frames(str(clip), detect_fps=DETECT_FPS, max_frames=max_frames)]
+    if cache is not None and cache.is_file():
+        return frames, [[tuple(b) for b in boxes] for boxes in json.loads(cache.read_text())]
+    yolo = create_detector(DetectorConfig(backend="yolo"), models_dir)
+    truths = [truth_boxes(yolo, image) for image in frames]
+    if cache is not None:
+        cache.write_text(json.dumps(truths))
+    return frames, truths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models-dir", type=Path, default=REPO / "var" / "models")
@@ -313,13 +512,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--variant", action="append", default=[],
-        help="NAME:key=value,... another far pass: FarConfig fields, and motion_width (motion.frame_width)",
+        help="NAME:key=value,... another far pass: FarConfig fields, and gate_width (motion.frame_width)",
     )  # fmt: skip
     parser.add_argument(
         "--far-from", type=Path, default=None,
         help="another revision's far.py (git show REV:camd/vision/far.py > FILE), measured beside this one",
     )  # fmt: skip
     parser.add_argument("--truth-cache", type=Path, default=None, help="a JSON file: truth boxes, kept")
+    parser.add_argument(
+        "--daemon", action="store_true",
+        help="only: the far view replayed through camd's own camera pipeline; far pass off, on the gate's "
+        "regions with no track tiles, default",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     clip = SHARED / "video" / "supervision_walking.mp4"
@@ -334,40 +538,69 @@ def main(argv: list[str] | None = None) -> int:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        variants["far (--far-from)"] = Variant(config, far_pass=module.far_pass)
+        # the other revision's far pass on the gate's own regions, with no track tiles
+        before = config.model_copy(update={"motion_width": 0, "track_height": 0.0})
+        variants["far (--far-from)"] = Variant(before, far_pass=module.far_pass)
     variants["far"] = Variant(config)
-    variants["far, motion 320"] = Variant(config, motion_width=FAR_VIEW_MOTION_WIDTH)
     for spec_text in args.variant:  # NAME:key=value,key=value (choosing parameters)
         name, _, pairs = spec_text.partition(":")
         update = {k: json.loads(v) for k, v in (pair.split("=") for pair in pairs.split(",") if pair)}
-        width = update.pop("motion_width", MotionConfig().frame_width)
+        width = update.pop("gate_width", MotionConfig().frame_width)
         variants[name] = Variant(FarConfig(**{**config.model_dump(), **update}), motion_width=width)
-    frames = [f.image for f in clip_frames(str(clip), detect_fps=5.0, max_frames=args.max_frames)]
-    cache = args.truth_cache
-    if cache is not None and cache.is_file():
-        truths = [[tuple(b) for b in boxes] for boxes in json.loads(cache.read_text())]
-    else:
-        yolo = create_detector(DetectorConfig(backend="yolo"), args.models_dir)
-        truths = [truth_boxes(yolo, image) for image in frames]
-        if cache is not None:
-            cache.write_text(json.dumps(truths))
+    frames, truths = clip_truth(clip, args.max_frames, args.models_dir, args.truth_cache)
+    vtest = clip_truth(
+        SHARED / "video" / "vtest.avi",
+        args.max_frames,
+        args.models_dir,
+        None
+        if args.truth_cache is None
+        else args.truth_cache.with_name(args.truth_cache.stem + "-vtest.json"),
+    )
+    if args.daemon:
+        runs = daemon_runs(
+            clip,
+            truths,
+            args.far_scale,
+            args.models_dir,
+            {
+                "off": FarConfig(enabled=False),
+                "gate regions, no track tiles": FarConfig(motion_width=0, track_height=0.0),
+                "default": FarConfig(),
+            },
+        )
+        if args.json:
+            print(json.dumps(runs, indent=1))
+            return 0
+        for name, r in runs.items():
+            bins = "  ".join(
+                f"{k}px {v['found']}/{v['truth']}" for k, v in r["recall_by_height"].items() if v["truth"]
+            )
+            print(f"{name:<30} {r['detected_frames']}/{r['frames']} frames detected, detector "
+                  f"{r['detector_ms_total']:.0f} ms in all; believed boxes on truth: "
+                  f"{r['recall']:.3f} ({bins})")  # fmt: skip
+        return 0
     keep = {"all": lambda i: True, "even": lambda i: i % 2 == 0, "odd": lambda i: i % 2 == 1}[args.frames]
     report = {
         "variants": {
-            name: {**v.config.model_dump(), "motion_width": v.motion_width} for name, v in variants.items()
+            name: {**v.config.model_dump(), "gate_width": v.motion_width} for name, v in variants.items()
         },
         "scored_frames": args.frames,
         "walking": run(frames, truths, 1.0, detector, variants, keep),
         "walking_far_view": run(
             frames, truths, args.far_scale, detector, variants, keep, args.diagnose, args.oracle
         ),
+        "vtest": run(*vtest, 1.0, detector, variants, keep),
+        "vtest_960x720": run(*enlarged(*vtest, 2.0), 1.0, detector, variants, keep),
     }
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    for name in ("walking", "walking_far_view"):
+    for name in ("walking", "walking_far_view", "vtest", "vtest_960x720"):
         r = report[name]
         cost = ", ".join(f"{k} {v:.1f}" for k, v in r["detector_ms_mean"].items())
+        plain_ms = r["detector_ms_mean"]["plain"]
+        cost += " | ratio " + ", ".join(f"{k} {v / plain_ms:.2f}x" for k, v in r["detector_ms_mean"].items())
+        cost += " | motion ms/frame " + ", ".join(f"{k} {v:.2f}" for k, v in r["motion_ms_mean"].items())
         print(f"{name} ({r['frame']}, scale {r['scale']}, {r['frames']} {args.frames} frames, far tiles on "
               f"{r['frames_with_far_tiles']}): detector ms/frame: {cost}")  # fmt: skip
         for stage in ("plain", *variants):
@@ -376,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{k}px {v['found']}/{v['truth']}" for k, v in s["recall_by_height"].items() if v["truth"]
             )
             print(f"  {stage:<30} recall {s['recall']:.3f} ({bins}), extra {s['extra']}")
+            most = s["walkers_found_in_most_frames_by_median_height"]
+            print(f"  {'':<30} walkers found in most of their frames: "
+                  + "  ".join(f"{k}px {v}" for k, v in most.items()))  # fmt: skip
         if "diagnosis" in r:
             print(json.dumps(r["diagnosis"], indent=1))
     return 0

@@ -81,7 +81,7 @@ class CameraPipeline:
         self.main: MainStream | None = None
         if camera.detect_url is not None and identity is not None and identity.enabled:
             self.main = MainStream(name, camera, stop, origin=lambda: self.source.clock_origin)
-        self.gate = MotionGate(camera.motion)
+        self.gate = MotionGate(camera.motion, far=config.detector.far)
         self.feedback = GateFeedback(self.gate, replay=not self.source.drops_when_behind)
         self.tracker = ObjectTracker.for_objects(config.tracker, objects, fps=camera.detect_fps)
         self.track_events = TrackEvents(name, config.events, objects, config.tracker.lost_track_s)
@@ -132,8 +132,8 @@ class CameraPipeline:
         if not self.detect_enabled:  # the detect switch is off: the consumer lets open tracks end
             self.feedback.skip()
             return self.lane.submit(frame, False, halted=self._stop.is_set)
-        detect, regions = self.feedback.should_detect(frame, waiting=self._consumer_waits)
-        return self.lane.submit(frame, detect, halted=self._stop.is_set, regions=regions)
+        detect, regions, far = self.feedback.should_detect(frame, waiting=self._consumer_waits)
+        return self.lane.submit(frame, detect, halted=self._stop.is_set, regions=regions, far=far)
 
     def _consumer_waits(self) -> bool:
         consumer = self._consumer

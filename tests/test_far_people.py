@@ -3,7 +3,9 @@
 The walker is real: the most confident person of a vtest frame, cut out and scaled to 60 px tall, in
 a 1280x720 frame (the vtest scene enlarged and blurred behind him: nothing else there is a person).
 The moving region comes from camd's own motion detector, fed the frame without him, then with him.
-At 40 px he makes a moving region only with the far-camera motion setting (frame_width 320).
+At 40 px he makes no moving region on the gate's 160 px copy: the gate measures motion a second time,
+320 px wide, for the far pass alone (`far.motion_width`). A walker the pass found once is looked for
+again where his track says he is (`far.track_height`), moving region or not.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import pytest
 
 from camd.config.schema import DetectorConfig, FarConfig, MotionConfig
 from camd.geometry import iou
-from camd.types import Box, Detection
+from camd.types import Box, Detection, Frame
 from camd.vision.detector import create_detector
-from camd.vision.far import far_pass, tiles_for, unexplained_regions
-from camd.vision.motion import MotionDetector
+from camd.vision.far import FarLook, far_pass, tiles_for, track_regions, unexplained_regions
+from camd.vision.gate import GateFeedback
+from camd.vision.motion import MotionDetector, MotionGate
 from camd.vision.offline import clip_frames
+from camd.vision.pool import InferencePool
 from tests.support.data import shared_data
 
 WALKER_PX = 60
@@ -52,11 +56,8 @@ def vtest_walker(models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return frame, frame[y1:y2, x1:x2]
 
 
-def place(
-    vtest_walker: tuple[np.ndarray, np.ndarray], walker_px: int, motion: MotionConfig = FAR_VIEW_MOTION
-) -> tuple[np.ndarray, Box, list[Box]]:
-    """The walker scaled to `walker_px` tall at AT in a 1280x720 frame, his box, and the moving regions
-    camd's motion detector (`motion`) finds after the frame without him."""
+def scene(vtest_walker: tuple[np.ndarray, np.ndarray], walker_px: int) -> tuple[np.ndarray, np.ndarray, Box]:
+    """(the 1280x720 background, the same with the walker scaled to `walker_px` tall at AT, his box)."""
     frame, crop = vtest_walker
     width = max(1, round(crop.shape[1] * walker_px / crop.shape[0]))
     small = cv2.resize(crop, (width, walker_px), interpolation=cv2.INTER_AREA)
@@ -64,11 +65,20 @@ def place(
     image = background.copy()
     x, y = AT
     image[y : y + walker_px, x : x + width] = small
+    return background, image, (x, y, x + width, y + walker_px)
+
+
+def place(
+    vtest_walker: tuple[np.ndarray, np.ndarray], walker_px: int, motion: MotionConfig = FAR_VIEW_MOTION
+) -> tuple[np.ndarray, Box, list[Box]]:
+    """The walker scaled to `walker_px` tall at AT in a 1280x720 frame, his box, and the moving regions
+    camd's motion detector (`motion`) finds after the frame without him."""
+    background, image, box = scene(vtest_walker, walker_px)
     detector = MotionDetector(motion)
     for _ in range(3):
         detector.update(background)
     regions = [tuple(float(v) for v in r) for r in detector.update(image).boxes]
-    return image, (x, y, x + width, y + walker_px), regions  # type: ignore[return-value]
+    return image, box, regions  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +154,78 @@ def test_a_40px_walker_needs_the_far_camera_motion_setting(
     assert len(people(far_pass(detector, image, plain, regions, FarConfig()), truth)) == 1
 
 
+@pytest.mark.shared_data
+def test_the_gate_measures_far_motion_for_the_far_pass_alone(
+    models_dir: Path, vtest_walker: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """With the default motion settings the gate sees no motion from a 40 px walker; its second, finer
+    measurement (far.motion_width 320) gives the far pass his region, which finds him. What the gate
+    decides and the regions it reports for itself are those of a gate without the far pass."""
+    background, image, truth = scene(vtest_walker, 40)
+    plain_gate, far_gate = MotionGate(MotionConfig()), MotionGate(MotionConfig(), far=FarConfig())
+    frames = [background] * 4 + [image]  # the walker appears on the 5-s refresh
+    times = [0.0, 1.0, 2.0, 3.0, 5.0]
+    decisions = [
+        [gate.should_detect(frame, t, []) for frame, t in zip(frames, times, strict=True)]
+        for gate in (plain_gate, far_gate)
+    ]
+    assert decisions[0] == decisions[1] == [True, False, False, False, True]
+    assert plain_gate.last_regions == far_gate.last_regions == []  # nothing moves at 160 px
+    assert plain_gate.last_far_regions is None
+    regions = far_gate.last_far_regions
+    assert regions is not None and any(iou(r, truth) > 0.3 for r in regions), regions
+    detector = create_detector(DetectorConfig(), models_dir)
+    plain = detector.detect(image)
+    assert people(plain, truth) == []
+    assert len(people(far_pass(detector, image, plain, regions, FarConfig()), truth)) == 1
+    # Frames shorter than far.min_height are not measured a second time.
+    small_gate = MotionGate(MotionConfig(), far=FarConfig(min_height=721))
+    for frame, t in zip(frames, times, strict=True):
+        small_gate.should_detect(frame, t, [])
+    assert small_gate.last_far_regions is None
+
+
+@pytest.mark.shared_data
+def test_a_small_track_the_first_pass_lost_gets_a_tile(
+    models_dir: Path, vtest_walker: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """A 45 px walker standing still (no moving region at all) whose track predicts him a little off:
+    the tile on the predicted box finds him; with track tiles off, or a predicted box too tall to be far
+    away, there is no tile; a track the first pass found again needs none."""
+    _, image, truth = scene(vtest_walker, 45)
+    predicted: Box = (truth[0] + 6, truth[1] - 4, truth[2] + 6, truth[3] - 4)
+    detector = create_detector(DetectorConfig(), models_dir)
+    plain = detector.detect(image)
+    assert people(plain, truth) == []
+    assert far_pass(detector, image, plain, [], FarConfig()) is plain  # nothing moves
+    found = far_pass(detector, image, plain, [], FarConfig(), hints=[predicted])
+    assert len(people(found, truth)) == 1, found
+    assert found[: len(plain)] == plain
+    assert far_pass(detector, image, plain, [], FarConfig(track_height=0.0), hints=[predicted]) is plain
+    tall: Box = (truth[0], truth[1] - 60, truth[2] + 20, truth[3] + 60)  # 165 px: the first pass's business
+    assert far_pass(detector, image, plain, [], FarConfig(), hints=[tall]) is plain
+    refound = [Detection("person", 0.8, truth)]
+    assert track_regions([predicted], refound, 1280, 720, 0.125) == []
+    assert track_regions([predicted], [], 1280, 720, 0.125) == [predicted]
+
+
+def test_the_gate_hands_the_far_pass_its_regions_and_the_tracks_predicted_boxes() -> None:
+    """GateFeedback gives the far pass, with each frame it sends to the detector, the gate's finer far
+    regions and every open track's box predicted for that frame (moved on by its velocity)."""
+    feedback = GateFeedback(MotionGate(MotionConfig(), far=FarConfig()), replay=False)
+    feedback.moved({7: ((100.0, 100.0, 120.0, 150.0), 0.0)}, 0.0)
+    feedback.moved({7: ((110.0, 100.0, 130.0, 150.0), 1.0)}, 1.0)  # 10 px/s, smoothed to 5 px/s
+    feedback.publish(1)
+    image = np.zeros((720, 1280, 3), np.uint8)
+    detect, regions, far = feedback.should_detect(Frame("c", 0, 1.4, image), waiting=lambda: True)
+    assert detect and regions is not None  # the first frame
+    assert isinstance(far, FarLook) and far.regions is not None
+    (hint,) = far.hints
+    assert hint == pytest.approx((112.0, 100.0, 132.0, 150.0))
+    off = GateFeedback(MotionGate(MotionConfig(), far=FarConfig(enabled=False)), replay=False)
+    assert off.should_detect(Frame("c", 0, 0.0, image), waiting=lambda: True)[2] is None
+
+
 def test_tiles_are_picked_to_cover_the_most_regions() -> None:
     """Three far walkers close together and one large blob elsewhere, one tile to spend: it goes where
     it covers three regions, not over the largest one (the order before); with more tiles, each
@@ -160,3 +242,25 @@ def test_tiles_are_picked_to_cover_the_most_regions() -> None:
     both = tiles_for(regions, 1280, 720, tile=320, max_tiles=2)
     assert len(both) == 2 and both[0] == tile and both[1][0] <= big[0] and both[1][2] >= big[2]
     assert len(tiles_for(regions, 1280, 720, tile=320, max_tiles=5)) == 2  # every region is in a tile
+
+
+@pytest.mark.shared_data
+def test_the_inference_pool_runs_the_far_pass_with_what_the_gate_handed_it(
+    models_dir: Path, vtest_walker: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """A frame queued with a FarLook (no moving region, the walker's predicted track box): the pool's
+    worker runs the far pass on it and the walker comes back with the frame's detections."""
+    _, image, truth = scene(vtest_walker, 45)
+    predicted: Box = (truth[0] + 6, truth[1] - 4, truth[2] + 6, truth[3] - 4)
+    pool = InferencePool([create_detector(DetectorConfig(), models_dir)], far=FarConfig()).start()
+    try:
+        lane = pool.lane("c", capacity=4, drop_oldest=False)
+        assert lane.submit(Frame("c", 0, 0.0, image), True, regions=(), far=FarLook((), (predicted,)))
+        assert lane.submit(Frame("c", 1, 0.2, image), True, regions=(), far=FarLook((), ()))
+        lane.close()
+        items = [lane.next(30.0), lane.next(30.0)]
+    finally:
+        pool.stop()
+    assert all(item is not None for item in items)
+    assert len(people(items[0].detections, truth)) == 1  # type: ignore[union-attr]
+    assert people(items[1].detections, truth) == []  # type: ignore[union-attr]  # nothing to look at

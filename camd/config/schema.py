@@ -242,14 +242,20 @@ class FarConfig(Strict):
     pass explained with no detection (people too small for the 300x300 SSD). min_height: frames
     smaller than this gain nothing (the first pass already sees them near native size). tile: the
     square crop (frame pixels) each region is looked at in; max_tiles bounds the cost per frame (tiles
-    go where each covers the most unexplained regions). The pass sees only what the motion gate sees:
-    a camera looking far away needs motion.frame_width 320 and a lower motion.min_area (0.0001), or
-    walkers under ~50 px make no moving region at all (docs/performance.md)."""
+    go where each covers the most unexplained regions or lost small tracks). motion_width: the pass
+    measures motion itself this finely (a walker under ~50 px makes no moving region on the gate's
+    160 px copy), on frames at least min_height tall, for its tiles only: the gate's own
+    motion.frame_width and min_area, i.e. what wakes the detector, are unchanged (0: use the gate's
+    regions). track_height: an open track whose predicted box is at most this share of the frame's
+    height and which the first pass did not find again gets a tile there, so a far person found once
+    is looked for where he should be (0: off). docs/performance.md has the figures."""
 
     enabled: bool = True
     min_height: Annotated[int, Field(ge=0)] = 480
     tile: Annotated[int, Field(ge=96, le=1024)] = 320
     max_tiles: Annotated[int, Field(ge=1, le=16)] = 2
+    motion_width: Annotated[int, Field(ge=0, le=1280)] = 320
+    track_height: Annotated[float, Field(ge=0.0, le=1.0)] = 0.125
 
 
 class DetectorConfig(Strict):

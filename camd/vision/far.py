@@ -7,12 +7,19 @@ input size, so nothing is shrunk) is run through the same detector, and what it 
 moving region is added. Frames below `far.min_height` are skipped: the first pass already sees them
 near native size. The cost is one extra inference per tile, only on frames with unexplained motion,
 at most `far.max_tiles` per frame.
+
+The moving regions are the pass's own (`far.motion_width`: the gate measures motion a second time,
+finer than its own copy, for these tiles only). An open track whose predicted box is small
+(`far.track_height`) and which the first pass did not find again is one more region to tile: a far
+person found once is looked for where he should be, moving region or not (the gate hands the pass
+those boxes, camd/vision/gate.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +33,18 @@ MIN_REGION_PX = 12  # smaller moving blobs are noise (leaves, compression), not 
 DUPLICATE_IOU = 0.5
 MIN_TILE = 128
 TILE_PER_REGION = 2.5
+MIN_FOUND_PX = 25  # the pass's finds shorter than this are mostly clutter (and too small to identify)
+HINT_REFOUND_IOU = 0.3  # a track's predicted box the first pass found again (this close) needs no tile
+
+
+@dataclass(frozen=True, slots=True)
+class FarLook:
+    """What the motion gate hands the far pass with a frame besides its own moving regions: the far
+    pass's own finer ones (`far.motion_width`; None: use the gate's) and the open tracks' boxes predicted
+    for the frame (for the track tiles)."""
+
+    regions: tuple[Box, ...] | None = None
+    hints: tuple[Box, ...] = ()
 
 
 def _inside(region: Box, box: Box) -> float:
@@ -48,6 +67,22 @@ def unexplained_regions(regions: Sequence[Box], detections: Sequence[Detection],
             continue
         out.append(region)
     return sorted(out, key=lambda r: -(r[2] - r[0]) * (r[3] - r[1]))
+
+
+def track_regions(
+    hints: Sequence[Box], detections: Sequence[Detection], width: int, height: int, max_height: float
+) -> list[Box]:
+    """Open tracks' predicted boxes worth a tile: small (at most `max_height` of the frame's height) and
+    not found again by the first pass."""
+    out = []
+    for hx1, hy1, hx2, hy2 in hints:
+        box = (max(0.0, hx1), max(0.0, hy1), min(float(width), hx2), min(float(height), hy2))
+        if not (MIN_REGION_PX <= box[3] - box[1] <= max_height * height) or box[2] - box[0] < 4:
+            continue
+        if any(iou(d.box, box) >= HINT_REFOUND_IOU for d in detections):
+            continue
+        out.append(box)
+    return out
 
 
 def _split(regions: Sequence[Box], tile: int) -> list[Box]:
@@ -100,13 +135,19 @@ def far_pass(
     detections: list[Detection],
     regions: Sequence[Box],
     config: FarConfig,
+    hints: Sequence[Box] = (),
 ) -> list[Detection]:
-    """`detections` plus what the tiles over unexplained motion found (inside that motion, not already
-    detected). Returns `detections` itself when there is nothing to look at."""
+    """`detections` plus what the tiles over unexplained motion and over small tracks the first pass lost
+    found (inside that motion or track box, not already detected). `regions`: the frame's moving regions
+    (the far pass's own, `far.motion_width`, when measured); `hints`: the open tracks' boxes predicted
+    for this frame (used up to `far.track_height`). Returns `detections` itself when there is nothing
+    to look at."""
     height, width = image.shape[:2]
-    if not config.enabled or height < config.min_height or not regions:
+    if not config.enabled or height < config.min_height:
         return detections
-    todo = unexplained_regions(regions, detections, config.tile)
+    todo = unexplained_regions(regions, detections, config.tile) if regions else []
+    if config.track_height > 0 and hints:
+        todo = track_regions(hints, detections, width, height, config.track_height) + todo
     if not todo:
         return detections
     found = list(detections)
@@ -114,6 +155,8 @@ def far_pass(
         crop = np.ascontiguousarray(image[int(ty1) : int(ty2), int(tx1) : int(tx2)])
         for det in detector.detect(crop):
             box: Box = (det.box[0] + tx1, det.box[1] + ty1, det.box[2] + tx1, det.box[3] + ty1)
+            if box[3] - box[1] < MIN_FOUND_PX:
+                continue
             if not any(_inside(region, box) > 0 or _inside(box, region) > 0 for region in todo):
                 continue  # static clutter in the tile: the first pass's business
             if any(d.label == det.label and iou(d.box, box) >= DUPLICATE_IOU for d in found):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camd.config.schema import MotionConfig
+from camd.config.schema import FarConfig, MotionConfig
 from camd.types import Box
 
 
@@ -110,11 +110,22 @@ class MotionGate:
     (`min_area`).
     """
 
-    def __init__(self, config: MotionConfig) -> None:
+    def __init__(self, config: MotionConfig, far: FarConfig | None = None) -> None:
+        """far: the far-people pass the detector runs after the first pass (camd/vision/far.py), when on:
+        with `far.motion_width` above `frame_width`, the gate measures motion a second time that finely,
+        on frames at least `far.min_height` tall, for the far pass's tiles only (every region, whatever
+        `min_area`): what wakes the detector is unchanged."""
         self.config = config
         self.motion = MotionDetector(config)
+        self.far = far if far is not None and far.enabled else None
+        self._far_motion: MotionDetector | None = None
+        if self.far is not None and self.far.motion_width > config.frame_width:
+            self._far_motion = MotionDetector(
+                config.model_copy(update={"frame_width": self.far.motion_width, "min_area": 0.0})
+            )
         self._last_detect: float | None = None
         self.last_regions: list[Box] = []  # motion regions of the frame last sent to the detector
+        self.last_far_regions: list[Box] | None = None  # the far pass's own (None: not measured)
         self._examined: list[Box] = []  # moving regions of the frame the detector last answered for
         self.frames = 0
         self.detected = 0
@@ -127,9 +138,10 @@ class MotionGate:
             return self._run(timestamp, [])
         result = self.motion.update(image)  # every frame: the background keeps learning
         regions: list[Box] = [tuple(float(v) for v in region) for region in result.boxes]  # type: ignore[misc]
+        far_regions = self._far_regions(image)
         if self._last_detect is None:
             self.reasons["first frame"] += 1
-            return self._run(timestamp, regions)
+            return self._run(timestamp, regions, far_regions)
         since = timestamp - self._last_detect + 1e-6  # frame times are sums of float steps
         unexplained = moving = False
         if result.moving and result.mask is not None:
@@ -148,7 +160,7 @@ class MotionGate:
         else:
             return False
         self.reasons[reason] += 1
-        return self._run(timestamp, regions)
+        return self._run(timestamp, regions, far_regions)
 
     def examined(self, regions: Sequence[Box]) -> None:
         """The detector has answered for a frame whose moving `regions` it saw. What it found is
@@ -156,15 +168,22 @@ class MotionGate:
         that motion is explained until the next refresh."""
         self._examined = list(regions)
 
-    def _run(self, timestamp: float, regions: list[Box]) -> bool:
+    def _far_regions(self, image: np.ndarray) -> list[Box] | None:
+        """The far pass's own moving regions (every frame: its background keeps learning), on frames tall
+        enough for the pass; None when not measured."""
+        if self._far_motion is None or self.far is None or image.shape[0] < self.far.min_height:
+            return None
+        return [tuple(float(v) for v in r) for r in self._far_motion.update(image).boxes]  # type: ignore[misc]
+
+    def _run(self, timestamp: float, regions: list[Box], far_regions: list[Box] | None = None) -> bool:
         # The last answer's regions still count until this frame's answer replaces them: when the
         # camera thread runs ahead of the detector, clearing them would wake it on every frame.
         self._last_detect = timestamp
         self.last_regions = regions
+        self.last_far_regions = far_regions
         self.detected += 1
         return True
 
     @property
     def skipped(self) -> int:
         return self.frames - self.detected
-

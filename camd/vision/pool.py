@@ -27,7 +27,7 @@ from typing import Literal
 from camd.config.schema import DetectorConfig, FarConfig
 from camd.types import Box, Detection, Frame
 from camd.vision.detector import Detector, create_detector, detect_batch
-from camd.vision.far import far_pass
+from camd.vision.far import FarLook, far_pass
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,15 @@ class LaneItem:
     # The moving regions the motion gate saw in this frame: the detector's answer explains them
     # (camd/vision/gate.py); None for a frame the gate kept from the detector.
     regions: tuple[Box, ...] | None = None
+    far: FarLook | None = None  # what the far pass is shown besides (camd/vision/far.py)
     submitted_at: float = field(default_factory=time.monotonic)
+
+    def far_inputs(self) -> tuple[tuple[Box, ...], tuple[Box, ...]]:
+        """(moving regions, predicted track boxes) for the far pass."""
+        look = self.far
+        if look is None:
+            return self.regions or (), ()
+        return (self.regions or ()) if look.regions is None else look.regions, look.hints
 
 
 class CameraLane:
@@ -78,9 +86,10 @@ class CameraLane:
         detect: bool,
         halted: Callable[[], bool] = lambda: False,
         regions: tuple[Box, ...] | None = None,
+        far: FarLook | None = None,
     ) -> bool:
         """Queue a frame. False when the lane is closed (or `halted` while waiting for room)."""
-        item = LaneItem(frame, detect, state="waiting" if detect else "done", regions=regions)
+        item = LaneItem(frame, detect, state="waiting" if detect else "done", regions=regions, far=far)
         cond = self.pool.cond
         message = None
         with cond:
@@ -202,9 +211,7 @@ class InferenceWorker:
                     results = detect_batch(self.detector, [item.frame.image for item in items])
                     if pool.far is not None:  # a second look at motion the first pass left unexplained
                         results = [
-                            far_pass(self.detector, item.frame.image, found, item.regions, pool.far)
-                            if item.regions
-                            else found
+                            _far(self.detector, item, found, pool.far)
                             for item, found in zip(items, results, strict=True)
                         ]
             except Exception as exc:  # one bad frame must not take the detector down for every camera
@@ -213,6 +220,13 @@ class InferenceWorker:
                 pool.note_error(exc, len(items))
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             pool.finish(items, results, elapsed_ms, failed)
+
+
+def _far(detector: Detector, item: LaneItem, found: list[Detection], config: FarConfig) -> list[Detection]:
+    regions, hints = item.far_inputs()
+    if not regions and not hints:
+        return found
+    return far_pass(detector, item.frame.image, found, regions, config, hints=hints)
 
 
 class InferencePool:
@@ -340,8 +354,13 @@ class InferencePool:
             if now - self._error_logged_at < ERROR_LOG_EVERY_S:
                 return
             self._error_logged_at = now
-        log.error("detector failed on %d frame(s) (%s: %s); those frames are skipped (%d so far)",
-                  frames, type(exc).__name__, exc, self.errors)
+        log.error(
+            "detector failed on %d frame(s) (%s: %s); those frames are skipped (%d so far)",
+            frames,
+            type(exc).__name__,
+            exc,
+            self.errors,
+        )
 
 
 class SharedDetector(InferencePool):
