@@ -264,3 +264,50 @@ def test_the_inference_pool_runs_the_far_pass_with_what_the_gate_handed_it(
     assert all(item is not None for item in items)
     assert len(people(items[0].detections, truth)) == 1  # type: ignore[union-attr]
     assert people(items[1].detections, truth) == []  # type: ignore[union-attr]  # nothing to look at
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("wake_every_s", [1.0, 0.0])
+def test_a_lone_far_walker_wakes_the_detector_through_the_far_motion(
+    models_dir: Path, vtest_walker: tuple[np.ndarray, np.ndarray], wake_every_s: float
+) -> None:
+    """A 50 px walker crossing a quiet, noisy 1280x720 scene at 5 frames/s, default motion settings: too
+    small for the gate's own motion. With `far.wake_every_s` (the default 1 s) the far pass's finer
+    motion wakes the detector within about a second of his appearing and the far pass finds him; with
+    it off the detector sleeps until the gate's 5-s refresh."""
+    frame, crop = vtest_walker
+    width = max(1, round(crop.shape[1] * 50 / crop.shape[0]))
+    small = cv2.resize(crop, (width, 50), interpolation=cv2.INTER_AREA)
+    background = cv2.GaussianBlur(cv2.resize(frame, (1280, 720)), (0, 0), 3)
+    assert FarConfig().wake_every_s == 1.0
+    far_config = FarConfig(wake_every_s=wake_every_s)
+    feedback = GateFeedback(MotionGate(MotionConfig(), far=far_config), replay=False)
+    detector = create_detector(DetectorConfig(), models_dir)
+    rng = np.random.default_rng(3)
+    woken: list[float] = []
+    found: list[float] = []
+    for index in range(20):  # 4 s; he walks in at 1 s, 6 px a frame
+        t = index / 5
+        image = np.clip(background + rng.normal(0.0, 1.5, background.shape), 0, 255).astype(np.uint8)
+        truth: Box | None = None
+        if t >= 1.0:
+            x, y = 600 + 6 * (index - 5), 500
+            image[y : y + 50, x : x + width] = small
+            truth = (x, y, x + width, y + 50)
+        detect, regions, far = feedback.should_detect(Frame("c", index, t, image), waiting=lambda: True)
+        if not detect or index == 0:
+            continue
+        woken.append(t)
+        assert far is not None and far.regions is not None
+        plain = detector.detect(image)
+        feedback.answered(regions or ())
+        feedback.publish(index)
+        if truth is not None and people(far_pass(detector, image, plain, far.regions, far_config), truth):
+            found.append(t)
+    if wake_every_s:
+        assert woken and 1.0 <= woken[0] <= 2.0, woken  # within about a second of his appearing
+        assert found and found[0] <= 2.0, (woken, found)
+        assert all(b - a >= 1.0 - 1e-6 for a, b in itertools.pairwise(woken)), woken  # at most once a second
+        assert feedback.gate.reasons["far motion"] == len(woken)
+    else:
+        assert woken == [], woken  # the gate's own motion never sees him; no refresh within 4 s

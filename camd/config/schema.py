@@ -248,7 +248,11 @@ class FarConfig(Strict):
     motion.frame_width and min_area, i.e. what wakes the detector, are unchanged (0: use the gate's
     regions). track_height: an open track whose predicted box is at most this share of the frame's
     height and which the first pass did not find again gets a tile there, so a far person found once
-    is looked for where he should be (0: off). docs/performance.md has the figures."""
+    is looked for where he should be (0: off). wake_every_s: on those frames, a region of the pass's own
+    motion that no open track's box explains wakes the detector (first pass and tiles), at most this
+    often, so a lone far walker the gate's coarser motion does not see is found within about a second
+    rather than at its 5-s refresh (a windy scene pays at most one such detection this often; 0: off,
+    only the gate wakes it). docs/performance.md has the figures."""
 
     enabled: bool = True
     min_height: Annotated[int, Field(ge=0)] = 480
@@ -256,6 +260,7 @@ class FarConfig(Strict):
     max_tiles: Annotated[int, Field(ge=1, le=16)] = 2
     motion_width: Annotated[int, Field(ge=0, le=1280)] = 320
     track_height: Annotated[float, Field(ge=0.0, le=1.0)] = 0.125
+    wake_every_s: Annotated[float, Field(ge=0.0)] = 1.0
 
 
 class DetectorConfig(Strict):

@@ -16,6 +16,7 @@ import numpy as np
 
 from camd.config.schema import FarConfig, MotionConfig
 from camd.types import Box
+from camd.vision.far import MIN_REGION_PX, _inside
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,9 @@ class MotionGate:
     It runs when motion appears that nothing explains (someone new), at least every
     `moving_refresh_s` while a tracked object moves (0: every frame), every `track_refresh_s`
     while tracks are open or anything moves, and every `refresh_s` in any case (people standing
-    still).
+    still). On frames the far pass measures its own finer motion for (`far.motion_width`), a region of
+    it no open track explains also wakes it, at most every `far.wake_every_s` (a far walker too small
+    for the gate's own motion).
 
     Motion is explained by an open track's box (where the track is predicted to be now) or by a
     moving region the detector has just looked at (`examined`, fed back by the pipeline once the
@@ -114,7 +117,8 @@ class MotionGate:
         """far: the far-people pass the detector runs after the first pass (camd/vision/far.py), when on:
         with `far.motion_width` above `frame_width`, the gate measures motion a second time that finely,
         on frames at least `far.min_height` tall, for the far pass's tiles only (every region, whatever
-        `min_area`): what wakes the detector is unchanged."""
+        `min_area`); its regions no open track explains wake the detector at most every `far.wake_every_s`
+        (0: what wakes the detector is the gate's own motion alone)."""
         self.config = config
         self.motion = MotionDetector(config)
         self.far = far if far is not None and far.enabled else None
@@ -157,6 +161,8 @@ class MotionGate:
             reason = "tracks open"
         elif moving and since >= self.config.moving_refresh_s:
             reason = "tracked object moving"
+        elif self._far_wakes(far_regions, track_boxes, since):
+            reason = "far motion"
         else:
             return False
         self.reasons[reason] += 1
@@ -174,6 +180,20 @@ class MotionGate:
         if self._far_motion is None or self.far is None or image.shape[0] < self.far.min_height:
             return None
         return [tuple(float(v) for v in r) for r in self._far_motion.update(image).boxes]  # type: ignore[misc]
+
+    def _far_wakes(self, far_regions: list[Box] | None, track_boxes: list[Box], since: float) -> bool:
+        """The far pass's own motion has a region (at least MIN_REGION_PX) that no open track's box, grown
+        as `box_mask` grows it, mostly holds, and the detector last ran at least `far.wake_every_s` ago."""
+        if self.far is None or not far_regions or not self.far.wake_every_s or since < self.far.wake_every_s:
+            return False
+        grown = [
+            (x1 - (x2 - x1) / 2, y1 - (y2 - y1) / 2, x2 + (x2 - x1) / 2, y2 + (y2 - y1) / 2)
+            for x1, y1, x2, y2 in track_boxes
+        ]
+        return any(
+            max(r[2] - r[0], r[3] - r[1]) >= MIN_REGION_PX and not any(_inside(r, g) >= 0.5 for g in grown)
+            for r in far_regions
+        )
 
     def _run(self, timestamp: float, regions: list[Box], far_regions: list[Box] | None = None) -> bool:
         # The last answer's regions still count until this frame's answer replaces them: when the
