@@ -12,7 +12,9 @@ The moving regions are the pass's own (`far.motion_width`: the gate measures mot
 finer than its own copy, for these tiles only). An open track whose predicted box is small
 (`far.track_height`) and which the first pass did not find again is one more region to tile: a far
 person found once is looked for where he should be, moving region or not (the gate hands the pass
-those boxes, camd/vision/gate.py).
+those boxes, camd/vision/gate.py). A region of the pass's own motion no open track explains also wakes
+the detector, at most every `far.wake_every_s` (camd/vision/motion.py): a lone far walker is too small
+for the gate's own motion.
 """
 
 from __future__ import annotations
