@@ -105,6 +105,24 @@ def windy_frames(
         yield noisy(np.clip(image, 0, 255).astype(np.uint8), sigma, rng)
 
 
+def leaves_frames(
+    background: np.ndarray, seconds: float, rng: np.random.Generator, size: int
+) -> Iterator[np.ndarray]:
+    """The empty scene with sensor noise 1.5 and six `size` px squares of high-contrast texture (foliage)
+    inside the far view's picture, each shifted by up to 8 px each frame: small leaves in the wind, too
+    small for the gate's own motion (min_area) when `size` is small."""
+    height, width = background.shape[:2]
+    blobs = cv2.GaussianBlur(rng.uniform(0, 255, (size + 16, size + 16, 3)).astype(np.float32), (0, 0), 4)
+    texture = cv2.normalize(blobs, None, 0, 255, cv2.NORM_MINMAX)  # clumps of ~10 px, full contrast
+    spots = [(height // 2 + dy, width // 2 + dx) for dy in (-100, 60) for dx in (-250, -20, 200)]
+    for _ in range(int(seconds * DETECT_FPS)):
+        image = background.copy()
+        for y, x in spots:
+            dx, dy = rng.integers(0, 17, size=2)
+            image[y : y + size, x : x + size] = np.clip(texture[dy : dy + size, dx : dx + size], 0, 255)
+        yield noisy(image, 1.5, rng)
+
+
 def run_pipeline(path: Path, detector: Any, far_config: FarConfig, models_dir: Path) -> dict[str, Any]:
     config = Config(
         models_dir=models_dir,
@@ -134,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth-cache", type=Path, default=None)
     parser.add_argument("--crowd", action="store_true", help="also walking as it is and its far view")
     parser.add_argument("--max-walkers", type=int, default=100)
+    parser.add_argument("--cost-only", action="store_true", help="only the empty scenes (and --crowd)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     clip = SHARED / "video" / "supervision_walking.mp4"
@@ -162,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(lo <= height < hi for lo, hi in BINS):
             walkers.append((height, boxes))
     keep = {"all": lambda i: True, "even": lambda i: i % 2 == 0, "odd": lambda i: i % 2 == 1}[args.part]
-    walkers = [w for i, w in enumerate(walkers) if keep(i)][: args.max_walkers]
+    walkers = [w for i, w in enumerate(walkers) if keep(i)][: 0 if args.cost_only else args.max_walkers]
     rng = np.random.default_rng(NOISE_SEED)
     report: dict[str, Any] = {"part": args.part, "walkers": len(walkers), "lone": {}, "cost": {}}
     with tempfile.TemporaryDirectory() as folder:
@@ -225,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
             ("quiet (noise 1.5)", lambda: (noisy(background, 1.5, rng) for _ in range(int(60 * DETECT_FPS)))),
             ("windy (noise 4, flicker 4, sway 3 px)", partial(windy_frames, background, 60, rng, 3, 4, 4)),
             ("stormy (noise 6, flicker 8, sway 12 px)", partial(windy_frames, background, 60, rng, 12, 8, 6)),
+            (
+                "small leaves (6 x 24 px, swaying 8 px)",
+                partial(leaves_frames, background, 60, rng, 24),
+            ),
+            (
+                "large leaves (6 x 64 px, swaying 8 px)",
+                partial(leaves_frames, background, 60, rng, 64),
+            ),
         ):
             path = Path(folder) / "empty.mp4"
             count = write_clip(path, maker())
