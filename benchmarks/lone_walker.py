@@ -14,10 +14,11 @@ track's box (detected, followed or predicted) lies on him (IoU >= 0.4), by his m
 `--part even|odd`: walkers with an even / odd index (choose parameters on one, report on the other).
 
 Cost, in the same run: detector calls per second and detector time on 60 s of the empty background
-with sensor noise sigma 1.5 (quiet), and with sigma 4, a global flicker (+-4 grey levels) and a
-swaying patch of the scene (a 240x160 region shifted by up to 3 px each frame: leaves in the wind);
-and `--crowd`: walking as it is and its far view (60 sampled frames) through the pipeline, recall
-of the believed boxes and detector time per variant.
+with sensor noise sigma 1.5 (quiet); with more noise, a global flicker and a patch of the scene
+swaying (windy, stormy); with six squares of full-contrast foliage texture swaying 8 px (small and
+large leaves: motion the gate's own copy misses, the far motion sees); and `--crowd`: walking as it
+is and its far view (60 sampled frames) through the pipeline, recall of the believed boxes and
+detector time per variant. `--cost-only`: no walker clips.
 """
 
 from __future__ import annotations
