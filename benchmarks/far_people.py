@@ -47,11 +47,11 @@ import cv2
 import numpy as np
 
 from camd.config.schema import DetectorConfig, FarConfig, MotionConfig, ObjectsConfig, TrackerConfig
-from camd.geometry import iou
+from camd.geometry import covered_share, iou
 from camd.types import Box, Detection
 from camd.vision import far
 from camd.vision.detector import create_detector, filter_detections
-from camd.vision.far import _inside, _split, _tile_around, tiles_for, track_regions, unexplained_regions
+from camd.vision.far import _split, _tile_around, tiles_for, track_regions, unexplained_regions
 from camd.vision.gate import GateFeedback, far_hints
 from camd.vision.motion import MotionDetector, MotionGate
 from camd.vision.offline import clip_frames
@@ -365,24 +365,24 @@ def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, orac
                     row_o[label][1] += 1
             if _best_score(plain, box) >= PERSON_MIN_SCORE:
                 fate = "plain pass finds it"
-            elif not any(_inside(box, r) >= 0.5 for r in regions) and not any(
-                _inside(box, r) > 0 for r in tracked
+            elif not any(covered_share(box, r) >= 0.5 for r in regions) and not any(
+                covered_share(box, r) > 0 for r in tracked
             ):
                 fate = "no motion region (nor track)"
-            elif not any(_inside(box, r) > 0 for r in todo):
+            elif not any(covered_share(box, r) > 0 for r in todo):
                 fate = "region explained by a detection (no track)"
-            elif any(_inside(box, t) >= 0.9 for t in used):
+            elif any(covered_share(box, t) >= 0.9 for t in used):
                 fate = (
                     "tiled, detector misses" if _best_score(far, box) < PERSON_MIN_SCORE else "tiled, found"
                 )
-                side = max(t[2] - t[0] for t in used if _inside(box, t) >= 0.9)
+                side = max(t[2] - t[0] for t in used if covered_share(box, t) >= 0.9)
                 tiled_enlargement.setdefault(key, []).append(300.0 / side * (box[3] - box[1]))
-            elif any(_inside(box, t) >= 0.9 for t in every):
+            elif any(covered_share(box, t) >= 0.9 for t in every):
                 fate = "beyond max_tiles"
             else:
                 fate = "no tile holds it whole"
             if fate not in ("plain pass finds it", "no motion region (nor track)"):
-                over = [p for p in parts if _inside(box, p) > 0]
+                over = [p for p in parts if covered_share(box, p) > 0]
                 if over:
                     biggest = max(max(p[2] - p[0], p[3] - p[1]) for p in over)
                     part_over_truth.setdefault(key, []).append(biggest / (box[3] - box[1]))

@@ -23,6 +23,14 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def covered_share(box: Box, other: Box) -> float:
+    """The share of `box`'s area inside `other` (0 for an empty box)."""
+    w = min(box[2], other[2]) - max(box[0], other[0])
+    h = min(box[3], other[3]) - max(box[1], other[1])
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0
+
+
 def scale_box(box: Box, sx: float, sy: float) -> Box:
     """The box in a frame `sx` times as wide and `sy` times as high (a substream box on the main frame)."""
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from camd.config.schema import FarConfig
-from camd.geometry import iou
+from camd.geometry import covered_share, iou
 from camd.types import Box, Detection
 from camd.vision.protocol import Detector
 
@@ -49,14 +49,6 @@ class FarLook:
     hints: tuple[Box, ...] = ()
 
 
-def _inside(region: Box, box: Box) -> float:
-    """The share of `region`'s area inside `box`."""
-    w = min(region[2], box[2]) - max(region[0], box[0])
-    h = min(region[3], box[3]) - max(region[1], box[1])
-    area = (region[2] - region[0]) * (region[3] - region[1])
-    return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0
-
-
 def unexplained_regions(regions: Sequence[Box], detections: Sequence[Detection], tile: int) -> list[Box]:
     """Moving regions not covered by any detection, largest first. A region larger than a tile (walkers
     close together merge into one blob) is cut into tile-sized parts, each judged on its own."""
@@ -65,7 +57,7 @@ def unexplained_regions(regions: Sequence[Box], detections: Sequence[Detection],
         width, height = region[2] - region[0], region[3] - region[1]
         if max(width, height) < MIN_REGION_PX:
             continue  # noise (leaves, compression), not a person
-        if any(_inside(region, d.box) >= EXPLAINED_COVER for d in detections):
+        if any(covered_share(region, d.box) >= EXPLAINED_COVER for d in detections):
             continue
         out.append(region)
     return sorted(out, key=lambda r: -(r[2] - r[0]) * (r[3] - r[1]))
@@ -120,7 +112,8 @@ def tiles_for(regions: Sequence[Box], width: int, height: int, tile: int, max_ti
         for r in regions
     ]
     holds = [
-        {i for i, r in enumerate(regions) if _inside(r, t) >= 0.99} | {k} for k, t in enumerate(candidates)
+        {i for i, r in enumerate(regions) if covered_share(r, t) >= 0.99} | {k}
+        for k, t in enumerate(candidates)
     ]
     left = set(range(len(regions)))
     tiles: list[Box] = []
@@ -159,7 +152,7 @@ def far_pass(
             box: Box = (det.box[0] + tx1, det.box[1] + ty1, det.box[2] + tx1, det.box[3] + ty1)
             if box[3] - box[1] < MIN_FOUND_PX:
                 continue
-            if not any(_inside(region, box) > 0 or _inside(box, region) > 0 for region in todo):
+            if not any(covered_share(region, box) > 0 or covered_share(box, region) > 0 for region in todo):
                 continue  # static clutter in the tile: the first pass's business
             if any(d.label == det.label and iou(d.box, box) >= DUPLICATE_IOU for d in found):
                 continue

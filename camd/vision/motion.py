@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 
 from camd.config.schema import FarConfig, MotionConfig
+from camd.geometry import covered_share
 from camd.types import Box
-from camd.vision.far import MIN_REGION_PX, _inside
+from camd.vision.far import MIN_REGION_PX
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,8 @@ class MotionGate:
             for x1, y1, x2, y2 in track_boxes
         ]
         return any(
-            max(r[2] - r[0], r[3] - r[1]) >= MIN_REGION_PX and not any(_inside(r, g) >= 0.5 for g in grown)
+            max(r[2] - r[0], r[3] - r[1]) >= MIN_REGION_PX
+            and not any(covered_share(r, g) >= 0.5 for g in grown)
             for r in far_regions
         )
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from camd.geometry import covered_share
 from camd.identity.evidence._crops import crop_box
 from camd.types import Box
 
@@ -47,14 +48,6 @@ def sharpness(crop: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def covered_fraction(box: Box, other: Box) -> float:
-    """Share of `box`'s area that `other` covers."""
-    w = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
-    h = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
-    area = max(1e-9, (box[2] - box[0]) * (box[3] - box[1]))
-    return w * h / area
-
-
 def crop_quality(frame: np.ndarray, box: Box, other_boxes: Sequence[Box] = ()) -> CropQuality:
     """Score the crop of `box` in `frame`; `other_boxes` are the frame's other detections (this box may be
     among them: identical boxes are skipped)."""
@@ -69,6 +62,6 @@ def crop_quality(frame: np.ndarray, box: Box, other_boxes: Sequence[Box] = ()) -
         or box[2] >= width - EDGE_MARGIN_PX
         or box[3] >= height - EDGE_MARGIN_PX
     )
-    overlap = max((covered_fraction(box, o) for o in other_boxes if tuple(o) != tuple(box)), default=0.0)
+    overlap = max((covered_share(box, o) for o in other_boxes if tuple(o) != tuple(box)), default=0.0)
     score = size * sharp * (TRUNCATED_FACTOR if truncated else 1.0) * (1.0 - overlap)
     return CropQuality(float(score), float(size), float(sharp), bool(truncated), float(overlap))
