@@ -36,6 +36,7 @@ import argparse
 import importlib.util
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +47,18 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camd.config.schema import DetectorConfig, FarConfig, MotionConfig, ObjectsConfig, TrackerConfig
+from camd.config.schema import (
+    CameraConfig,
+    Config,
+    DetectorConfig,
+    FarConfig,
+    MotionConfig,
+    MqttConfig,
+    ObjectsConfig,
+    TrackerConfig,
+)
 from camd.geometry import covered_share, iou
+from camd.pipeline import CameraPipeline
 from camd.types import Box, Detection
 from camd.vision import far
 from camd.vision.detector import create_detector, filter_detections
@@ -55,6 +66,7 @@ from camd.vision.far import _split, _tile_around, tiles_for, track_regions, unex
 from camd.vision.gate import GateFeedback, far_hints
 from camd.vision.motion import MotionDetector, MotionGate
 from camd.vision.offline import clip_frames
+from camd.vision.pool import InferencePool
 from camd.vision.tracker import ObjectTracker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -406,6 +418,29 @@ def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, orac
     return out
 
 
+def run_pipeline(path: Path, detector: Any, far_config: FarConfig, models_dir: Path) -> dict[str, Any]:
+    """The clip at `path` through camd's own CameraPipeline (gate, pool with this far pass, tracker,
+    flow): the boxes of the announced tracks it believes in each frame, and what the detector did."""
+    config = Config(
+        models_dir=models_dir,
+        detector=DetectorConfig(far=far_config),
+        mqtt=MqttConfig(enabled=False),
+        cameras={"c": CameraConfig(url=str(path), detect_fps=DETECT_FPS)},
+    )
+    pool = InferencePool([detector], far=far_config).start()
+    believed: dict[int, list[Detection]] = {}
+    pipeline = CameraPipeline("c", config, pool, lambda _event: None, threading.Event())
+    pipeline.on_frame = partial(_believe, believed)
+    pipeline.run()
+    pool.stop()
+    return {
+        "believed": believed,
+        "frames": pipeline.stats.frames,
+        "detected": pipeline.stats.frames - pipeline.stats.skipped,
+        "detector_ms": float(sum(pipeline.stats.detect_ms)),
+    }
+
+
 def _believe(believed: dict[int, list[Detection]], frame: Any, _detected: bool, seen: list[Any]) -> None:
     believed[frame.index] = [Detection("person", 1.0, box) for _, box in seen]
 
@@ -418,11 +453,7 @@ def daemon_runs(
     config: the boxes of the announced tracks it believes in each sampled frame (detected, followed or
     predicted) against the truth, by height, and the detector's time (its total, all frames)."""
     import tempfile
-    import threading
 
-    from camd.config.schema import CameraConfig, Config, MqttConfig
-    from camd.pipeline import CameraPipeline
-    from camd.vision.pool import InferencePool
 
     detector = create_detector(DetectorConfig(), models_dir)
     out: dict[str, Any] = {}
@@ -447,25 +478,15 @@ def daemon_runs(
             for t in truths
         ]
         for name, far_config in variants.items():
-            config = Config(
-                models_dir=models_dir,
-                detector=DetectorConfig(far=far_config),
-                mqtt=MqttConfig(enabled=False),
-                cameras={"c": CameraConfig(url=str(path), detect_fps=DETECT_FPS)},
-            )
-            pool = InferencePool([detector], far=far_config).start()
-            believed: dict[int, list[Detection]] = {}
-            pipeline = CameraPipeline("c", config, pool, lambda _event: None, threading.Event())
-            pipeline.on_frame = partial(_believe, believed)
-            pipeline.run()
-            pool.stop()
+            run = run_pipeline(path, detector, far_config, models_dir)
+            believed = run["believed"]
             result = score(boxes, [believed.get(i, []) for i in range(len(boxes))])
             out[name] = {
                 "recall_by_height": result["recall_by_height"],
                 "recall": result["recall"],
-                "frames": pipeline.stats.frames,
-                "detected_frames": pipeline.stats.frames - pipeline.stats.skipped,
-                "detector_ms_total": float(sum(pipeline.stats.detect_ms)),
+                "frames": run["frames"],
+                "detected_frames": run["detected"],
+                "detector_ms_total": run["detector_ms"],
             }
     return out
 

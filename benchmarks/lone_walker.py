@@ -27,7 +27,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -40,18 +39,16 @@ from benchmarks.far_people import (
     DETECT_FPS,
     MATCH_IOU,
     SHARED,
-    _believe,
     clip_truth,
     far_view,
     link_walkers,
+    run_pipeline,
     score,
 )
-from camd.config.schema import CameraConfig, Config, DetectorConfig, FarConfig, MqttConfig
+from camd.config.schema import DetectorConfig, FarConfig
 from camd.geometry import iou
-from camd.pipeline import CameraPipeline
-from camd.types import Box, Detection
+from camd.types import Box
 from camd.vision.detector import create_detector
-from camd.vision.pool import InferencePool
 
 REPO = Path(__file__).resolve().parents[1]
 BINS = [(40, 60), (60, 90)]
@@ -122,27 +119,6 @@ def leaves_frames(
             dx, dy = rng.integers(0, 17, size=2)
             image[y : y + size, x : x + size] = np.clip(texture[dy : dy + size, dx : dx + size], 0, 255)
         yield noisy(image, 1.5, rng)
-
-
-def run_pipeline(path: Path, detector: Any, far_config: FarConfig, models_dir: Path) -> dict[str, Any]:
-    config = Config(
-        models_dir=models_dir,
-        detector=DetectorConfig(far=far_config),
-        mqtt=MqttConfig(enabled=False),
-        cameras={"c": CameraConfig(url=str(path), detect_fps=DETECT_FPS)},
-    )
-    pool = InferencePool([detector], far=far_config).start()
-    believed: dict[int, list[Detection]] = {}
-    pipeline = CameraPipeline("c", config, pool, lambda _event: None, threading.Event())
-    pipeline.on_frame = partial(_believe, believed)
-    pipeline.run()
-    pool.stop()
-    return {
-        "believed": believed,
-        "frames": pipeline.stats.frames,
-        "detected": pipeline.stats.frames - pipeline.stats.skipped,
-        "detector_ms": float(sum(pipeline.stats.detect_ms)),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
