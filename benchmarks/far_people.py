@@ -63,7 +63,7 @@ from camd.types import Box, Detection
 from camd.vision import far
 from camd.vision.detector import create_detector, filter_detections
 from camd.vision.far import _split, _tile_around, tiles_for, track_regions, unexplained_regions
-from camd.vision.gate import GateFeedback, far_hints
+from camd.vision.gate import GateFeedback
 from camd.vision.motion import MotionDetector, MotionGate
 from camd.vision.offline import clip_frames
 from camd.vision.pool import InferencePool
@@ -195,7 +195,7 @@ class TrackHints:
         self.seen: dict[int, tuple[Box, float]] = {}
 
     def predict(self, timestamp: float) -> list[Box]:
-        return list(far_hints(self.feedback.motion.values(), timestamp))
+        return [motion.box_at(timestamp) for motion in self.feedback.motion.values()]
 
     def update(self, detections: list[Detection], timestamp: float) -> None:
         for tracked in self.tracker.update(filter_detections(detections, ObjectsConfig()), timestamp):

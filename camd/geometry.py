@@ -31,6 +31,12 @@ def covered_share(box: Box, other: Box) -> float:
     return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0
 
 
+def grown_box(box: Box, margin: float) -> Box:
+    """`box` grown by `margin` of its width and height on each side."""
+    grow_x, grow_y = (box[2] - box[0]) * margin, (box[3] - box[1]) * margin
+    return (box[0] - grow_x, box[1] - grow_y, box[2] + grow_x, box[3] + grow_y)
+
+
 def scale_box(box: Box, sx: float, sy: float) -> Box:
     """The box in a frame `sx` times as wide and `sy` times as high (a substream box on the main frame)."""
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)

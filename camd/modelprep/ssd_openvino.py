@@ -23,7 +23,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,7 +262,7 @@ def _save(model: Any, anchors: np.ndarray, folder: Path) -> None:
     np.save(folder / ANCHORS_NAME, anchors)
 
 
-def saturating_int8(cpu_flags: set[str] | None = None) -> bool:
+def saturating_int8(cpu_flags: Set[str] | None = None) -> bool:
     """Whether this CPU multiplies int8 with instructions whose 16-bit sums saturate: x86 without VNNI
     (AVX2 only: many small hubs). There NNCF's overflow fix (7-bit weights everywhere, not only in the
     first layer) avoids the saturation: walking's person boxes kept 84.8% -> 91.3% on an AVX2 CPU
@@ -271,15 +272,16 @@ def saturating_int8(cpu_flags: set[str] | None = None) -> bool:
     return x86 and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
-def _cpu_flags() -> set[str]:
+@cache
+def _cpu_flags() -> frozenset[str]:
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:  # not Linux: NNCF's default
-        return set()
+        return frozenset()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
 
 
 def _int8_recipe() -> str:

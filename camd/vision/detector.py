@@ -30,10 +30,6 @@ __all__ = [
 
 DEFAULT_MODELS = {"ssd": "ssd_mobilenet_v2_coco", "yolo": "yolov8s_person"}
 DEFAULT_MIN_SCORE = 0.25
-# 'auto' for the SSD on OpenVINO: bf16 where the CPU computes it natively (OpenVINO's own choice there),
-# else f32. Measured (docs/performance.md): bf16 differs from the fp32 reference no more than a visually
-# lossless re-encode of the same footage does, at 4.2x OpenCV DNN's speed (f32 2.3x). int8 (6.3x) differs
-# more (walking: 92.3% of confident person boxes kept, against 97.7% for the re-encode): a setting away.
 
 
 def create_detector(
@@ -78,6 +74,11 @@ def prepare_detector(config: DetectorConfig, models_dir: Path, *, local: Sequenc
 
 
 def precision_of(config: DetectorConfig) -> str:
+    """'auto' for the SSD on OpenVINO: bf16 where the CPU computes it natively (OpenVINO's own choice
+    there), else f32. Measured (docs/performance.md): bf16 differs from the fp32 reference no more than
+    a visually lossless re-encode of the same footage does, at 4.2x OpenCV DNN's speed (f32 2.3x). int8
+    differs more (walking: 91-92% of confident person boxes kept, against 97.7% for the re-encode): a
+    setting away."""
     if config.precision != "auto":
         return config.precision
     native = config.backend == "ssd" and config.runtime == "openvino" and native_bf16()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from camd.types import Box, Frame
@@ -39,13 +39,6 @@ class TrackMotion:
     def box_at(self, t: float) -> Box:
         dt = min(max(0.0, t - self.at), MAX_PREDICT_S)
         return tuple(b + v * dt for b, v in zip(self.box, self.velocity, strict=True))  # type: ignore[return-value]
-
-
-def far_hints(tracks: Iterable[TrackMotion], t: float) -> tuple[Box, ...]:
-    """The open tracks' boxes predicted for time `t`, for the far pass's track tiles (it keeps the small
-    ones the first pass did not find again). Every open track: keeping only those detected within
-    MAX_PREDICT_S found fewer far walkers on the benchmark's even frames (docs/performance.md)."""
-    return tuple(motion.box_at(t) for motion in tracks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +77,16 @@ class GateFeedback:
         self._submitted += 1
         view = self._view(max(0, self._submitted - REPLAY_LAG_FRAMES), waiting)
         self.gate.examined(view.examined)
-        boxes = [motion.box_at(frame.timestamp) for motion in view.tracks]
-        detect = self.gate.should_detect(frame.image, frame.timestamp, boxes)
+        boxes = tuple(motion.box_at(frame.timestamp) for motion in view.tracks)
+        detect = self.gate.should_detect(frame.image, frame.timestamp, list(boxes))
         if not detect:
             return False, None, None
         far = None
         if self.gate.far is not None:
             far_regions = self.gate.last_far_regions
-            far = FarLook(
-                None if far_regions is None else tuple(far_regions), far_hints(view.tracks, frame.timestamp)
-            )
+            # Every open track's predicted box (the pass keeps the small ones it did not find again):
+            # only those detected within MAX_PREDICT_S found fewer far walkers (docs/performance.md).
+            far = FarLook(None if far_regions is None else tuple(far_regions), boxes)
         return True, tuple(self.gate.last_regions), far
 
     def skip(self) -> None:

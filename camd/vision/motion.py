@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from camd.config.schema import FarConfig, MotionConfig
-from camd.geometry import covered_share
+from camd.geometry import covered_share, grown_box
 from camd.types import Box
 from camd.vision.far import MIN_REGION_PX
 
@@ -77,16 +77,20 @@ class MotionDetector:
         return MotionResult(True, fraction, boxes, mask, self._scale)
 
 
-def box_mask(result: MotionResult, boxes: list[Box], margin: float = 0.5) -> np.ndarray:
+# How far beyond a track's box its motion still counts as the track's (limbs, shadows, the tracker's lag).
+TRACK_MARGIN = 0.5
+
+
+def box_mask(result: MotionResult, boxes: list[Box], margin: float = TRACK_MARGIN) -> np.ndarray:
     """The small frame's pixels inside any of `boxes` (1), each grown by `margin` of its size on each
     side (limbs, shadows and the tracker's lag)."""
     if result.mask is None:
         raise ValueError("box_mask needs a motion result with its mask")
     inside = np.zeros_like(result.mask)
-    for x1, y1, x2, y2 in boxes:
-        grow_x, grow_y = (x2 - x1) * margin, (y2 - y1) * margin
-        corner1 = (int((x1 - grow_x) / result.scale), int((y1 - grow_y) / result.scale))
-        corner2 = (int((x2 + grow_x) / result.scale), int((y2 + grow_y) / result.scale))
+    for box in boxes:
+        x1, y1, x2, y2 = grown_box(box, margin)
+        corner1 = (int(x1 / result.scale), int(y1 / result.scale))
+        corner2 = (int(x2 / result.scale), int(y2 / result.scale))
         cv2.rectangle(inside, corner1, corner2, 1, thickness=-1)
     return inside
 
@@ -187,10 +191,7 @@ class MotionGate:
         as `box_mask` grows it, mostly holds, and the detector last ran at least `far.wake_every_s` ago."""
         if self.far is None or not far_regions or not self.far.wake_every_s or since < self.far.wake_every_s:
             return False
-        grown = [
-            (x1 - (x2 - x1) / 2, y1 - (y2 - y1) / 2, x2 + (x2 - x1) / 2, y2 + (y2 - y1) / 2)
-            for x1, y1, x2, y2 in track_boxes
-        ]
+        grown = [grown_box(box, TRACK_MARGIN) for box in track_boxes]
         return any(
             max(r[2] - r[0], r[3] - r[1]) >= MIN_REGION_PX
             and not any(covered_share(r, g) >= 0.5 for g in grown)
