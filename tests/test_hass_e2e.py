@@ -164,10 +164,15 @@ def test_home_assistant_creates_camd_entities_and_follows_its_events(
                     "expires_at": time.time() + 86400}  # fmt: skip
         log.add("e1", {}, stranger, "")
         config = hass_config(tmp_path, mqtt_broker, tag=prefix.removeprefix("ha_"))
+        # A short visit gap and digest period, so the tick that ends the visit stays in today (a tick an
+        # hour ahead made the digest tomorrow's, empty, whenever the test ran after 23:00 UTC).
+        config = config.model_copy(
+            update={"history": config.history.model_copy(update={"visit_gap_s": 1.0, "digest_every_s": 1.0})}
+        )
         recorder = HistoryRecorder(config, log, bridge.publisher, bridge)
         recorder(make_event("end", "front_door", "e1", identity_class="stranger"))
         recorder(make_event("end", "front_door", "e2", identity="Anna", identity_class="family"))
-        recorder.tick(time.time() + 3600)
+        recorder.tick(time.time() + 2)
         log.close()
         last_visit = states.wait_for_topic(state("sensor.camd_anna_last_visit"),
                                            lambda m: m.text[:4].isdigit(), timeout=30)  # a timestamp
