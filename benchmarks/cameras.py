@@ -85,6 +85,7 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
         detector=DetectorConfig(
             backend=args.backend,
             precision=args.precision,
+            threads=args.threads,
             workers=args.workers,
             batch=args.batch,
             queue_frames=args.queue_frames,
@@ -181,7 +182,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=["ssd", "yolo"], default="ssd")
     parser.add_argument("--precision", choices=["auto", "f32", "bf16", "int8"], default="auto",
                         help="the detector's (OpenVINO): auto is camd's default")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=DetectorConfig().threads,
+                        help="CPU threads per detector call")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=DetectorConfig().workers)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--queue-frames", type=int, default=DetectorConfig().queue_frames)
     parser.add_argument("--no-identity", action="store_true")

@@ -45,6 +45,24 @@ def compile_cpu(core: Any, model: Any, threads: int, hint: str) -> Any:
     )
 
 
+def ready_request(compiled: Any) -> Any:
+    """An infer request that has already run once, on zeros, in the thread that made it.
+
+    OpenVINO's Python binding initialises a function-local static on the first copy into an input
+    tensor, and gives up the GIL while doing so: two threads making that first copy at once can
+    deadlock (one holds the static's guard and waits for the GIL, the other holds the GIL and waits
+    for the guard). Seen with `detector.workers: 2`: the whole daemon froze, about one start in five
+    in tests/test_detector_openvino.py's race. The pool makes its detectors one after another in one
+    thread, so this first inference is never raced; it also takes the first call's cost off the
+    first frame."""
+    request = compiled.create_infer_request()
+    port = compiled.input(0)
+    dims = [dim.get_length() if dim.is_static else (1 if i == 0 else 64)
+            for i, dim in enumerate(port.get_partial_shape())]  # fmt: skip
+    request.infer({0: np.zeros(dims, port.get_element_type().to_dtype())})
+    return request
+
+
 class OpenVinoSsdDetector:
     """precision: 'f32', 'int8' (NNCF) or 'bf16' (the f32 model run in bf16)."""
 
@@ -66,7 +84,7 @@ class OpenVinoSsdDetector:
             ) from None
         # int8 layers run in int8 whatever the hint; f32 keeps the rest (and a plain model) exact.
         self._compiled = compile_cpu(core, model, threads, "bf16" if precision == "bf16" else "f32")
-        self._request = self._compiled.create_infer_request()
+        self._request = ready_request(self._compiled)
         self.precision = precision
         self.min_score = min_score
         self._size = DEFAULT_INPUT_SIZE

@@ -236,7 +236,7 @@ class _OnnxRuntimeRunner(_Runner):
 
 class _OpenVinoRunner(_Runner):
     def __init__(self, path: Path, threads: int, precision: str) -> None:
-        from camd.vision.ssd_openvino import compile_cpu, openvino_core
+        from camd.vision.ssd_openvino import compile_cpu, openvino_core, ready_request
 
         core = openvino_core()
         try:
@@ -251,7 +251,7 @@ class _OpenVinoRunner(_Runner):
         self.output_shape = [dim.get_length() if dim.is_static else None for dim in out]
         key = ["framework", "names"]
         self.names_text = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
-        self._request = compile_cpu(core, model, threads, precision).create_infer_request()
+        self._request = ready_request(compile_cpu(core, model, threads, precision))
 
     def run(self, blob: np.ndarray) -> np.ndarray:
         return np.asarray(self._request.infer({0: blob})[0])
