@@ -20,8 +20,8 @@ detections >= 0.5 that overlap no truth box. Cost: detector ms per frame, with a
 Measured side by side on the same frames: the plain pass, camd's far pass as configured by default
 (`far.motion_width`: its own motion regions; `far.track_height`: tiles on small open tracks, followed
 with camd's tracker and the gate's box prediction over the scored frames), `--variant`s (FarConfig
-fields, and gate_width: the gate's motion.frame_width) and `--far-from` another revision's far.py (on
-the gate's regions, no track tiles).
+fields, and gate_width: the gate's motion.frame_width) and `--far-from` another revision's far.py (with
+the same config).
 `--frames even|odd` scores half the sampled frames (motion still runs on all): choose parameters on
 one half, report on the other. `--diagnose` tells where the people the plain pass misses are lost:
 no motion region over them, their region judged explained by an overlapping detection, their tile
@@ -61,6 +61,7 @@ from camd.geometry import covered_share, iou
 from camd.pipeline import CameraPipeline
 from camd.types import Box, Detection
 from camd.vision import far
+from camd.vision import pool as pool_module
 from camd.vision.detector import create_detector, filter_detections
 from camd.vision.far import _split, _tile_around, tiles_for, track_regions, unexplained_regions
 from camd.vision.gate import GateFeedback
@@ -183,6 +184,18 @@ class Variant:
     far_pass: Callable[..., list[Detection]] = far.far_pass
 
 
+class CountedDetector:
+    """A detector that counts its calls: the far pass's tiles, whatever the machine's load."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        return list(self.detector.detect(image))
+
+
 class TrackHints:
     """What the daemon's gate knows of a camera's open tracks, for one variant: its detections through
     camd's object filters and tracker, each track's box and velocity as GateFeedback keeps them, and
@@ -233,6 +246,7 @@ def run(
     views: list[dict[str, Any]] = []
     ms: dict[str, list[float]] = {"plain": [], **{name: [] for name in variants}}
     tiles = dict.fromkeys(variants, 0)
+    inferences = dict.fromkeys(variants, 0)  # the pass's extra detector calls (its cost, load-free)
     kept_truth: list[list[Box]] = []
     for index, (image, boxes) in enumerate(zip(frames, truths, strict=True)):
         if scale != 1.0:
@@ -265,8 +279,10 @@ def run(
                 extra["hints"] = hinters[name].predict(timestamp)
             width = variant.config.motion_width
             seen = far_seen[width] if width else regions[variant.motion_width]
+            counted = CountedDetector(detector)
             started = time.perf_counter()
-            more = variant.far_pass(detector, image, detections, seen, variant.config, **extra)
+            more = variant.far_pass(counted, image, detections, seen, variant.config, **extra)
+            inferences[name] += counted.calls
             ms[name].append(plain_ms + (time.perf_counter() - started) * 1000.0)
             if name in hinters:
                 hinters[name].update(more, timestamp)
@@ -285,6 +301,7 @@ def run(
         "detector_ms_mean": {name: float(np.mean(v)) for name, v in ms.items()},
         "motion_ms_mean": {name: float(np.mean(v)) for name, v in motion_ms.items()},
         "frames_with_far_tiles": tiles,
+        "far_inferences_per_frame": {name: n / max(1, len(views)) for name, n in inferences.items()},
     }
     for name in variants:
         report[name] = score([v["truth"] for v in views], [v[name] for v in views], walker_ids)
@@ -418,9 +435,23 @@ def diagnose(views: list[dict[str, Any]], detector: Any, config: FarConfig, orac
     return out
 
 
-def run_pipeline(path: Path, detector: Any, far_config: FarConfig, models_dir: Path) -> dict[str, Any]:
+def run_pipeline(
+    path: Path,
+    detector: Any,
+    far_config: FarConfig,
+    models_dir: Path,
+    far_pass: Callable[..., list[Detection]] | None = None,
+) -> dict[str, Any]:
     """The clip at `path` through camd's own CameraPipeline (gate, pool with this far pass, tracker,
-    flow): the boxes of the announced tracks it believes in each frame, and what the detector did."""
+    flow): the boxes of the announced tracks it believes in each frame, and what the detector did.
+    `far_pass`: another revision's (`--far-from`) in the pool's place, for this run."""
+    if far_pass is not None:
+        original = pool_module.far_pass
+        pool_module.far_pass = far_pass
+        try:
+            return run_pipeline(path, detector, far_config, models_dir)
+        finally:
+            pool_module.far_pass = original
     config = Config(
         models_dir=models_dir,
         detector=DetectorConfig(far=far_config),
@@ -491,6 +522,15 @@ def daemon_runs(
     return out
 
 
+def load_far_pass(path: Path) -> Callable[..., list[Detection]]:
+    """`far_pass` from another revision's far.py (git show REV:camd/vision/far.py > FILE)."""
+    spec = importlib.util.spec_from_file_location("far_from", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.far_pass  # type: ignore[no-any-return]
+
+
 def enlarged(
     frames: list[np.ndarray], truths: list[list[Box]], factor: float
 ) -> tuple[list[np.ndarray], list[list[Box]]]:
@@ -555,13 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     config = FarConfig(max_tiles=args.max_tiles)
     variants: dict[str, Variant] = {}
     if args.far_from is not None:
-        spec = importlib.util.spec_from_file_location("far_from", args.far_from)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        # the other revision's far pass on the gate's own regions, with no track tiles
-        before = config.model_copy(update={"motion_width": 0, "track_height": 0.0})
-        variants["far (--far-from)"] = Variant(before, far_pass=module.far_pass)
+        # the other revision's far pass with the same config (its own motion, track tiles)
+        variants["far (--far-from)"] = Variant(config, far_pass=load_far_pass(args.far_from))
     variants["far"] = Variant(config)
     for spec_text in args.variant:  # NAME:key=value,key=value (choosing parameters)
         name, _, pairs = spec_text.partition(":")
@@ -622,8 +657,10 @@ def main(argv: list[str] | None = None) -> int:
         plain_ms = r["detector_ms_mean"]["plain"]
         cost += " | ratio " + ", ".join(f"{k} {v / plain_ms:.2f}x" for k, v in r["detector_ms_mean"].items())
         cost += " | motion ms/frame " + ", ".join(f"{k} {v:.2f}" for k, v in r["motion_ms_mean"].items())
+        calls = ", ".join(f"{k} {v:.2f}" for k, v in r["far_inferences_per_frame"].items())
         print(f"{name} ({r['frame']}, scale {r['scale']}, {r['frames']} {args.frames} frames, far tiles on "
-              f"{r['frames_with_far_tiles']}): detector ms/frame: {cost}")  # fmt: skip
+              f"{r['frames_with_far_tiles']}; tiles per frame: {calls}): "
+              f"detector ms/frame: {cost}")  # fmt: skip
         for stage in ("plain", *variants):
             s = r[stage]
             bins = "  ".join(

@@ -1,7 +1,7 @@
 """A lone far walker on a quiet camera: is he followed? And what does waking for him cost?
 
     .venv/bin/python benchmarks/lone_walker.py --models-dir var/models [--part even|odd|all]
-        [--variant NAME:key=value,...] [--truth-cache FILE] [--json]
+        [--variant NAME:key=value,...] [--far-from FILE] [--truth-cache FILE] [--json]
 
 Clips composed from supervision_walking's far view (benchmarks/far_people.py: each frame halved in the
 middle of a 1280x720 grey canvas), sampled at 5 frames/s: the background is the per-pixel median of the
@@ -42,6 +42,7 @@ from benchmarks.far_people import (
     clip_truth,
     far_view,
     link_walkers,
+    load_far_pass,
     run_pipeline,
     score,
 )
@@ -127,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=("all", "even", "odd"), default="all")
     parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,... (FarConfig)")
     parser.add_argument("--truth-cache", type=Path, default=None)
+    parser.add_argument(
+        "--far-from", type=Path, default=None,
+        help="another revision's far.py, measured beside this one (default config), instead of wake off",
+    )  # fmt: skip
     parser.add_argument("--crowd", action="store_true", help="also walking as it is and its far view")
     parser.add_argument("--max-walkers", type=int, default=100)
     parser.add_argument("--cost-only", action="store_true", help="only the empty scenes (and --crowd)")
@@ -134,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     clip = SHARED / "video" / "supervision_walking.mp4"
     variants = {"main (wake off)": FarConfig(wake_every_s=0.0), "default": FarConfig()}
+    passes: dict[str, Any] = {}
+    if args.far_from is not None:
+        variants = {"far (--far-from)": FarConfig(), "default": FarConfig()}
+        passes["far (--far-from)"] = load_far_pass(args.far_from)
     for text in args.variant:
         name, _, pairs = text.partition(":")
         update = {k: json.loads(v) for k, v in (p.split("=") for p in pairs.split(",") if p)}
@@ -168,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             count = write_clip(path, lone_walker_frames(background, views, boxes, rng))
             offset = min(boxes) - int(DETECT_FPS)  # clip frame i is view frame i + offset
             for name, far_config in variants.items():
-                r = run_pipeline(path, detector, far_config, args.models_dir)
+                r = run_pipeline(path, detector, far_config, args.models_dir, passes.get(name))
                 on = [
                     any(iou(d.box, box) >= MATCH_IOU for d in r["believed"].get(i - offset, []))
                     for i, box in boxes.items()
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             count = write_clip(path, maker())
             report["cost"][scene] = {}
             for name, far_config in variants.items():
-                r = run_pipeline(path, detector, far_config, args.models_dir)
+                r = run_pipeline(path, detector, far_config, args.models_dir, passes.get(name))
                 boxes_seen = sum(len(v) for v in r["believed"].values())
                 report["cost"][scene][name] = {
                     "detected_per_s": round(r["detected"] / count * DETECT_FPS, 2),
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 truth = scaled if scale != 1.0 else truths
                 report["cost"][scene] = {}
                 for name, far_config in variants.items():
-                    r = run_pipeline(path, detector, far_config, args.models_dir)
+                    r = run_pipeline(path, detector, far_config, args.models_dir, passes.get(name))
                     result = score(truth, [r["believed"].get(i, []) for i in range(len(truth))])
                     report["cost"][scene][name] = {
                         "recall": round(result["recall"], 3),
