@@ -527,6 +527,7 @@ def load_far_pass(path: Path) -> Callable[..., list[Detection]]:
     spec = importlib.util.spec_from_file_location("far_from", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being made
     spec.loader.exec_module(module)
     return module.far_pass  # type: ignore[no-any-return]
 
