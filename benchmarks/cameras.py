@@ -55,7 +55,7 @@ import numpy as np
 
 from camd.bench import EventClock, empty_state_bytes, folder_bytes, percentile, rss_mb
 from camd.config import CameraConfig, Config, MqttConfig
-from camd.config.schema import ApiConfig, DetectorConfig, HomeAssistantConfig, IdentityConfig
+from camd.config.schema import ApiConfig, DetectorConfig, HomeAssistantConfig, IdentityConfig, MotionConfig
 from camd.daemon import Daemon
 from camd.demo import broker_answers, default_footage
 from camd.types import EventKind
@@ -76,7 +76,8 @@ def run_cameras(n: int, urls: list[str], args: argparse.Namespace) -> dict[str, 
     use_mqtt = broker_answers(args.mqtt_host, args.mqtt_port)
     live = args.source == "rtsp"
     cameras = {
-        f"cam{i}": CameraConfig(url=urls[i], detect_fps=args.detect_fps, loop=not live, realtime=not live)
+        f"cam{i}": CameraConfig(url=urls[i], detect_fps=args.detect_fps, loop=not live, realtime=not live,
+                                motion=MotionConfig(track_refresh_s=args.track_refresh))
         for i in range(n)
     }
     config = Config(
@@ -187,6 +188,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=DetectorConfig().workers)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--queue-frames", type=int, default=DetectorConfig().queue_frames)
+    parser.add_argument("--track-refresh", type=float, default=MotionConfig().track_refresh_s,
+                        help="motion.track_refresh_s (still objects re-detected this often)")  # fmt: skip
     parser.add_argument("--no-identity", action="store_true")
     parser.add_argument("--identity-threads", type=int, default=IdentityConfig().threads)
     parser.add_argument("--in-step", action="store_true",

@@ -99,7 +99,10 @@ class MotionConfig(Strict):
     frame_width: Annotated[int, Field(ge=32, le=1280)] = 160  # the small copy motion is measured on
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05  # how fast the background adapts
     refresh_s: Annotated[float, Field(gt=0.0)] = 5.0  # detect at least this often with no motion
-    track_refresh_s: Annotated[float, Field(gt=0.0)] = 0.6  # ... and this often while tracks are open
+    # ... and this often while tracks are open but nothing moves on them (a parked car, someone
+    # standing): below tracker.lost_track_s so a still object keeps its track. 1.5, not 0.6: a home
+    # camera with a parked car detected 40% less often, same tracks (docs/performance.md, session 12).
+    track_refresh_s: Annotated[float, Field(gt=0.0)] = 1.5
     # ... and this often while a tracked object moves (0: every sampled frame). Between detections
     # `follow` moves the boxes along the picture; on vtest 0.4 s keeps ~90-96% of the tracks of
     # detecting every frame with the detector on about half of the frames (docs/performance.md).
