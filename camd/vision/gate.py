@@ -78,7 +78,7 @@ class GateFeedback:
         view = self._view(max(0, self._submitted - REPLAY_LAG_FRAMES), waiting)
         self.gate.examined(view.examined)
         boxes = tuple(motion.box_at(frame.timestamp) for motion in view.tracks)
-        detect = self.gate.should_detect(frame.image, frame.timestamp, list(boxes))
+        detect = self.gate.should_detect(frame.image, frame.timestamp, boxes)
         if not detect:
             return False, None, None
         far = None

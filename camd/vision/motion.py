@@ -140,7 +140,7 @@ class MotionGate:
         self.detected = 0
         self.reasons: Counter[str] = Counter()  # why the detector ran (bench and status figures)
 
-    def should_detect(self, image: np.ndarray, timestamp: float, track_boxes: list[Box]) -> bool:
+    def should_detect(self, image: np.ndarray, timestamp: float, track_boxes: Sequence[Box]) -> bool:
         self.frames += 1
         if not self.config.enabled:
             self.reasons["gate off"] += 1
@@ -186,7 +186,7 @@ class MotionGate:
             return None
         return [tuple(float(v) for v in r) for r in self._far_motion.update(image).boxes]  # type: ignore[misc]
 
-    def _far_wakes(self, far_regions: list[Box] | None, track_boxes: list[Box], since: float) -> bool:
+    def _far_wakes(self, far_regions: list[Box] | None, track_boxes: Sequence[Box], since: float) -> bool:
         """The far pass's own motion has a region (at least MIN_REGION_PX) that no open track's box, grown
         as `box_mask` grows it, mostly holds, and the detector last ran at least `far.wake_every_s` ago."""
         if self.far is None or not far_regions or not self.far.wake_every_s or since < self.far.wake_every_s:
